@@ -1,0 +1,331 @@
+"""The headless CLI. Every subcommand takes --json and then prints exactly one JSON document on stdout.
+
+Kept light on purpose: `forge --help` imports neither textual nor torch (checked by tests/test_import_hygiene.py).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from forge import __version__
+
+
+class Ctx:
+    def __init__(self, workspace: str | None, config_path: str | None):
+        self._workspace = workspace
+        self._config_path = config_path
+        self._config = None
+        self._store = None
+
+    @property
+    def config(self):
+        if self._config is None:
+            from forge.config import load_config
+
+            self._config = load_config(self._config_path)
+            if self._workspace:
+                self._config.workspace = str(Path(self._workspace).expanduser().resolve())
+        return self._config
+
+    @property
+    def workspace(self) -> Path:
+        return self.config.workspace_path()
+
+    @property
+    def store(self):
+        if self._store is None:
+            from forge.store import Store
+
+            self._store = Store.for_workspace(self.workspace)
+        return self._store
+
+
+def emit(data, as_json: bool, human=None) -> None:
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, default=str))
+    elif human is not None:
+        human(data)
+    else:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def fail(message: str, as_json: bool, code: int = 1):
+    if as_json:
+        click.echo(json.dumps({"error": message}, ensure_ascii=False))
+    click.echo(f"forge: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _user_errors():
+    from forge.config import ConfigError
+    from forge.store import StoreError
+
+    return (ConfigError, StoreError, FileNotFoundError, KeyError)
+
+
+def run_guarded(as_json: bool, fn, *args, **kwargs):
+    """Run fn; a mistake the user can fix becomes a one-line error, never a traceback."""
+    try:
+        return fn(*args, **kwargs)
+    except _user_errors() as e:
+        fail(str(e.args[0]) if e.args else str(e), as_json)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON document.")
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--workspace", "-w", type=click.Path(file_okay=False), default=None,
+              help="Workspace folder (forge.db, runs/, models/, exports/). Default: config.json's `workspace`.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Config file (default: config.json at the repo root, or $FORGE_CONFIG).")
+@click.version_option(__version__, prog_name="forge")
+@click.pass_context
+def main(ctx: click.Context, workspace: str | None, config_path: str | None) -> None:
+    """forge — turn your notes and data into a fine-tuned model you can serve.
+
+    Run without a command to open the terminal UI.
+    """
+    ctx.obj = Ctx(workspace, config_path)
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(tui)
+
+
+@main.command()
+@click.pass_obj
+def tui(obj: Ctx) -> None:
+    """Open the terminal UI (the default)."""
+    config = run_guarded(False, lambda: obj.config)
+    from tui.app import make_app
+
+    make_app(config, obj.store).run()
+
+
+# ---- extract ------------------------------------------------------------------------------------------------
+def _progress_run(label: str, as_json: bool, fn):
+    """Run fn(progress) with a rich progress bar on stderr (none with --json or when stderr is not a terminal)."""
+    if as_json or not sys.stderr.isatty():
+        return fn(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        return fn(lambda done, total: bar.update(task, completed=done, total=total))
+
+
+def _report_extract(report: dict) -> None:
+    click.echo(f"added {report['added']}, updated {report['updated']}, unchanged {report['unchanged']}"
+               + (f", kept human version {report['kept']}" if report.get("kept") else "")
+               + (f", duplicates {report['duplicates']}" if report.get("duplicates") else "")
+               + f", skipped {len(report['skipped'])}")
+    for s in report["skipped"][:20]:
+        click.echo(f"  skipped {s['source']}: {s['reason']}", err=True)
+    if len(report["skipped"]) > 20:
+        click.echo(f"  … and {len(report['skipped']) - 20} more (use --json for all)", err=True)
+
+
+def _extract(obj: Ctx, kind: str, path: str, as_json: bool, **options) -> None:
+    from forge.extract import run_extract
+
+    def go(progress):
+        return run_extract(obj.store, kind, path, obj.config, progress, **options)
+
+    report = run_guarded(as_json, _progress_run, f"extracting {Path(path).name}", as_json, go)
+    emit(report, as_json, _report_extract)
+
+
+@main.group()
+def extract() -> None:
+    """Turn a vault, CSV file or LLM output into pending examples (idempotent: re-run freely)."""
+
+
+@extract.command("obsidian")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@json_option
+@click.pass_obj
+def extract_obsidian(obj: Ctx, path: str, as_json: bool) -> None:
+    """Notes tagged with the include tags in an Obsidian vault at PATH."""
+    _extract(obj, "obsidian", path, as_json)
+
+
+@extract.command("csv")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--prompt-column", default=None, help="Column with the user turn (default: detected).")
+@click.option("--response-column", default=None, help="Column with the assistant turn (default: detected).")
+@click.option("--system-column", default=None, help="Optional column with a system prompt.")
+@json_option
+@click.pass_obj
+def extract_csv(obj: Ctx, path: str, prompt_column, response_column, system_column, as_json: bool) -> None:
+    """Rows of a CSV file (any common encoding)."""
+    _extract(obj, "csv", path, as_json, prompt_column=prompt_column, response_column=response_column,
+             system_column=system_column)
+
+
+@extract.command("jsonl")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@json_option
+@click.pass_obj
+def extract_jsonl(obj: Ctx, path: str, as_json: bool) -> None:
+    """LLM output: JSONL/JSON in chat, Alpaca, input/output or prompt/completion shapes, fenced or not."""
+    _extract(obj, "jsonl", path, as_json)
+
+
+# ---- curate -------------------------------------------------------------------------------------------------
+@main.command("list")
+@click.option("--status", type=click.Choice(["pending", "approved", "rejected"]), default=None)
+@click.option("--tag", default=None, help="Only examples with this tag (or a nested tag under it).")
+@click.option("--source", default=None, help="Only examples whose source contains this text.")
+@click.option("--search", default=None, help="Full-text search (SQLite FTS5).")
+@click.option("--limit", type=int, default=None, help="At most this many.")
+@json_option
+@click.pass_obj
+def list_(obj: Ctx, status, tag, source, search, limit, as_json: bool) -> None:
+    """List examples."""
+    def go():
+        ids = obj.store.ids(status=status, tag=tag, source=source, search=search)
+        return [e.to_json() for e in obj.store.examples(ids[:limit] if limit else ids)]
+
+    rows = run_guarded(as_json, go)
+
+    def human(rows):
+        for r in rows:
+            first = next((m["content"] for m in r["messages"] if m["role"] == "user"), "")
+            click.echo(f"{r['id']:>6}  {r['status']:<8}  {r['source'][:40]:<40}  {first[:60]!r}")
+        click.echo(f"{len(rows)} examples", err=True)
+
+    emit(rows, as_json, human)
+
+
+@main.command()
+@click.argument("example_id", type=int)
+@json_option
+@click.pass_obj
+def show(obj: Ctx, example_id: int, as_json: bool) -> None:
+    """Show one example."""
+    ex = run_guarded(as_json, obj.store.get, example_id)
+
+    def human(d):
+        click.echo(f"#{d['id']} [{d['status']}] {d['source']}  tags: {', '.join(d['tags']) or '-'}")
+        for m in d["messages"]:
+            click.echo(f"\n--- {m['role']} ---\n{m['content']}")
+
+    emit(ex.to_json(), as_json, human)
+
+
+def _decide(obj: Ctx, ids: tuple[int, ...], as_json: bool, fn) -> None:
+    done = []
+    for i in ids:
+        run_guarded(as_json, fn, i)
+        done.append(i)
+    emit({"ids": done, "counts": obj.store.counts()}, as_json,
+         lambda d: click.echo(f"ok: {', '.join(map(str, d['ids']))}"))
+
+
+@main.command()
+@click.argument("ids", type=int, nargs=-1, required=True)
+@json_option
+@click.pass_obj
+def approve(obj: Ctx, ids, as_json: bool) -> None:
+    """Approve examples (refused, with the reason, when an example is invalid)."""
+    from forge import curate
+
+    _decide(obj, ids, as_json, lambda i: curate.approve(obj.store, i, obj.config))
+
+
+@main.command()
+@click.argument("ids", type=int, nargs=-1, required=True)
+@click.option("--reason", default=None)
+@json_option
+@click.pass_obj
+def reject(obj: Ctx, ids, reason, as_json: bool) -> None:
+    """Reject examples."""
+    from forge import curate
+
+    _decide(obj, ids, as_json, lambda i: curate.reject(obj.store, i, reason))
+
+
+@main.command()
+@json_option
+@click.pass_obj
+def undo(obj: Ctx, as_json: bool) -> None:
+    """Undo the latest decision (a whole batch, for a dedup --apply)."""
+    r = run_guarded(as_json, obj.store.undo)
+    emit(r, as_json, lambda d: click.echo(f"undid {d['undone']} of {', '.join(map(str, d['example_ids'][:10]))}"))
+
+
+@main.command()
+@json_option
+@click.pass_obj
+def redo(obj: Ctx, as_json: bool) -> None:
+    """Redo the latest undone decision."""
+    r = run_guarded(as_json, obj.store.redo)
+    emit(r, as_json, lambda d: click.echo(f"redid {d['redone']} of {', '.join(map(str, d['example_ids'][:10]))}"))
+
+
+@main.command()
+@json_option
+@click.pass_obj
+def stats(obj: Ctx, as_json: bool) -> None:
+    """Counts by status."""
+    c = run_guarded(as_json, obj.store.counts)
+    emit(c, as_json, lambda d: click.echo("  ".join(f"{k} {v}" for k, v in d.items())))
+
+
+# ---- dataset ------------------------------------------------------------------------------------------------
+@main.group()
+def dataset() -> None:
+    """Build training data from approved examples."""
+
+
+@dataset.command("export")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for train/val/test JSONL.")
+@click.option("--val", type=float, default=None, help="Validation fraction (default from config: 0.1).")
+@click.option("--test", type=float, default=None, help="Test fraction (default from config: 0.1).")
+@click.option("--seed", type=int, default=None, help="Split seed (default from config: 42).")
+@click.option("--format", "fmt", type=click.Choice(["chat", "alpaca"]), default=None)
+@json_option
+@click.pass_obj
+def dataset_export(obj: Ctx, out, val, test, seed, fmt, as_json: bool) -> None:
+    """Write train/val/test JSONL and manifest.json; no example lands in two splits."""
+    from forge.dataset import export_dataset
+
+    r = run_guarded(as_json, export_dataset, obj.store, out, obj.config, val, test, seed, fmt)
+    emit(r, as_json, lambda d: click.echo(f"train {d['train']}, val {d['val']}, test {d['test']} → {out}\n"
+                                          f"dataset hash {d['dataset_hash']}"))
+
+
+# ---- config -------------------------------------------------------------------------------------------------
+@main.command("config")
+@json_option
+@click.pass_obj
+def config_cmd(obj: Ctx, as_json: bool) -> None:
+    """Show every setting with its current value and what it does."""
+    from forge.config import field_docs
+
+    cfg = run_guarded(as_json, lambda: obj.config)
+    data = cfg.model_dump()
+
+    def value(key):
+        node = data
+        for k in key.split("."):
+            node = node[k]
+        return node
+
+    rows = [{"key": k, "value": value(k), "default": json.loads(d), "doc": doc} for k, d, doc in field_docs()]
+
+    def human(rows):
+        for r in rows:
+            click.echo(f"{r['key']} = {json.dumps(r['value'])}")
+            click.echo(f"    {r['doc'].splitlines()[0] if r['doc'] else ''}")
+
+    emit(rows, as_json, human)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""Typed configuration: config.json validated by pydantic, overridden by FORGE_* environment variables.
+
+Unknown or mistyped keys are rejected with a message naming the key and the file, so a typo never silently
+falls back to a default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = REPO_ROOT / "config.json"
+ENV_PREFIX = "FORGE_"
+
+
+class ConfigError(Exception):
+    """A config file or override is invalid; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+
+
+class ObsidianConfig(_Section):
+    include_tags: list[str] = ["reflection", "decision", "learning"]
+    """A note becomes an example when it carries one of these tags (or a nested tag under one, e.g.
+    `reflection/daily`). An empty list takes every note."""
+
+    prompt_template: str = "Tell me about {title}."
+    """User turn for notes without a frontmatter `prompt:`. Placeholders: {title}, {heading}, {tags}."""
+
+    section_prompt_template: str = "Tell me about {title}: {heading}."
+    """User turn for a section when long notes are split by H2."""
+
+    split_h2_over_words: int | None = None
+    """Split notes longer than this many words into one example per H2 section; null never splits."""
+
+    templates_folder: str = "templates"
+    """Vault folder holding Obsidian templates; never extracted."""
+
+    skip_folders: list[str] = [".obsidian", ".trash", "attachments", "assets"]
+    """Vault folders never read (settings, trash, attachments)."""
+
+
+class CsvConfig(_Section):
+    prompt_column: str | None = None
+    """Column holding the user turn. Null detects common pairs (prompt/response, instruction/input/output,
+    input/output, question/answer, transcript/summary)."""
+
+    response_column: str | None = None
+    """Column holding the assistant turn. Null detects it with the prompt column."""
+
+    system_column: str | None = None
+    """Optional column holding a system prompt."""
+
+    prompt_template: str = "{prompt}"
+    """How the prompt column becomes the user turn, e.g. "Summarise this session:\\n\\n{prompt}"."""
+
+
+class ExtractConfig(_Section):
+    obsidian: ObsidianConfig = ObsidianConfig()
+    """Obsidian vault extraction."""
+
+    csv: CsvConfig = CsvConfig()
+    """CSV extraction."""
+
+    max_file_bytes: int = Field(default=20_000_000, gt=0)
+    """Files larger than this are skipped with a reason; JSONL and CSV are streamed, so this bounds one note
+    or one whole CSV/JSONL file."""
+
+    max_line_bytes: int = Field(default=2_000_000, gt=0)
+    """A single JSONL line or CSV field larger than this is skipped with its line number."""
+
+
+class ValidationConfig(_Section):
+    max_tokens: int = Field(default=2048, gt=0)
+    """Longest conversation allowed for approval, in tokens when a tokenizer is configured, else in words."""
+
+    tokenizer: str | None = None
+    """Path of a local HF tokenizer used to count tokens; null counts words (no model load)."""
+
+
+class DatasetConfig(_Section):
+    val: float = Field(default=0.1, ge=0, lt=1)
+    """Fraction of approved examples held out for validation."""
+
+    test: float = Field(default=0.1, ge=0, lt=1)
+    """Fraction of approved examples held out for testing (evaluation)."""
+
+    seed: int = 42
+    """Seed for the split; the same data and seed always give the same split."""
+
+    format: Literal["chat", "alpaca"] = "chat"
+    """chat writes {"messages": [...]} lines; alpaca writes {"instruction","input","output"} lines."""
+
+
+class DedupConfig(_Section):
+    model: str = "all-MiniLM-L6-v2"
+    """Sentence-transformers model: `all-MiniLM-L6-v2` (bundled offline) or a local model directory."""
+
+    text: Literal["conversation", "user"] = "conversation"
+    """Which text is embedded: the whole conversation or the user turns only."""
+
+    threshold: float = Field(default=0.9, gt=0, le=1)
+    """Cosine similarity at or above which two examples are near-duplicates."""
+
+    batch_size: int = Field(default=64, gt=0)
+    """Embedding batch size."""
+
+    ann_min_size: int = Field(default=20_000, gt=0)
+    """From this many examples on, neighbour search uses the ANN index (usearch) instead of exact search."""
+
+
+class Config(_Section):
+    workspace: str = "data/workspace"
+    """Workspace folder (relative to the repo root or absolute) holding forge.db, runs/, models/, exports/."""
+
+    extract: ExtractConfig = ExtractConfig()
+    """How notes, CSV and JSONL become examples."""
+
+    validation: ValidationConfig = ValidationConfig()
+    """Checks every example must pass before it can be approved."""
+
+    dataset: DatasetConfig = DatasetConfig()
+    """Dataset export defaults."""
+
+    dedup: DedupConfig = DedupConfig()
+    """Near-duplicate detection."""
+
+    def workspace_path(self) -> Path:
+        p = Path(self.workspace).expanduser()
+        return p if p.is_absolute() else REPO_ROOT / p
+
+
+def _set_path(data: dict, keys: list[str], raw: str, name: str) -> None:
+    node = data
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"environment {name}: {'.'.join(keys)} does not name a setting")
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    node[keys[-1]] = value
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, tuple[list[str], str]]:
+    """FORGE_DATASET__SEED=7 → dataset.seed = 7. Values parse as JSON when they can, else as strings."""
+    environ = os.environ if environ is None else environ
+    out = {}
+    skip = {"FORGE_ADMIN_TOKEN", "FORGE_CONFIG"}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in skip:
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__") if k]
+        if keys:
+            out[name] = (keys, raw)
+    return out
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(root)"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{key}' (check the spelling; `forge config --help` lists settings)"
+    return f"{source}: key '{key}': {first['msg']}"
+
+
+def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Load config.json (or `path`), apply FORGE_* overrides, validate. Raises ConfigError."""
+    environ = os.environ if environ is None else environ
+    path = Path(path or environ.get("FORGE_CONFIG") or DEFAULT_CONFIG_PATH)
+    data: dict = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a JSON object")
+    try:
+        Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_error(e, str(path))) from None
+    for name, (keys, raw) in env_overrides(environ).items():
+        _set_path(data, keys, raw, name)
+        try:
+            Config.model_validate(data)
+        except ValidationError as e:
+            raise ConfigError(_format_error(e, f"environment {name}")) from None
+    return Config.model_validate(data)
+
+
+def field_docs(model: type[BaseModel] = Config, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, default, docstring) for every setting, for `forge config`."""
+    rows = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            rows.extend(field_docs(ann, f"{prefix}{name}."))
+        else:
+            rows.append((f"{prefix}{name}", json.dumps(field.default), field.description or ""))
+    return rows

@@ -1,0 +1,486 @@
+"""The workspace database: examples, the append-only decision log that drives undo/redo, and room for the
+embeddings, runs, models and evals of later stages.
+
+SQLite through sqlite-utils, in WAL mode with a busy timeout and foreign keys on. Every decision is one
+`BEGIN IMMEDIATE … COMMIT` transaction that returns only after the commit, so a process killed at any moment
+keeps everything it acknowledged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import sqlite_utils
+
+STATUSES = ("pending", "approved", "rejected")
+DB_NAME = "forge.db"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def canonical_messages(messages: list[dict]) -> str:
+    return json.dumps([{"role": m["role"], "content": m["content"]} for m in messages],
+                      ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def content_hash(messages: list[dict]) -> str:
+    return hashlib.sha256(canonical_messages(messages).encode("utf-8")).hexdigest()
+
+
+def flatten(messages: list[dict]) -> str:
+    return "\n\n".join(m["content"] for m in messages)
+
+
+class StoreError(Exception):
+    """A request the store refuses (unknown id, nothing to undo, invalid example); the message says why."""
+
+
+@dataclass
+class Example:
+    id: int
+    source_kind: str
+    source_ref: str
+    note_path: str | None
+    heading: str | None
+    line: int | None
+    tags: list[str]
+    messages: list[dict]
+    content_hash: str
+    status: str
+    edited: bool
+    reason: str | None
+    created_at: str
+    updated_at: str
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: dict) -> "Example":
+        return cls(
+            id=row["id"], source_kind=row["source_kind"], source_ref=row["source_ref"],
+            note_path=row["note_path"], heading=row["heading"], line=row["line"],
+            tags=json.loads(row["tags"]), messages=json.loads(row["messages"]),
+            content_hash=row["content_hash"], status=row["status"], edited=bool(row["edited"]),
+            reason=row["reason"], created_at=row["created_at"], updated_at=row["updated_at"],
+            meta=json.loads(row["meta"] or "{}"),
+        )
+
+    @property
+    def source(self) -> str:
+        return f"{self.source_kind}:{self.source_ref}"
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "status": self.status, "source": self.source, "tags": self.tags,
+                "messages": self.messages, "edited": self.edited, "reason": self.reason,
+                "note_path": self.note_path, "heading": self.heading, "line": self.line}
+
+
+# Each migration runs once, in order; PRAGMA user_version records how many have run.
+def _m1_core(db: sqlite_utils.Database) -> None:
+    db.executescript("""
+    CREATE TABLE examples (
+        id INTEGER PRIMARY KEY,
+        source_kind TEXT NOT NULL,
+        source_ref TEXT NOT NULL,
+        extract_key TEXT NOT NULL UNIQUE,
+        note_path TEXT,
+        heading TEXT,
+        line INTEGER,
+        tags TEXT NOT NULL DEFAULT '[]',
+        messages TEXT NOT NULL,
+        text TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        source_hash TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending','approved','rejected')),
+        edited INTEGER NOT NULL DEFAULT 0,
+        reason TEXT,
+        meta TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX examples_status ON examples(status, id);
+    CREATE INDEX examples_hash ON examples(content_hash);
+    CREATE INDEX examples_source ON examples(source_kind);
+    CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('do','undo','redo')),
+        action TEXT NOT NULL,
+        target INTEGER REFERENCES decisions(id),
+        example_ids TEXT NOT NULL,
+        before TEXT NOT NULL,
+        after TEXT NOT NULL,
+        reason TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE embeddings (
+        model TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        dim INTEGER NOT NULL,
+        vector BLOB NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (model, content_hash)
+    );
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        run_dir TEXT NOT NULL,
+        spec TEXT NOT NULL DEFAULT '{}',
+        meta TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE models (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        path TEXT NOT NULL,
+        quant TEXT,
+        bytes INTEGER,
+        sha256 TEXT,
+        run_id TEXT REFERENCES runs(id),
+        status TEXT NOT NULL,
+        meta TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE evals (
+        id INTEGER PRIMARY KEY,
+        model_id TEXT NOT NULL,
+        dataset TEXT NOT NULL,
+        metrics TEXT NOT NULL DEFAULT '{}',
+        outputs TEXT NOT NULL DEFAULT '[]',
+        created_at TEXT NOT NULL
+    );
+    """)
+    db["examples"].enable_fts(["text", "tags"], fts_version="FTS5", create_triggers=True, tokenize="porter")
+
+
+MIGRATIONS = [_m1_core]
+
+
+class Store:
+    """One workspace database. Safe to share between the UI thread and workers: writes are serialised by a
+    lock and each is its own immediate transaction."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self.lock = threading.RLock()
+        self._stack_seen = 0
+        self._done: list[int] = []
+        self._undone: list[int] = []
+        self._migrate()
+
+    @classmethod
+    def for_workspace(cls, workspace: str | Path) -> "Store":
+        ws = Path(workspace)
+        for sub in ("runs", "models", "exports"):
+            (ws / sub).mkdir(parents=True, exist_ok=True)
+        return cls(ws / DB_NAME)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # ---- plumbing -------------------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.lock:
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            for i, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    # Re-check under the write lock: another process may have migrated meanwhile.
+                    if self.conn.execute("PRAGMA user_version").fetchone()[0] >= i:
+                        self.conn.execute("ROLLBACK")
+                        continue
+                    migration(self.db)
+                    self.conn.execute(f"PRAGMA user_version={i}")
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    self.conn.execute("ROLLBACK")
+                    raise
+
+    @property
+    def schema_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    # ---- reading --------------------------------------------------------------------------------------
+    def get(self, example_id: int) -> Example:
+        with self.lock:
+            row = self.conn.execute("SELECT * FROM examples WHERE id=?", (example_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no example with id {example_id}")
+        return Example.from_row(dict(row))
+
+    def counts(self) -> dict[str, int]:
+        with self.lock:
+            rows = self.conn.execute("SELECT status, count(*) FROM examples GROUP BY status").fetchall()
+        out = {s: 0 for s in STATUSES}
+        out.update({r[0]: r[1] for r in rows})
+        out["total"] = sum(out[s] for s in STATUSES)
+        return out
+
+    def ids(self, status: str | None = None, tag: str | None = None, source: str | None = None,
+            search: str | None = None) -> list[int]:
+        """Ids matching every given filter, in id order. `search` is an FTS5 query over text and tags; plain
+        words are matched as prefixes, so a half-typed word already finds something."""
+        where, params = [], []
+        if status:
+            if status not in STATUSES:
+                raise StoreError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
+            where.append("status = ?")
+            params.append(status)
+        if tag:
+            tag = tag.lstrip("#").lower()
+            where.append("EXISTS (SELECT 1 FROM json_each(examples.tags) t "
+                         "WHERE t.value = ? OR t.value LIKE ? ESCAPE '\\')")
+            params += [tag, tag.replace("%", r"\%").replace("_", r"\_") + "/%"]
+        if source:
+            where.append("(source_kind || ':' || source_ref) LIKE ?")
+            params.append(f"%{source}%")
+        if search and search.strip():
+            where.append("id IN (SELECT rowid FROM examples_fts WHERE examples_fts MATCH ?)")
+            params.append(fts_query(search))
+        sql = "SELECT id FROM examples" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        with self.lock:
+            return [r[0] for r in self.conn.execute(sql, params)]
+
+    def examples(self, ids: Iterable[int] | None = None, status: str | None = None) -> list[Example]:
+        with self.lock:
+            if ids is not None:
+                ids = list(ids)
+                rows = []
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i:i + 500]
+                    rows += self.conn.execute(
+                        f"SELECT * FROM examples WHERE id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+                by_id = {r["id"]: r for r in rows}
+                return [Example.from_row(dict(by_id[i])) for i in ids if i in by_id]
+            sql, params = "SELECT * FROM examples", []
+            if status:
+                sql += " WHERE status=?"
+                params.append(status)
+            return [Example.from_row(dict(r)) for r in self.conn.execute(sql + " ORDER BY id", params)]
+
+    def all_tags(self) -> list[str]:
+        with self.lock:
+            return [r[0] for r in self.conn.execute(
+                "SELECT DISTINCT t.value FROM examples, json_each(examples.tags) t ORDER BY 1")]
+
+    # ---- extraction writes ------------------------------------------------------------------------------
+    def ingest(self, items: list[dict]) -> dict[str, int]:
+        """Insert or refresh extracted items in one transaction.
+
+        Each item has extract_key, source_kind, source_ref, messages, tags and optionally note_path, heading,
+        line, meta. Same content → unchanged. Changed source → a pending, unedited example is updated; an
+        edited or already decided one is kept as the human left it (counted as `kept`). Content already
+        present under another key is a duplicate and not added again."""
+        counts = {"added": 0, "updated": 0, "unchanged": 0, "kept": 0, "duplicates": 0}
+        ts = now()
+        with self.transaction() as c:
+            for it in items:
+                msgs = it["messages"]
+                h = content_hash(msgs)
+                row = c.execute("SELECT id, source_hash, status, edited FROM examples WHERE extract_key=?",
+                                (it["extract_key"],)).fetchone()
+                common = (json.dumps(it.get("tags", []), ensure_ascii=False), canonical_messages(msgs),
+                          flatten(msgs), h, h, it.get("note_path"), it.get("heading"), it.get("line"),
+                          it["source_ref"], json.dumps(it.get("meta", {}), ensure_ascii=False))
+                if row is None:
+                    if c.execute("SELECT 1 FROM examples WHERE content_hash=? LIMIT 1", (h,)).fetchone():
+                        counts["duplicates"] += 1
+                        continue
+                    c.execute(
+                        "INSERT INTO examples (tags, messages, text, content_hash, source_hash, note_path, "
+                        "heading, line, source_ref, meta, extract_key, source_kind, status, created_at, "
+                        "updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?, 'pending', ?, ?)",
+                        common + (it["extract_key"], it["source_kind"], ts, ts))
+                    counts["added"] += 1
+                elif row["source_hash"] == h:
+                    counts["unchanged"] += 1
+                elif row["status"] == "pending" and not row["edited"]:
+                    c.execute(
+                        "UPDATE examples SET tags=?, messages=?, text=?, content_hash=?, source_hash=?, "
+                        "note_path=?, heading=?, line=?, source_ref=?, meta=?, updated_at=? WHERE id=?",
+                        common + (ts, row["id"]))
+                    counts["updated"] += 1
+                else:
+                    counts["kept"] += 1
+        return counts
+
+    def content_hashes(self) -> set[str]:
+        with self.lock:
+            return {r[0] for r in self.conn.execute("SELECT content_hash FROM examples")}
+
+    # ---- decisions ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _state(row: sqlite3.Row | dict) -> dict:
+        return {"status": row["status"], "messages": json.loads(row["messages"]),
+                "edited": bool(row["edited"]), "reason": row["reason"]}
+
+    def _apply_state(self, c: sqlite3.Connection, example_id: int, state: dict, ts: str) -> None:
+        msgs = state["messages"]
+        c.execute("UPDATE examples SET status=?, messages=?, text=?, content_hash=?, edited=?, reason=?, "
+                  "updated_at=? WHERE id=?",
+                  (state["status"], canonical_messages(msgs), flatten(msgs), content_hash(msgs),
+                   int(state["edited"]), state["reason"], ts, example_id))
+
+    def decide(self, action: str, changes: dict[int, dict], reason: str | None = None) -> int:
+        """Record one user action that changes one or more examples, and apply it, atomically.
+
+        `changes` maps example id → fields to set (status, messages, reason). Returns the decision id."""
+        if not changes:
+            raise StoreError("nothing to change")
+        ts = now()
+        with self.transaction() as c:
+            before, after = {}, {}
+            for eid, new in changes.items():
+                row = c.execute("SELECT * FROM examples WHERE id=?", (eid,)).fetchone()
+                if row is None:
+                    raise StoreError(f"no example with id {eid}")
+                old = self._state(row)
+                state = dict(old)
+                state.update({k: v for k, v in new.items() if k in ("status", "messages", "reason")})
+                if "messages" in new and canonical_messages(new["messages"]) != canonical_messages(old["messages"]):
+                    state["edited"] = True
+                before[str(eid)], after[str(eid)] = old, state
+                self._apply_state(c, eid, state, ts)
+            cur = c.execute(
+                "INSERT INTO decisions (kind, action, target, example_ids, before, after, reason, created_at) "
+                "VALUES ('do', ?, NULL, ?, ?, ?, ?, ?)",
+                (action, json.dumps([int(k) for k in changes]), json.dumps(before, ensure_ascii=False),
+                 json.dumps(after, ensure_ascii=False), reason, ts))
+            return cur.lastrowid
+
+    def set_status(self, example_id: int, status: str, reason: str | None = None) -> int:
+        if status not in STATUSES:
+            raise StoreError(f"unknown status {status!r}")
+        return self.decide(status if status != "pending" else "reset", {example_id: {"status": status, "reason": reason}})
+
+    def edit(self, example_id: int, messages: list[dict]) -> int:
+        return self.decide("edit", {example_id: {"messages": messages}})
+
+    def _refresh_stacks(self) -> None:
+        # Replays only the log rows written since the last look (by any process), so undo stays cheap.
+        rows = self.conn.execute("SELECT id, kind, target FROM decisions WHERE id > ? ORDER BY id",
+                                 (self._stack_seen,)).fetchall()
+        for did, kind, target in rows:
+            if kind == "do":
+                self._done.append(did)
+                self._undone.clear()
+            elif kind == "undo":
+                if self._done and self._done[-1] == target:
+                    self._done.pop()
+                self._undone.append(target)
+            else:
+                if self._undone and self._undone[-1] == target:
+                    self._undone.pop()
+                self._done.append(target)
+            self._stack_seen = did
+
+    def _replay(self, kind: str) -> dict:
+        ts = now()
+        with self.transaction() as c:
+            self._refresh_stacks()
+            stack = self._done if kind == "undo" else self._undone
+            if not stack:
+                raise StoreError("nothing to undo" if kind == "undo" else "nothing to redo")
+            target = stack[-1]
+            row = c.execute("SELECT * FROM decisions WHERE id=?", (target,)).fetchone()
+            before, after = json.loads(row["before"]), json.loads(row["after"])
+            apply, prior = (before, after) if kind == "undo" else (after, before)
+            for eid, state in apply.items():
+                self._apply_state(c, int(eid), state, ts)
+            c.execute("INSERT INTO decisions (kind, action, target, example_ids, before, after, reason, created_at) "
+                      "VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+                      (kind, row["action"], target, row["example_ids"], json.dumps(prior), json.dumps(apply), ts))
+            self._refresh_stacks()
+        return {"undone" if kind == "undo" else "redone": row["action"],
+                "decision": target, "example_ids": json.loads(row["example_ids"])}
+
+    def undo(self) -> dict:
+        """Revert the latest decision not yet undone (all examples it touched). Raises if there is none."""
+        return self._replay("undo")
+
+    def redo(self) -> dict:
+        """Re-apply the latest undone decision, unless a new decision was made since."""
+        return self._replay("redo")
+
+    def decisions(self, limit: int = 50) -> list[dict]:
+        with self.lock:
+            rows = self.conn.execute("SELECT id, kind, action, target, example_ids, reason, created_at "
+                                     "FROM decisions ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [dict(r) | {"example_ids": json.loads(r["example_ids"])} for r in rows]
+
+    # ---- later stages -----------------------------------------------------------------------------------
+    def get_embeddings(self, model: str, hashes: list[str]) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        with self.lock:
+            for i in range(0, len(hashes), 500):
+                chunk = hashes[i:i + 500]
+                for h, v in self.conn.execute(
+                        f"SELECT content_hash, vector FROM embeddings WHERE model=? AND content_hash IN "
+                        f"({','.join('?' * len(chunk))})", [model, *chunk]):
+                    out[h] = v
+        return out
+
+    def put_embeddings(self, model: str, dim: int, vectors: dict[str, bytes]) -> None:
+        ts = now()
+        with self.transaction() as c:
+            c.executemany("INSERT OR REPLACE INTO embeddings (model, content_hash, dim, vector, created_at) "
+                          "VALUES (?,?,?,?,?)", [(model, h, dim, v, ts) for h, v in vectors.items()])
+
+
+_FTS_SPECIAL = set('"*():^+-')
+
+
+def fts_query(text: str) -> str:
+    """Turn what a person types into a safe FTS5 query: each word quoted, the last one a prefix match.
+    Input that already uses FTS syntax (quotes, AND/OR/NOT, col:) is passed through."""
+    text = text.strip()
+    words = text.split()
+    if any(w in ("AND", "OR", "NOT", "NEAR") for w in words) or '"' in text:
+        return text
+    parts = []
+    for w in words:
+        w = "".join(ch for ch in w if ch not in _FTS_SPECIAL)
+        if w:
+            parts.append(f'"{w}"')
+    if not parts:
+        return '""'
+    parts[-1] += "*"
+    return " ".join(parts)
+
+
+def open_store(workspace: str | Path) -> Store:
+    return Store.for_workspace(workspace)
+
+
+def row_dicts(rows: Iterable[Any]) -> list[dict]:
+    return [dict(r) for r in rows]
