@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import sqlite_utils
 
@@ -269,7 +269,10 @@ class Store:
             params.append(fts_query(search))
         sql = "SELECT id FROM examples" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
         with self.lock:
-            return [r[0] for r in self.conn.execute(sql, params)]
+            try:
+                return [r[0] for r in self.conn.execute(sql, params)]
+            except sqlite3.OperationalError as e:
+                raise StoreError(f"search {search!r}: {e}") from None
 
     def examples(self, ids: Iterable[int] | None = None, status: str | None = None) -> list[Example]:
         with self.lock:
@@ -465,7 +468,7 @@ def fts_query(text: str) -> str:
     Input that already uses FTS syntax (quotes, AND/OR/NOT, col:) is passed through."""
     text = text.strip()
     words = text.split()
-    if any(w in ("AND", "OR", "NOT", "NEAR") for w in words) or '"' in text:
+    if (any(w in ("AND", "OR", "NOT", "NEAR") for w in words) or '"' in text) and text.count('"') % 2 == 0:
         return text
     parts = []
     for w in words:
@@ -477,10 +480,3 @@ def fts_query(text: str) -> str:
     parts[-1] += "*"
     return " ".join(parts)
 
-
-def open_store(workspace: str | Path) -> Store:
-    return Store.for_workspace(workspace)
-
-
-def row_dicts(rows: Iterable[Any]) -> list[dict]:
-    return [dict(r) for r in rows]

@@ -1,0 +1,1 @@
+"""forge's Textual terminal UI. Imports forge/, never torch at import time."""

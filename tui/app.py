@@ -1,0 +1,64 @@
+"""The forge app: modes and global bindings only. Each screen owns its own workers and state."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Iterable
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from forge.config import REPO_ROOT, Config
+from forge.store import Store
+from tui.screens.curate import CurateScreen
+
+# Each screen action offered in the command palette: (title, help, action name).
+CURATE_COMMANDS = [
+    ("Approve example", "Approve the example on screen (a)", "approve"),
+    ("Reject example", "Reject the example on screen (r)", "reject"),
+    ("Edit example", "Edit each turn of the example (e)", "edit"),
+    ("Undo", "Undo the latest decision (u)", "undo"),
+    ("Redo", "Redo the latest undone decision (U)", "redo"),
+    ("Next example", "Move to the next example (j)", "next"),
+    ("Previous example", "Move to the previous example (k)", "previous"),
+    ("Search", "Full-text search over examples (/)", "search"),
+    ("Filter by tag", "Show only examples with a tag (t)", "focus_tag"),
+    ("Filter by source", "Show only examples from a source (o)", "focus_source"),
+    ("Import…", "Import a vault, CSV or JSONL file (i)", "import"),
+    ("Export dataset…", "Write train/val/test JSONL from approved examples (x)", "export"),
+]
+
+
+class ForgeApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "forge"
+    MODES = {"curate": CurateScreen}
+    BINDINGS = [
+        Binding("f2", "switch_mode('curate')", "Curate", show=False),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, config: Config, store: Store) -> None:
+        super().__init__()
+        self.config = config
+        self.store = store
+        self.default_import_path = str(REPO_ROOT / "data" / "sample_vault")
+
+    def on_mount(self) -> None:
+        self.switch_mode("curate")
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Mode: Curate", "Review examples one by one (F2)", partial(self.switch_mode, "curate"))
+        if isinstance(screen, CurateScreen):
+            for title, help_text, action in CURATE_COMMANDS:
+                yield SystemCommand(title, help_text, partial(screen.run_action, action))
+            for status in (None, "pending", "approved", "rejected"):
+                yield SystemCommand(f"Show {status or 'all'} examples", f"Status filter: {status or 'all'}",
+                                    partial(screen.set_status_filter, status))
+
+
+def make_app(config: Config, store: Store) -> ForgeApp:
+    """The factory the CLI and the tests share."""
+    return ForgeApp(config, store)

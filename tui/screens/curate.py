@@ -1,0 +1,236 @@
+"""Curate mode: one example at a time; approve, reject, edit with single keys; undo and redo; search and filter.
+
+Each decision is committed to the store before the view moves on (a ~1 ms SQLite transaction), so what the
+screen shows is always what is stored.
+"""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input
+
+from forge import curate
+from forge.store import STATUSES, StoreError
+from tui.screens.edit import EditScreen
+from tui.screens.export_dialog import ExportScreen
+from tui.screens.import_dialog import ImportScreen
+from tui.widgets.counts_bar import CountsBar
+from tui.widgets.example_view import ExampleView
+
+STATUS_CYCLE = [None, *STATUSES]
+
+
+class CurateScreen(Screen):
+    BINDINGS = [
+        Binding("a", "approve", "Approve"),
+        Binding("r", "reject", "Reject"),
+        Binding("e", "edit", "Edit"),
+        Binding("u", "undo", "Undo"),
+        Binding("U", "redo", "Redo"),
+        Binding("j", "next", "Next"),
+        Binding("k", "previous", "Prev"),
+        Binding("slash", "search", "Search"),
+        Binding("s", "cycle_status", "Status filter"),
+        Binding("t", "focus_tag", "Tag filter", show=False),
+        Binding("o", "focus_source", "Source filter", show=False),
+        Binding("i", "import", "Import"),
+        Binding("x", "export", "Export dataset"),
+        Binding("escape", "leave_input", "Back", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.status_filter: str | None = "pending"
+        self.ids: list[int] = []
+        self.index = 0
+        self.counts: dict[str, int] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        yield CountsBar(id="counts")
+        with Horizontal(id="filters"):
+            yield Input(placeholder="/ search", id="search")
+            yield Input(placeholder="t tag", id="tag")
+            yield Input(placeholder="o source", id="source")
+        yield ExampleView(id="example")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "forge"
+        self.sub_title = "curate"
+        self.reload()
+        self.query_one(ExampleView).focus()
+
+    # ---- state --------------------------------------------------------------------------------------
+    @property
+    def store(self):
+        return self.app.store
+
+    @property
+    def current_id(self) -> int | None:
+        return self.ids[self.index] if 0 <= self.index < len(self.ids) else None
+
+    def filter_text(self) -> str:
+        parts = [f"status={self.status_filter or 'all'}"]
+        for name in ("search", "tag", "source"):
+            v = self.query_one(f"#{name}", Input).value.strip()
+            if v:
+                parts.append(f"{name}={v}")
+        return " ".join(parts)
+
+    def reload(self, keep_id: int | None = None) -> None:
+        """Re-read the id list for the current filters, staying on keep_id when it is still listed."""
+        try:
+            self.ids = self.store.ids(
+                status=self.status_filter,
+                search=self.query_one("#search", Input).value or None,
+                tag=self.query_one("#tag", Input).value.strip() or None,
+                source=self.query_one("#source", Input).value.strip() or None)
+        except StoreError as e:
+            self.notify(str(e), severity="error")
+            self.ids = []
+        except Exception:  # an FTS syntax error while typing: show nothing rather than crash
+            self.ids = []
+        self.index = self.ids.index(keep_id) if keep_id in self.ids else 0
+        self.counts = self.store.counts()
+        self.show_current()
+
+    def show_current(self) -> None:
+        self.query_one(CountsBar).show(self.counts, self.filter_text())
+        eid = self.current_id
+        view = self.query_one(ExampleView)
+        if eid is None:
+            hint = ("No examples yet: press i to import a vault, CSV or JSONL." if not self.counts.get("total")
+                    else "Nothing matches this filter. Press s to change the status filter.")
+            view.show(None, empty_message=hint)
+            return
+        view.show(self.store.get(eid), f"{self.index + 1}/{len(self.ids)}")
+
+    def _count_change(self, before: str, after: str) -> None:
+        self.counts[before] -= 1
+        self.counts[after] += 1
+
+    # ---- actions --------------------------------------------------------------------------------------
+    def _decide(self, status: str) -> None:
+        eid = self.current_id
+        if eid is None:
+            self.bell()
+            return
+        before = self.store.get(eid).status
+        try:
+            if status == "approved":
+                curate.approve(self.store, eid, self.app.config)
+            else:
+                curate.reject(self.store, eid)
+        except StoreError as e:
+            self.notify(str(e), severity="error", timeout=6)
+            return
+        self._count_change(before, status)
+        if self.index < len(self.ids) - 1:
+            self.index += 1
+        self.show_current()
+
+    def action_approve(self) -> None:
+        self._decide("approved")
+
+    def action_reject(self) -> None:
+        self._decide("rejected")
+
+    def action_next(self) -> None:
+        if self.index < len(self.ids) - 1:
+            self.index += 1
+            self.show_current()
+        else:
+            self.bell()
+
+    def action_previous(self) -> None:
+        if self.index > 0:
+            self.index -= 1
+            self.show_current()
+        else:
+            self.bell()
+
+    def _replay(self, fn, verb: str) -> None:
+        try:
+            result = fn()
+        except StoreError as e:
+            self.notify(str(e), severity="warning")
+            return
+        touched = result["example_ids"]
+        self.notify(f"{verb} {result.get('undone') or result.get('redone')} of #{', #'.join(map(str, touched[:5]))}")
+        self.counts = self.store.counts()
+        target = next((i for i in touched if i in self.ids), None)
+        if target is not None:
+            self.index = self.ids.index(target)
+            self.show_current()
+        else:
+            self.reload(keep_id=touched[0])
+
+    def action_undo(self) -> None:
+        self._replay(self.store.undo, "undid")
+
+    def action_redo(self) -> None:
+        self._replay(self.store.redo, "redid")
+
+    def action_edit(self) -> None:
+        eid = self.current_id
+        if eid is None:
+            self.bell()
+            return
+        ex = self.store.get(eid)
+
+        def saved(messages: list[dict] | None) -> None:
+            if messages is None:
+                return
+            try:
+                curate.edit(self.store, eid, messages)
+            except StoreError as e:
+                self.notify(str(e), severity="error", timeout=6)
+                return
+            self.notify(f"saved edit of #{eid}")
+            self.show_current()
+
+        self.app.push_screen(EditScreen(eid, ex.messages), saved)
+
+    def action_cycle_status(self) -> None:
+        i = STATUS_CYCLE.index(self.status_filter)
+        self.status_filter = STATUS_CYCLE[(i + 1) % len(STATUS_CYCLE)]
+        self.reload(keep_id=self.current_id)
+
+    def set_status_filter(self, status: str | None) -> None:
+        self.status_filter = status
+        self.reload(keep_id=self.current_id)
+
+    def action_search(self) -> None:
+        self.query_one("#search", Input).focus()
+
+    def action_focus_tag(self) -> None:
+        self.query_one("#tag", Input).focus()
+
+    def action_focus_source(self) -> None:
+        self.query_one("#source", Input).focus()
+
+    def action_leave_input(self) -> None:
+        self.query_one(ExampleView).focus()
+
+    @on(Input.Changed)
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.reload(keep_id=self.current_id)
+
+    @on(Input.Submitted)
+    def filter_submitted(self, event: Input.Submitted) -> None:
+        self.query_one(ExampleView).focus()
+
+    def action_import(self) -> None:
+        def closed(report: dict | None) -> None:
+            if report is not None:
+                self.reload(keep_id=self.current_id)
+
+        self.app.push_screen(ImportScreen(self.app.default_import_path), closed)
+
+    def action_export(self) -> None:
+        self.app.push_screen(ExportScreen(str(self.app.config.workspace_path() / "exports" / "dataset")))

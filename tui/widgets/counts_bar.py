@@ -1,0 +1,18 @@
+"""One line with the example counts by status and the active filter."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+
+class CountsBar(Static):
+    def show(self, counts: dict, filters: str) -> None:
+        t = Text()
+        t.append(f" pending {counts.get('pending', 0)} ", style="black on yellow")
+        t.append(f" approved {counts.get('approved', 0)} ", style="black on green")
+        t.append(f" rejected {counts.get('rejected', 0)} ", style="white on red")
+        t.append(f"  total {counts.get('total', 0)}", style="bold")
+        if filters:
+            t.append(f"   filter: {filters}", style="italic")
+        self.update(t)

@@ -1,0 +1,50 @@
+"""Shows one example: where it came from, its tags and status, and each turn rendered as markdown."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.markdown import Markdown
+from rich.panel import Panel
+from rich.text import Text
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from forge.store import Example
+
+ROLE_STYLE = {"system": "magenta", "user": "cyan", "assistant": "green"}
+STATUS_STYLE = {"pending": "yellow", "approved": "bold green", "rejected": "bold red"}
+
+
+def render_example(ex: Example, position: str = "") -> Group:
+    head = Text()
+    head.append(f"#{ex.id} ", style="bold")
+    head.append(ex.status.upper(), style=STATUS_STYLE[ex.status])
+    if ex.edited:
+        head.append("  edited", style="italic cyan")
+    if ex.reason:
+        head.append(f"  ({ex.reason})", style="dim")
+    if position:
+        head.append(f"   {position}", style="dim")
+    where = ex.source
+    if ex.line and ex.source_kind == "obsidian":
+        where = f"{ex.note_path}:{ex.line}" + (f"  § {ex.heading}" if ex.heading else "")
+    meta = Text(f"source {where}", style="dim")
+    tags = Text("tags " + (" ".join(f"#{t}" for t in ex.tags) if ex.tags else "—"), style="dim")
+    turns = [Panel(Markdown(m["content"] or "*(empty)*"), title=m["role"], title_align="left",
+                   border_style=ROLE_STYLE.get(m["role"], "white")) for m in ex.messages]
+    return Group(head, meta, tags, Text(""), *turns)
+
+
+class ExampleView(VerticalScroll):
+    """Scrollable view of the current example. The screen sets `show(example)`; it reports nothing upward."""
+
+    def compose(self):
+        yield Static(id="example-body")
+
+    def show(self, ex: Example | None, position: str = "", empty_message: str = "") -> None:
+        body = self.query_one("#example-body", Static)
+        if ex is None:
+            body.update(Text(empty_message or "No examples here.", style="dim italic"))
+        else:
+            body.update(render_example(ex, position))
+        self.scroll_home(animate=False)
