@@ -92,17 +92,12 @@ def main(ctx: click.Context, workspace: str | None, config_path: str | None) -> 
     """
     ctx.obj = Ctx(workspace, config_path)
     if ctx.invoked_subcommand is None:
-        ctx.invoke(tui)
-
-
-@main.command()
-@click.pass_obj
-def tui(obj: Ctx) -> None:
-    """Open the terminal UI (the default)."""
-    config = run_guarded(False, lambda: obj.config)
-    from tui.app import make_app
-
-    make_app(config, obj.store).run()
+        # The UI registers itself as the `tui` command (tui/launch.py); the core knows nothing of it.
+        default = main.get_command(ctx, "tui")
+        if default is None:
+            click.echo(ctx.get_help())
+            return
+        ctx.invoke(default)
 
 
 # ---- extract ------------------------------------------------------------------------------------------------

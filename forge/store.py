@@ -18,8 +18,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import sqlite_utils
-
 STATUSES = ("pending", "approved", "rejected")
 DB_NAME = "forge.db"
 
@@ -85,7 +83,7 @@ class Example:
 
 
 # Each migration runs once, in order; PRAGMA user_version records how many have run.
-def _m1_core(db: sqlite_utils.Database) -> None:
+def _m1_core(db) -> None:
     db.executescript("""
     CREATE TABLE examples (
         id INTEGER PRIMARY KEY,
@@ -179,7 +177,6 @@ class Store:
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA synchronous=NORMAL")
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
         self.lock = threading.RLock()
         self._stack_seen = 0
         self._done: list[int] = []
@@ -219,12 +216,19 @@ class Store:
                     if self.conn.execute("PRAGMA user_version").fetchone()[0] >= i:
                         self.conn.execute("ROLLBACK")
                         continue
-                    migration(self.db)
+                    migration(self.db())
                     self.conn.execute(f"PRAGMA user_version={i}")
                     self.conn.execute("COMMIT")
                 except BaseException:
                     self.conn.execute("ROLLBACK")
                     raise
+
+    def db(self):
+        """A sqlite-utils view of the same connection (imported on demand: it pulls in pandas when present,
+        a third of a second that start-up does not need)."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
 
     @property
     def schema_version(self) -> int:
@@ -307,35 +311,51 @@ class Store:
         counts = {"added": 0, "updated": 0, "unchanged": 0, "kept": 0, "duplicates": 0}
         ts = now()
         with self.transaction() as c:
-            for it in items:
+            existing = {r[0]: r for r in self._select_in(
+                c, "SELECT extract_key, id, source_hash, status, edited FROM examples WHERE extract_key IN ({})",
+                [it["extract_key"] for it in items])}
+            hashes = [content_hash(it["messages"]) for it in items]
+            present = {r[0] for r in self._select_in(
+                c, "SELECT DISTINCT content_hash FROM examples WHERE content_hash IN ({})",
+                [h for it, h in zip(items, hashes) if it["extract_key"] not in existing])}
+            inserts, updates = [], []
+            for it, h in zip(items, hashes):
                 msgs = it["messages"]
-                h = content_hash(msgs)
-                row = c.execute("SELECT id, source_hash, status, edited FROM examples WHERE extract_key=?",
-                                (it["extract_key"],)).fetchone()
-                common = (json.dumps(it.get("tags", []), ensure_ascii=False), canonical_messages(msgs),
-                          flatten(msgs), h, h, it.get("note_path"), it.get("heading"), it.get("line"),
-                          it["source_ref"], json.dumps(it.get("meta", {}), ensure_ascii=False))
-                if row is None:
-                    if c.execute("SELECT 1 FROM examples WHERE content_hash=? LIMIT 1", (h,)).fetchone():
+                row = existing.get(it["extract_key"])
+                if row is None or row[2] != h:
+                    if row is None and h in present:
                         counts["duplicates"] += 1
                         continue
-                    c.execute(
-                        "INSERT INTO examples (tags, messages, text, content_hash, source_hash, note_path, "
-                        "heading, line, source_ref, meta, extract_key, source_kind, status, created_at, "
-                        "updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?, 'pending', ?, ?)",
-                        common + (it["extract_key"], it["source_kind"], ts, ts))
+                    common = (json.dumps(it.get("tags", []), ensure_ascii=False), canonical_messages(msgs),
+                              flatten(msgs), h, h, it.get("note_path"), it.get("heading"), it.get("line"),
+                              it["source_ref"], json.dumps(it.get("meta", {}), ensure_ascii=False, default=str))
+                if row is None:
+                    present.add(h)
+                    inserts.append(common + (it["extract_key"], it["source_kind"], ts, ts))
                     counts["added"] += 1
-                elif row["source_hash"] == h:
+                elif row[2] == h:
                     counts["unchanged"] += 1
-                elif row["status"] == "pending" and not row["edited"]:
-                    c.execute(
-                        "UPDATE examples SET tags=?, messages=?, text=?, content_hash=?, source_hash=?, "
-                        "note_path=?, heading=?, line=?, source_ref=?, meta=?, updated_at=? WHERE id=?",
-                        common + (ts, row["id"]))
+                elif row[3] == "pending" and not row[4]:
+                    updates.append(common + (ts, row[1]))
                     counts["updated"] += 1
                 else:
                     counts["kept"] += 1
+            c.executemany(
+                "INSERT INTO examples (tags, messages, text, content_hash, source_hash, note_path, heading, line, "
+                "source_ref, meta, extract_key, source_kind, status, created_at, updated_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?, 'pending', ?, ?)", inserts)
+            c.executemany(
+                "UPDATE examples SET tags=?, messages=?, text=?, content_hash=?, source_hash=?, note_path=?, "
+                "heading=?, line=?, source_ref=?, meta=?, updated_at=? WHERE id=?", updates)
         return counts
+
+    @staticmethod
+    def _select_in(c: sqlite3.Connection, sql: str, values: list, chunk: int = 900) -> list:
+        rows = []
+        for i in range(0, len(values), chunk):
+            part = values[i:i + chunk]
+            rows += c.execute(sql.format(",".join("?" * len(part))), part).fetchall()
+        return rows
 
     def content_hashes(self) -> set[str]:
         with self.lock:

@@ -12,33 +12,48 @@ from functools import lru_cache
 MARKER_RE = re.compile(r"\{\{[A-Za-z][A-Za-z0-9_-]*:.*?\}\}", re.DOTALL)
 FENCE_RE = re.compile(r"^(```|~~~)")
 ROLES = ("system", "user", "assistant")
+_PLACEHOLDER_RE = re.compile("\ue000(\\d+)\ue001")
 
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
 _SPACES = dict.fromkeys(map(ord, "\u00a0\u2007\u202f\t\u3000\u2002\u2003\u2009"), " ")
 
 
+_RUN_RE = re.compile(r"(?<=\S) {2,}(?=\S)")
+_TRAILING_RE = re.compile(r" +\n")
+_BLANKS_RE = re.compile(r"\n{3,}")
+
+
 def _normalize_plain(text: str) -> str:
-    text = text.translate(_INVISIBLE).translate(_SPACES)
-    # Collapse runs of spaces inside a line but keep leading indentation (lists, quotes).
-    text = re.sub(r"(?<=\S) {2,}(?=\S)", " ", text)
-    text = re.sub(r" +\n", "\n", text)
-    return re.sub(r"\n{3,}", "\n\n", text)
-
-
-def _normalize_prose(text: str) -> str:
-    """Normalise text outside code fences, leaving markers verbatim."""
-    out, pos = [], 0
-    for m in MARKER_RE.finditer(text):
-        out.append(_normalize_plain(text[pos:m.start()]))
-        out.append(m.group(0))
-        pos = m.end()
-    out.append(_normalize_plain(text[pos:]))
-    return "".join(out)
+    if not text.isascii():
+        text = text.translate(_INVISIBLE).translate(_SPACES)
+    elif "\t" in text:
+        text = text.replace("\t", " ")
+    # Collapse runs of spaces inside a line but keep leading indentation (lists, quotes). The `in` checks
+    # skip the regex scans for the usual already-clean text.
+    if "  " in text:
+        text = _RUN_RE.sub(" ", text)
+    if " \n" in text:
+        text = _TRAILING_RE.sub("\n", text)
+    if "\n\n\n" in text:
+        text = _BLANKS_RE.sub("\n\n", text)
+    return text
 
 
 def normalize_text(text: str) -> str:
     """CRLF/CR → LF, odd spaces → space, runs of spaces collapsed, trailing spaces and extra blank lines
     removed, ends stripped. Idempotent. Code fences and {{MARKER:...}} spans are kept exactly."""
+    if "{{" not in text and "```" not in text and "~~~" not in text and "\ue000" not in text:
+        return _normalize_plain(text.replace("\r\n", "\n").replace("\r", "\n")).strip()  # the common case
+    # Markers are swapped for placeholders that no rule touches, and put back at the end.
+    markers: list[str] = []
+    pieces, pos = [], 0
+    for m in MARKER_RE.finditer(text):
+        pieces.append(text[pos:m.start()].replace("\ue000", "").replace("\ue001", ""))
+        pieces.append(f"\ue000{len(markers)}\ue001")
+        markers.append(m.group(0))
+        pos = m.end()
+    pieces.append(text[pos:].replace("\ue000", "").replace("\ue001", ""))
+    text = "".join(pieces)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     chunks: list[tuple[str, list[str]]] = []
     buf: list[str] = []
@@ -61,13 +76,14 @@ def normalize_text(text: str) -> str:
         if kind == "code":
             out.append("\n".join(lines))
             continue
-        prose = _normalize_prose("\n".join(lines))
+        prose = _normalize_plain("\n".join(lines))
         if i > 0:  # after a code block: at most one blank line
             prose = ("\n" if prose.startswith("\n") else "") + prose.lstrip("\n")
         if i < len(chunks) - 1:  # before a code block: likewise
             prose = prose.rstrip("\n") + ("\n" if prose.endswith("\n") else "")
         out.append(prose)
-    return "\n".join(out).strip()
+    result = "\n".join(out).strip()
+    return _PLACEHOLDER_RE.sub(lambda m: markers[int(m.group(1))], result) if markers else result
 
 
 def normalize_messages(messages: list[dict]) -> list[dict]:

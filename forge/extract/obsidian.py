@@ -19,26 +19,18 @@ from forge.extract.common import Extraction, Progress, decode_bytes
 from forge.validate import normalize_text
 
 CODE_RE = re.compile(r"(^|\n)(```|~~~)[^\n]*\n.*?(\n\2[^\n]*(?=\n|$)|$)|`[^`\n]+`", re.DOTALL)
-TAG_RE = re.compile(r"(?:(?<=\s)|(?<=^)|(?<=[(,]))#([\w/-]*[^\W\d][\w/-]*)", re.UNICODE)
+TAG_RE = re.compile(r"(?<![^\s(,])#([\w/-]+)")
 EMBED_RE = re.compile(r"!\[\[[^\]\n]*\]\]")
 LINK_RE = re.compile(r"\[\[([^\]|\n]*?)(?:\|([^\]\n]*))?\]\]")
+_NUMERIC_TAG = re.compile(r"[\d/-]+")
 H1_RE = re.compile(r"^# +(.+?)\s*#*\s*$", re.MULTILINE)
 H2_RE = re.compile(r"^## +(.+?)\s*#*\s*$", re.MULTILINE)
 
 
-class _FastYAML(frontmatter.YAMLHandler):
-    """python-frontmatter's YAML handler, parsing with libyaml's C loader when it is available."""
-
-    def load(self, fm: str, **kwargs):
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        return yaml.load(fm, Loader=loader)  # noqa: S506 - a safe loader
-
-
-_HANDLER = _FastYAML()
-
-
 def _outside_code(text: str, fn) -> str:
     """Apply fn to the parts of text that are not fenced or inline code."""
+    if "`" not in text and "~~~" not in text:
+        return fn(text)
     out, pos = [], 0
     for m in CODE_RE.finditer(text):
         out.append(fn(text[pos:m.start()]))
@@ -48,10 +40,18 @@ def _outside_code(text: str, fn) -> str:
     return "".join(out)
 
 
-def inline_tags(body: str) -> list[str]:
-    found: list[str] = []
-    _outside_code(body, lambda seg: found.extend(TAG_RE.findall(seg)) or seg)
-    return found
+def mask_code(text: str) -> str:
+    """The text with every code span blanked to spaces (newlines kept), so offsets and line numbers still match
+    but nothing inside code is taken for a tag or a heading."""
+    if "`" not in text and "~~~" not in text:
+        return text
+    return CODE_RE.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
+
+
+def inline_tags(body: str, masked: str | None = None) -> list[str]:
+    masked = mask_code(body) if masked is None else masked
+    # Obsidian tags need at least one character that is not a digit: #2026 is not a tag.
+    return [t for t in TAG_RE.findall(masked) if not _NUMERIC_TAG.fullmatch(t)] if "#" in masked else []
 
 
 def frontmatter_tags(meta: dict) -> list[str]:
@@ -76,16 +76,17 @@ def _render_link(m: re.Match) -> str:
     return page or sub.lstrip("^").strip()
 
 
-TAG_LINE_RE = re.compile(r"^[ \t]*#[\w/-]*[^\W\d][\w/-]*(?:[ \t]+#[\w/-]*[^\W\d][\w/-]*)*[ \t]*$", re.MULTILINE)
-TRAILING_TAGS_RE = re.compile(r"(?<=\S)(?:[ \t]+#[\w/-]*[^\W\d][\w/-]*)+[ \t]*$", re.MULTILINE)
+TAG_LINE_RE = re.compile(r"^[ \t]*#[\w/-]+(?:[ \t]+#[\w/-]+)*[ \t]*$", re.MULTILINE)
+TRAILING_TAGS_RE = re.compile(r"(?<=\S)(?:[ \t]+#[\w/-]+)+[ \t]*$", re.MULTILINE)
 
 
 def _render_prose(seg: str) -> str:
-    seg = EMBED_RE.sub("", seg)
-    seg = LINK_RE.sub(_render_link, seg)
-    # Tags are metadata, not something the person would say: drop tag-only lines and tags trailing a line.
-    seg = TAG_LINE_RE.sub("", seg)
-    return TRAILING_TAGS_RE.sub("", seg)
+    if "[[" in seg:
+        seg = LINK_RE.sub(_render_link, EMBED_RE.sub("", seg))
+    if "#" in seg:
+        # Tags are metadata, not something the person would say: drop tag-only lines and tags ending a line.
+        seg = TRAILING_TAGS_RE.sub("", TAG_LINE_RE.sub("", seg))
+    return seg
 
 
 def render_body(body: str) -> str:
@@ -109,8 +110,7 @@ def _fill(template: str, **values: str) -> str:
 
 def _sections(body: str) -> list[tuple[str | None, int, str]]:
     """(heading, line offset within body, text) per H2 section; text before the first H2 has heading None."""
-    # H2 lines inside code blocks must not split: blank out code before searching.
-    masked = CODE_RE.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), body)
+    masked = mask_code(body)  # H2 lines inside code blocks must not split
     marks = [(m.start(), m.group(1)) for m in H2_RE.finditer(masked)]
     out = []
     if not marks or marks[0][0] > 0:
@@ -125,7 +125,7 @@ def _sections(body: str) -> list[tuple[str | None, int, str]]:
 
 def note_to_items(rel: str, text: str, cfg: ObsidianConfig, result: Extraction) -> list[dict]:
     try:
-        post = frontmatter.loads(text, handler=_HANDLER) if text.startswith("---") else None
+        post = frontmatter.loads(text) if text.startswith("---") else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 2})" if mark is not None else ""
@@ -137,12 +137,12 @@ def note_to_items(rel: str, text: str, cfg: ObsidianConfig, result: Extraction) 
     if post is not None and not isinstance(post.metadata, dict):
         meta = {}
 
-    tags = list(dict.fromkeys(t.lower() for t in frontmatter_tags(meta) + inline_tags(body)))
+    masked = mask_code(body)
+    tags = list(dict.fromkeys(t.lower() for t in frontmatter_tags(meta) + inline_tags(body, masked)))
     if not tag_matches(tags, cfg.include_tags):
         return []
 
-    masked = CODE_RE.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), body)
-    h1 = H1_RE.search(masked)
+    h1 = H1_RE.search(masked) if "# " in masked else None
     title = str(meta.get("title") or (body[h1.start(1):h1.end(1)] if h1 else Path(rel).stem)).strip()
     if h1 and not meta.get("title"):
         body = body[:h1.start()] + body[h1.end():]  # the H1 is the title: not repeated in the answer

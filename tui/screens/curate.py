@@ -118,7 +118,7 @@ class CurateScreen(Screen):
     def _decide(self, status: str) -> None:
         eid = self.current_id
         if eid is None:
-            self.bell()
+            self.app.bell()
             return
         before = self.store.get(eid).status
         try:
@@ -145,14 +145,14 @@ class CurateScreen(Screen):
             self.index += 1
             self.show_current()
         else:
-            self.bell()
+            self.app.bell()
 
     def action_previous(self) -> None:
         if self.index > 0:
             self.index -= 1
             self.show_current()
         else:
-            self.bell()
+            self.app.bell()
 
     def _replay(self, fn, verb: str) -> None:
         try:
@@ -179,7 +179,7 @@ class CurateScreen(Screen):
     def action_edit(self) -> None:
         eid = self.current_id
         if eid is None:
-            self.bell()
+            self.app.bell()
             return
         ex = self.store.get(eid)
 

@@ -1,0 +1,45 @@
+"""Shared helpers for the ratio benchmarks."""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from pathlib import Path
+
+WORDS = ("note idea week plan walk code learn decide team budget sleep read write think morning evening "
+         "project deadline habit friend family money garden tool habit career lesson change small better").split()
+
+
+def sentence(rng: random.Random, n: int = 12) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n)).capitalize() + "."
+
+
+def make_vault(root: Path, n: int, seed: int = 0) -> Path:
+    """A synthetic vault: frontmatter tags, inline tags, wikilinks, code, ~150 words a note."""
+    rng = random.Random(seed)
+    tags = ["reflection", "decision", "learning", "journal", "work"]
+    for i in range(n):
+        folder = root / f"area{i % 20}"
+        folder.mkdir(parents=True, exist_ok=True)
+        body = "\n\n".join(sentence(rng, 15) for _ in range(8))
+        text = (f"---\ntitle: Note {i}\ntags: [{rng.choice(tags)}, {rng.choice(tags)}]\ncreated: 2026-01-{i % 28 + 1:02d}\n"
+                f"---\n# Note {i}\n\n{body}\n\nSee [[area{(i + 1) % 20}/note{i + 1}|the next note]] #idea/{i % 7}\n"
+                f"\n```\ncode #{i}\n```\n")
+        (folder / f"note{i}.md").write_text(text)
+    return root
+
+
+def timed(fn, repeat: int = 3) -> float:
+    """Best-of-n wall time in seconds (the least disturbed run)."""
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    qs = statistics.quantiles(samples, n=100, method="inclusive")
+    return qs[49], qs[98]

@@ -1,0 +1,62 @@
+"""The CLI as a script would use it: a real `forge` process, --json output parsed."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import REPO, SAMPLE_VAULT
+
+
+def forge(ws, *args, check=True):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FORGE_")}
+    p = subprocess.run([sys.executable, "-m", "forge.cli", "--workspace", str(ws), *args],
+                       capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+def js(p):
+    return json.loads(p.stdout)
+
+
+def test_extract_list_decide_undo_export(tmp_path):
+    ws = tmp_path / "ws"
+    r = js(forge(ws, "extract", "obsidian", str(SAMPLE_VAULT), "--json"))
+    assert set(r) >= {"added", "updated", "unchanged", "skipped"} and r["added"] >= 30
+    assert all(set(s) == {"source", "reason"} for s in r["skipped"])
+    assert js(forge(ws, "extract", "obsidian", str(SAMPLE_VAULT), "--json"))["unchanged"] == r["added"]
+    rows = js(forge(ws, "list", "--status", "pending", "--json"))
+    assert len(rows) == r["added"] and set(rows[0]) >= {"id", "status", "source", "tags", "messages"}
+    ids = [str(x["id"]) for x in rows[:5]]
+    forge(ws, "approve", *ids[:4], "--json")
+    forge(ws, "reject", ids[4], "--json")
+    assert js(forge(ws, "undo", "--json"))["example_ids"] == [int(ids[4])]
+    assert len(js(forge(ws, "list", "--status", "approved", "--json"))) == 4
+    out = js(forge(ws, "dataset", "export", "--out", str(tmp_path / "ds"), "--val", "0.25", "--test", "0.25",
+                   "--json"))
+    assert (out["train"], out["val"], out["test"]) == (2, 1, 1) and len(out["dataset_hash"]) == 64
+
+
+def test_csv_and_jsonl_extract(tmp_path):
+    ws = tmp_path / "ws"
+    (tmp_path / "a.csv").write_text("question,answer\nq,a\n")
+    (tmp_path / "b.jsonl").write_text('{"input": "x", "output": "y"}\nnot json\n')
+    assert js(forge(ws, "extract", "csv", str(tmp_path / "a.csv"), "--json"))["added"] == 1
+    r = js(forge(ws, "extract", "jsonl", str(tmp_path / "b.jsonl"), "--json"))
+    assert r["added"] == 1 and r["skipped"][0]["source"].endswith("b.jsonl:2")
+
+
+def test_user_errors_are_one_line_with_json_error(tmp_path):
+    ws = tmp_path / "ws"
+    p = forge(ws, "approve", "999", "--json", check=False)
+    assert p.returncode == 1 and json.loads(p.stdout) == {"error": "no example with id 999"}
+    assert p.stderr.strip() == "forge: error: no example with id 999"
+    p = forge(ws, "undo", check=False)
+    assert p.returncode == 1 and "nothing to undo" in p.stderr and "Traceback" not in p.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"dataset": {"seed": "x"}}')
+    p = subprocess.run([sys.executable, "-m", "forge.cli", "--config", str(bad), "stats"], capture_output=True,
+                       text=True, cwd=REPO)
+    assert p.returncode == 1 and "dataset.seed" in p.stderr and str(bad) in p.stderr

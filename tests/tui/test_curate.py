@@ -1,0 +1,111 @@
+"""Key presses in the Curate mode change the store, through the same factory the CLI uses."""
+
+from textual.widgets import Input, TextArea
+
+from tests.conftest import SAMPLE_VAULT
+from tui.app import make_app
+from tui.screens.curate import CurateScreen
+from tui.screens.edit import EditScreen
+from tui.screens.import_dialog import ImportScreen
+
+
+async def test_approve_reject_undo_redo_with_single_keys(sample_store, config):
+    app = make_app(config, sample_store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, CurateScreen)
+        first, second = screen.ids[0], screen.ids[1]
+        await pilot.press("a")
+        assert sample_store.get(first).status == "approved"
+        assert screen.current_id == second  # moved on only after the commit
+        await pilot.press("r")
+        assert sample_store.get(second).status == "rejected"
+        assert screen.counts["approved"] == 1 and screen.counts["rejected"] == 1
+        await pilot.press("u")
+        assert sample_store.get(second).status == "pending"
+        assert screen.current_id == second  # undo brings the undone example back on screen
+        await pilot.press("u")
+        assert sample_store.get(first).status == "pending"
+        await pilot.press("U")
+        assert sample_store.get(first).status == "approved"
+        await pilot.press("k", "k", "j")
+        assert screen.index == 1
+
+
+async def test_edit_saves_and_refuses_empty_turns(sample_store, config):
+    app = make_app(config, sample_store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        eid = app.screen.current_id
+        await pilot.press("e")
+        assert isinstance(app.screen, EditScreen)
+        answer = app.screen.query_one("#turn-1", TextArea)
+        answer.text = ""
+        await pilot.press("ctrl+s")
+        assert isinstance(app.screen, EditScreen)  # refused: the dialog stays open
+        assert "empty" in str(app.screen.query_one("#edit-error").render())
+        answer.text = "My own better answer."
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, CurateScreen)
+        ex = sample_store.get(eid)
+        assert ex.edited and ex.messages[-1]["content"] == "My own better answer."
+        await pilot.press("e", "escape")  # cancel keeps the text
+        assert sample_store.get(eid).messages[-1]["content"] == "My own better answer."
+        await pilot.press("u")
+        assert not sample_store.get(eid).edited
+
+
+async def test_search_and_status_filter(sample_store, config):
+    app = make_app(config, sample_store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await pilot.press("slash")
+        await pilot.press(*"sourdough")
+        assert len(screen.ids) == 1
+        assert "Sourdough" in sample_store.get(screen.current_id).note_path
+        await pilot.press("enter", "a")  # back on the example, keys act again
+        assert sample_store.get(screen.current_id).status == "approved"
+        screen.query_one("#search", Input).value = ""
+        await pilot.pause()
+        await pilot.press("s")  # pending → approved
+        assert screen.status_filter == "approved" and len(screen.ids) == 1
+
+
+async def test_import_dialog_runs_in_a_worker_and_refreshes(store, config, tmp_path):
+    app = make_app(config, store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert app.screen.ids == []
+        await pilot.press("i")
+        assert isinstance(app.screen, ImportScreen)
+        app.screen.query_one("#import-path", Input).value = str(SAMPLE_VAULT)
+        await pilot.click("#import-start")
+        await app.screen.workers.wait_for_complete()
+        await pilot.pause()
+        assert "added" in str(app.screen.query_one("#import-report").render())
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, CurateScreen)
+        assert len(app.screen.ids) == store.counts()["pending"] >= 30
+
+
+async def test_import_dialog_names_a_bad_path(store, config, tmp_path):
+    app = make_app(config, store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("i")
+        app.screen.query_one("#import-path", Input).value = str(tmp_path / "nope")
+        await pilot.click("#import-start")
+        await pilot.pause()
+        assert "not a folder" in str(app.screen.query_one("#import-report").render())
+        assert store.counts()["total"] == 0
+
+
+async def test_command_palette_lists_every_curate_action(sample_store, config):
+    app = make_app(config, sample_store)
+    async with app.run_test(size=(120, 40)):
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {"Approve example", "Reject example", "Edit example", "Undo", "Redo", "Import…",
+                "Export dataset…"} <= titles
+        approve = next(c for c in app.get_system_commands(app.screen) if c.title == "Approve example")
+        eid = app.screen.current_id
+        await approve.callback()
+        assert sample_store.get(eid).status == "approved"

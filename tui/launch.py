@@ -1,0 +1,28 @@
+"""The `forge` console script: the headless CLI of forge.cli plus the `tui` command, which is the default.
+
+Lives in tui/ so the arrow points inward (tui → forge); textual is imported only when the UI opens.
+"""
+
+from __future__ import annotations
+
+import click
+
+from forge.cli import Ctx, main as cli, run_guarded
+
+
+@cli.command()
+@click.pass_obj
+def tui(obj: Ctx) -> None:
+    """Open the terminal UI (the default when no command is given)."""
+    config = run_guarded(False, lambda: obj.config)
+    from tui.app import make_app
+
+    make_app(config, obj.store).run()
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()
