@@ -295,6 +295,34 @@ def dataset_export(obj: Ctx, out, val, test, seed, fmt, as_json: bool) -> None:
                                           f"dataset hash {d['dataset_hash']}"))
 
 
+# ---- dedup --------------------------------------------------------------------------------------------------
+@main.command()
+@click.option("--threshold", type=float, default=None, help="Cosine similarity for near-duplicates (default: config).")
+@click.option("--apply", "do_apply", is_flag=True,
+              help="Keep one per cluster (approved > edited > longest) and reject the rest, as one undoable decision.")
+@json_option
+@click.pass_obj
+def dedup(obj: Ctx, threshold, do_apply: bool, as_json: bool) -> None:
+    """Find near-duplicate clusters among pending and approved examples (embeddings cached in the store)."""
+    from forge import dedup as dd
+
+    result = run_guarded(as_json, _progress_run, "embedding", as_json,
+                         lambda progress: dd.find_duplicates(obj.store, obj.config, threshold, progress))
+    out = result.to_json()
+    if do_apply:
+        decision = run_guarded(as_json, dd.apply, obj.store, result.clusters)
+        out["applied"] = {"decision": decision,
+                          "rejected": sum(len(c.ids) - 1 for c in result.clusters) if decision else 0}
+
+    def human(d):
+        for c in d["clusters"]:
+            click.echo(f"{c['max_similarity']:.3f}  keep {c['keep']:>6}  of {', '.join(map(str, c['ids']))}")
+        click.echo(f"{len(d['clusters'])} clusters · embedded {d['embedded']} · from cache {d['cached']}"
+                   + (f" · rejected {d['applied']['rejected']} (undo with `forge undo`)" if "applied" in d else ""))
+
+    emit(out, as_json, human)
+
+
 # ---- config -------------------------------------------------------------------------------------------------
 @main.command("config")
 @json_option

@@ -12,6 +12,7 @@ from textual.screen import Screen
 from forge.config import REPO_ROOT, Config
 from forge.store import Store
 from tui.screens.curate import CurateScreen
+from tui.screens.dedup import DedupScreen
 
 # Each screen action offered in the command palette: (title, help, action name).
 CURATE_COMMANDS = [
@@ -33,9 +34,10 @@ CURATE_COMMANDS = [
 class ForgeApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "forge"
-    MODES = {"curate": CurateScreen}
+    MODES = {"curate": CurateScreen, "dedup": DedupScreen}
     BINDINGS = [
-        Binding("f2", "switch_mode('curate')", "Curate", show=False),
+        Binding("f2", "switch_mode('curate')", "Curate"),
+        Binding("f3", "switch_mode('dedup')", "Dedup"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -51,6 +53,7 @@ class ForgeApp(App):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Mode: Curate", "Review examples one by one (F2)", partial(self.switch_mode, "curate"))
+        yield SystemCommand("Mode: Dedup", "Review near-duplicate clusters (F3)", partial(self.switch_mode, "dedup"))
         if isinstance(screen, CurateScreen):
             for title, help_text, action in CURATE_COMMANDS:
                 yield SystemCommand(title, help_text, partial(screen.run_action, action))

@@ -65,6 +65,11 @@ class CurateScreen(Screen):
         self.reload()
         self.query_one(ExampleView).focus()
 
+    def on_screen_resume(self) -> None:
+        # Another mode (dedup) may have changed statuses meanwhile.
+        if self.is_mounted and self.ids is not None:
+            self.reload(keep_id=self.current_id)
+
     # ---- state --------------------------------------------------------------------------------------
     @property
     def store(self):

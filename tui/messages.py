@@ -1,0 +1,20 @@
+"""Messages posted by workers to their screen (past tense: they report what happened)."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+
+class DuplicatesScanned(Message):
+    """The dedup worker embedded what was new and scored every pair above `floor`."""
+
+    def __init__(self, result, floor: float) -> None:
+        self.result = result
+        self.floor = floor
+        super().__init__()
+
+
+class ScanFailed(Message):
+    def __init__(self, error: str) -> None:
+        self.error = error
+        super().__init__()
