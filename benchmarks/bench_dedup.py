@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import sentence
+from benchmarks.common import corpus_sentences
 from forge import dedup as dd
 from forge.config import Config
 from forge.store import Store
@@ -27,9 +27,10 @@ from forge.store import Store
 
 def make_examples(n: int, seed: int = 0) -> list[dict]:
     rng = random.Random(seed)
+    pool = corpus_sentences()
     return [{"extract_key": f"b:{i}", "source_kind": "jsonl", "source_ref": f"b:{i}", "tags": [],
-             "messages": [{"role": "user", "content": f"{i}: " + sentence(rng, 10)},
-                          {"role": "assistant", "content": sentence(rng, 30)}]} for i in range(n)]
+             "messages": [{"role": "user", "content": rng.choice(pool)},
+                          {"role": "assistant", "content": " ".join(rng.sample(pool, 3))}]} for i in range(n)]
 
 
 def embedding(n_embed: int, n_rerun: int) -> dict:

@@ -43,3 +43,19 @@ def timed(fn, repeat: int = 3) -> float:
 def percentiles(samples: list[float]) -> tuple[float, float]:
     qs = statistics.quantiles(samples, n=100, method="inclusive")
     return qs[49], qs[98]
+
+
+def corpus_sentences() -> list[str]:
+    """Real English sentences from the Python help topics that ship with the standard library: varied text
+    whose embeddings spread like a person's notes do (word salad from a small vocabulary would make every
+    pair look like a near-duplicate)."""
+    import re
+    from pydoc_data.topics import topics
+
+    text = " ".join(topics.values())
+    out = []
+    for s in re.split(r"(?<=[.!?])\s+", text):
+        s = " ".join(s.split())
+        if 40 <= len(s) <= 300 and s[0].isupper() and "***" not in s and ">>>" not in s:
+            out.append(s)
+    return sorted(set(out))

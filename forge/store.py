@@ -461,6 +461,34 @@ class Store:
                                      "FROM decisions ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [dict(r) | {"example_ids": json.loads(r["example_ids"])} for r in rows]
 
+    # ---- runs -----------------------------------------------------------------------------------------------
+    def create_run(self, run_id: str, run_dir: str, spec: dict, meta: dict) -> None:
+        ts = now()
+        with self.transaction() as c:
+            c.execute("INSERT INTO runs (id, status, run_dir, spec, meta, created_at, updated_at) "
+                      "VALUES (?, 'created', ?, ?, ?, ?, ?)",
+                      (run_id, run_dir, json.dumps(spec), json.dumps(meta, default=str), ts, ts))
+
+    def update_run(self, run_id: str, status: str, meta: dict | None = None) -> None:
+        with self.transaction() as c:
+            row = c.execute("SELECT meta FROM runs WHERE id=?", (run_id,)).fetchone()
+            if row is None:
+                return
+            merged = {**json.loads(row["meta"] or "{}"), **(meta or {})}
+            c.execute("UPDATE runs SET status=?, meta=?, updated_at=? WHERE id=?",
+                      (status, json.dumps(merged, default=str), now(), run_id))
+
+    def runs(self) -> list[dict]:
+        with self.lock:
+            rows = self.conn.execute("SELECT * FROM runs ORDER BY created_at DESC").fetchall()
+        return [dict(r) | {"spec": json.loads(r["spec"]), "meta": json.loads(r["meta"])} for r in rows]
+
+    def get_run(self, run_id: str) -> dict:
+        for r in self.runs():
+            if r["id"] == run_id:
+                return r
+        raise StoreError(f"no run {run_id!r}; `forge runs` lists them")
+
     # ---- later stages -----------------------------------------------------------------------------------
     def get_embeddings(self, model: str, hashes: list[str]) -> dict[str, bytes]:
         out: dict[str, bytes] = {}

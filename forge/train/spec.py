@@ -1,0 +1,153 @@
+"""The train spec: every choice a run makes, validated, stored as spec.json in the run directory.
+
+The defaults are the CPU demo: they finish on a 2-core laptop in minutes with the bundled SmolLM2-135M.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from forge.train.base_model import DEFAULT_BASE
+
+# Attention and MLP projections per architecture (model_type in config.json).
+TARGET_MODULES = {
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "mistral": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "granite": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
+    "phi": ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"],
+    "gemma": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "gpt2": ["c_attn", "c_proj", "c_fc"],
+}
+FALLBACK_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+class SpecError(ValueError):
+    """The spec is invalid; the message names the field."""
+
+
+class TrainSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    base_model: str = DEFAULT_BASE
+    """`smollm2-135m-instruct` (bundled), a local HF model folder, or a hub id when online."""
+
+    backend: Literal["auto", "peft", "unsloth"] = "auto"
+    """auto picks Unsloth when it imports and CUDA is present, else PEFT+TRL."""
+
+    lora_r: int = Field(default=16, gt=0)
+    """LoRA rank."""
+
+    lora_alpha: int = Field(default=32, gt=0)
+    """LoRA scaling (alpha / r multiplies the update)."""
+
+    lora_dropout: float = Field(default=0.0, ge=0, lt=1)
+    """Dropout on the LoRA path."""
+
+    target_modules: list[str] | None = None
+    """Modules that get adapters; null picks per architecture (Llama q/k/v/o + MLP, Phi-3 qkv_proj, ...)."""
+
+    quantization: Literal["auto", "4bit", "none"] = "auto"
+    """auto: 4-bit QLoRA (bitsandbytes nf4 + double quant) when CUDA is available, full-precision LoRA otherwise."""
+
+    learning_rate: float = Field(default=1e-3, gt=0)
+    """Peak learning rate."""
+
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    """Learning-rate schedule."""
+
+    warmup_ratio: float = Field(default=0.05, ge=0, lt=1)
+    """Fraction of steps spent warming up."""
+
+    epochs: float = Field(default=1.0, gt=0)
+    """Passes over the training split (ignored when max_steps is set)."""
+
+    max_steps: int | None = Field(default=None, gt=0)
+    """Stop after this many optimizer steps."""
+
+    batch_size: int = Field(default=8, gt=0)
+    """Examples per device step."""
+
+    grad_accum: int = Field(default=1, gt=0)
+    """Gradient accumulation steps (effective batch = batch_size × grad_accum × processes)."""
+
+    max_seq_len: int = Field(default=256, gt=8)
+    """Longest sequence in tokens; longer examples are truncated (a warning counts them)."""
+
+    eval_steps: int = Field(default=20, gt=0)
+    """Evaluate on the validation split every N steps."""
+
+    save_steps: int = Field(default=20, gt=0)
+    """Write a checkpoint every N steps."""
+
+    logging_steps: int = Field(default=1, gt=0)
+    """Log train loss every N steps."""
+
+    seed: int = 42
+    """Seed for data order and adapter init."""
+
+    gradient_checkpointing: bool = False
+    """Trade compute for memory (recomputes activations in the backward pass)."""
+
+    num_processes: int = Field(default=1, gt=0)
+    """More than one launches the runner with `accelerate launch` (DDP; DeepSpeed/FSDP via accelerate_config)."""
+
+    accelerate_config: str | None = None
+    """Path of an accelerate config file (DeepSpeed / FSDP) for multi-process runs."""
+
+    num_threads: int | None = None
+    """CPU threads for torch; null uses every core."""
+
+    fault_nan_at_step: int | None = None
+    """Testing only: replace the loss with NaN from this step on, to exercise the failure path."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainSpec":
+        if self.accelerate_config and not Path(self.accelerate_config).exists():
+            raise ValueError(f"accelerate_config {self.accelerate_config!r} does not exist")
+        return self
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainSpec":
+        try:
+            return cls.model_validate_json(Path(path).read_text())
+        except ValidationError as e:
+            first = e.errors()[0]
+            raise SpecError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.model_dump(), indent=2) + "\n")
+
+
+def default_targets(model_type: str) -> list[str]:
+    return TARGET_MODULES.get(model_type, FALLBACK_TARGETS)
+
+
+def pick_backend(spec: TrainSpec) -> tuple[str, str]:
+    """(backend, one-line reason). Unsloth needs both the package and a CUDA GPU."""
+    import importlib.util
+
+    has_cuda = False
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        pass
+    has_unsloth = importlib.util.find_spec("unsloth") is not None
+    if spec.backend == "unsloth":
+        if not (has_cuda and has_unsloth):
+            raise SpecError("backend unsloth needs an NVIDIA GPU and the `gpu` extra (pip install -e '.[gpu]'); "
+                            "use backend peft on this machine")
+        return "unsloth", "asked for"
+    if spec.backend == "peft":
+        return "peft", "asked for"
+    if has_cuda and has_unsloth:
+        return "unsloth", "auto: CUDA and unsloth are available"
+    why = "no CUDA GPU" if not has_cuda else "unsloth is not installed (the `gpu` extra)"
+    return "peft", f"auto: PEFT+TRL because {why}"
