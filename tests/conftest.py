@@ -34,3 +34,11 @@ def sample_store(store, config):
 
     run_extract(store, "obsidian", SAMPLE_VAULT, config)
     return store
+
+
+@pytest.fixture(scope="session")
+def base_model_dir(tmp_path_factory):
+    """The bundled SmolLM2-135M materialised once per test session (~35 s), shared by every real-model test."""
+    from forge.train.base_model import materialise
+
+    return materialise(tmp_path_factory.mktemp("base") / "base-hf")

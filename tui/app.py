@@ -34,18 +34,22 @@ CURATE_COMMANDS = [
 class ForgeApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "forge"
-    MODES = {"curate": CurateScreen, "dedup": DedupScreen}
+    MODES = {"curate": CurateScreen, "dedup": DedupScreen, "train": lambda: _train_screen()}
     BINDINGS = [
         Binding("f2", "switch_mode('curate')", "Curate"),
         Binding("f3", "switch_mode('dedup')", "Dedup"),
+        Binding("f4", "switch_mode('train')", "Train"),
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, config: Config, store: Store) -> None:
+    def __init__(self, config: Config, store: Store, train_launcher=None, train_defaults: dict | None = None) -> None:
         super().__init__()
         self.config = config
         self.store = store
         self.default_import_path = str(REPO_ROOT / "data" / "sample_vault")
+        # How the Train mode starts a runner process: (run_dir, resume) -> Popen. Tests pass the fake trainer.
+        self.train_launcher = train_launcher or _launch_runner
+        self.train_defaults = train_defaults or {}
 
     def on_mount(self) -> None:
         self.switch_mode("curate")
@@ -54,6 +58,8 @@ class ForgeApp(App):
         yield from super().get_system_commands(screen)
         yield SystemCommand("Mode: Curate", "Review examples one by one (F2)", partial(self.switch_mode, "curate"))
         yield SystemCommand("Mode: Dedup", "Review near-duplicate clusters (F3)", partial(self.switch_mode, "dedup"))
+        yield SystemCommand("Mode: Train", "Train a LoRA adapter with a live loss chart (F4)",
+                            partial(self.switch_mode, "train"))
         if isinstance(screen, CurateScreen):
             for title, help_text, action in CURATE_COMMANDS:
                 yield SystemCommand(title, help_text, partial(screen.run_action, action))
@@ -62,6 +68,19 @@ class ForgeApp(App):
                                     partial(screen.set_status_filter, status))
 
 
-def make_app(config: Config, store: Store) -> ForgeApp:
+def _train_screen():
+    # Imported on first use: the chart library costs ~0.35 s that the first frame should not pay.
+    from tui.screens.train import TrainScreen
+
+    return TrainScreen()
+
+
+def _launch_runner(run_dir, resume: bool):
+    from forge.train.runs import launch
+
+    return launch(run_dir, resume)
+
+
+def make_app(config: Config, store: Store, train_launcher=None, train_defaults: dict | None = None) -> ForgeApp:
     """The factory the CLI and the tests share."""
-    return ForgeApp(config, store)
+    return ForgeApp(config, store, train_launcher, train_defaults)

@@ -1,0 +1,211 @@
+"""Train mode: a spec form, Start / Stop / Resume, a live loss chart, progress with ETA and tokens/s, the log
+tail and the run history. Training runs in its own process; this screen only reads its events file, on a
+timer, so the chart redraws at most four times a second however fast events arrive."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import ValidationError
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Header, Input, Label, ProgressBar, RichLog, Select, Static
+
+from forge.store import StoreError
+from forge.train import runs
+from forge.train.events import as_float, read_events
+from forge.train.spec import TrainSpec
+from tui.widgets.loss_chart import LossChart
+
+FORM = [  # (spec field, label)
+    ("base_model", "base model"), ("max_steps", "max steps (empty: epochs)"), ("epochs", "epochs"),
+    ("learning_rate", "learning rate"), ("lora_r", "LoRA r"), ("lora_alpha", "LoRA alpha"),
+    ("batch_size", "batch size"), ("grad_accum", "grad accumulation"), ("max_seq_len", "max seq len"),
+    ("eval_steps", "eval every"), ("save_steps", "save every"),
+]
+REDRAW_SECONDS = 0.25
+
+
+class TrainScreen(Screen):
+    BINDINGS = [Binding("ctrl+t", "start", "Start"), Binding("ctrl+x", "stop", "Stop"),
+                Binding("ctrl+r", "resume", "Resume")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proc = None
+        self.run_id: str | None = None
+        self.run_dir: Path | None = None
+        self.events_offset = 0
+        self.train_points: list[tuple[int, float]] = []
+        self.eval_points: list[tuple[int, float]] = []
+        self.dirty = False
+        self.max_steps = 0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="train-main"):
+            with VerticalScroll(id="train-form"):
+                defaults = TrainSpec(**self.app.train_defaults)
+                for name, label in FORM:
+                    yield Label(label, classes="form-label")
+                    value = getattr(defaults, name)
+                    yield Input("" if value is None else str(value), id=f"spec-{name}", classes="form-input")
+                yield Label("backend", classes="form-label")
+                yield Select([("auto", "auto"), ("peft", "peft"), ("unsloth", "unsloth")], value=defaults.backend,
+                             allow_blank=False, id="spec-backend")
+                yield Static("", id="spec-error")
+                with Horizontal(id="train-buttons"):
+                    yield Button("Start", variant="success", id="train-start")
+                    yield Button("Stop", variant="error", id="train-stop", disabled=True)
+                    yield Button("Resume", id="train-resume")
+            with Vertical(id="train-live"):
+                yield Label("no run yet: set the spec and press Start (ctrl+t)", id="train-stats")
+                yield ProgressBar(id="train-progress", show_eta=False)
+                yield LossChart(id="loss-chart")
+                yield RichLog(id="train-log", max_lines=500, wrap=True)
+                yield DataTable(id="run-history", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "train"
+        table = self.query_one("#run-history", DataTable)
+        table.add_columns("run", "status", "step", "loss")
+        self.refresh_history()
+        self.set_interval(REDRAW_SECONDS, self.poll)
+
+    # ---- spec -------------------------------------------------------------------------------------------
+    def read_spec(self) -> TrainSpec | None:
+        data = dict(self.app.train_defaults)
+        for name, _ in FORM:
+            raw = self.query_one(f"#spec-{name}", Input).value.strip()
+            data[name] = raw if raw else None
+        if data.get("epochs") is None:
+            data.pop("epochs")
+        data["backend"] = self.query_one("#spec-backend", Select).value
+        error = self.query_one("#spec-error", Static)
+        try:
+            spec = TrainSpec.model_validate(data)
+        except ValidationError as e:
+            first = e.errors()[0]
+            error.update(f"[red]{first['loc'][0]}: {first['msg']}[/]")
+            return None
+        error.update("")
+        return spec
+
+    # ---- run control ------------------------------------------------------------------------------------
+    def action_start(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.notify("a run is already going; stop it first", severity="warning")
+            return
+        spec = self.read_spec()
+        if spec is not None:
+            self.start_run(spec)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="train-start")
+    def start_run(self, spec: TrainSpec) -> None:
+        try:
+            run_id, run_dir = runs.create_run(self.app.store, self.app.config, spec)
+        except (StoreError, OSError) as e:
+            self.app.call_from_thread(self.query_one("#spec-error", Static).update, f"[red]{e}[/]")
+            return
+        proc = self.app.train_launcher(run_dir, False)
+        self.app.call_from_thread(self.follow, run_id, run_dir, proc)
+
+    def follow(self, run_id: str, run_dir: Path, proc, resume: bool = False) -> None:
+        self.run_id, self.run_dir, self.proc = run_id, run_dir, proc
+        if not resume:
+            self.train_points, self.eval_points = [], []
+        self.events_offset = 0 if not resume else self.events_offset
+        self.query_one("#train-log", RichLog).write(f"[b]{'resumed' if resume else 'started'} {run_id}[/]")
+        self.query_one("#train-stop", Button).disabled = False
+        self.refresh_history()
+
+    def action_stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            runs.stop(self.proc)
+            self.query_one("#train-log", RichLog).write("stop requested: saving a checkpoint…")
+
+    def action_resume(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.notify("the run is still going", severity="warning")
+            return
+        table = self.query_one("#run-history", DataTable)
+        run_id = self.run_id
+        if table.row_count and table.cursor_row is not None:
+            run_id = str(table.get_row_at(table.cursor_row)[0])
+        if not run_id:
+            self.notify("no run to resume", severity="warning")
+            return
+        try:
+            run_dir = runs.run_dir_of(self.app.store, run_id)
+        except StoreError as e:
+            self.notify(str(e), severity="error")
+            return
+        if run_id != self.run_id:
+            self.train_points, self.eval_points, self.events_offset = [], [], 0
+        self.follow(run_id, run_dir, self.app.train_launcher(run_dir, True), resume=True)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        {"train-start": self.action_start, "train-stop": self.action_stop,
+         "train-resume": self.action_resume}[event.button.id]()
+
+    # ---- live view --------------------------------------------------------------------------------------
+    def poll(self) -> None:
+        if self.run_dir is None:
+            return
+        events, self.events_offset = read_events(self.run_dir, self.events_offset)
+        log = self.query_one("#train-log", RichLog)
+        last = None
+        for e in events:
+            kind = e["event"]
+            if kind == "log" and as_float(e.get("loss")) is not None:
+                self.train_points.append((e["step"], as_float(e["loss"])))
+                self.max_steps = e.get("max_steps") or self.max_steps
+                last = e
+            elif kind == "eval":
+                self.eval_points.append((e["step"], as_float(e["eval_loss"])))
+                log.write(f"step {e['step']}: eval loss {as_float(e['eval_loss']):.4f}")
+            elif kind == "status":
+                log.write(f"[b]{e['status']}[/]" + (f": {e['message']}" if e.get("message") else ""))
+                self.max_steps = e.get("max_steps") or self.max_steps
+            elif kind in ("info", "warning", "checkpoint"):
+                log.write(f"{kind}: {e.get('message') or e.get('path')}")
+        if events:
+            self.dirty = True
+        if last is not None:
+            eta = as_float(last.get("eta_s"))
+            self.query_one("#train-stats", Label).update(
+                f"{self.run_id}  step {last['step']}/{self.max_steps}  loss {as_float(last['loss']):.4f}  "
+                f"{last.get('tokens_per_s', 0):.0f} tok/s" + (f"  ETA {eta:.0f} s" if eta else ""))
+            self.query_one("#train-progress", ProgressBar).update(total=self.max_steps or None,
+                                                                  progress=last["step"])
+        if self.dirty:
+            self.query_one(LossChart).set_points(self.train_points, self.eval_points)
+            self.dirty = False
+        if self.proc is not None and self.proc.poll() is not None:
+            self.query_one("#train-stop", Button).disabled = True
+            final = runs.run_status(self.run_dir)
+            if final.get("status") in ("running", "starting", "created"):
+                self.app.store.update_run(self.run_id, "failed",
+                                          {"message": f"runner exited with code {self.proc.returncode}"})
+                log.write(f"[red]runner exited with code {self.proc.returncode}[/]")
+            elif final.get("status") and self.run_id:
+                self.app.store.update_run(self.run_id, final["status"],
+                                          {k: v for k, v in final.items() if k != "status"})
+            self.proc = None
+            self.refresh_history()
+
+    def refresh_history(self) -> None:
+        table = self.query_one("#run-history", DataTable)
+        table.clear()
+        for r in self.app.store.runs()[:50]:
+            loss = as_float(r["meta"].get("last_loss"))
+            table.add_row(r["id"], r["status"], str(r["meta"].get("step") or ""),
+                          f"{loss:.4f}" if loss is not None else "", key=r["id"])
+
+    @on(DataTable.RowSelected)
+    def row_selected(self, event: DataTable.RowSelected) -> None:
+        self.notify(f"selected {event.row_key.value}: Resume (ctrl+r) continues it")
