@@ -37,7 +37,13 @@ def create_run(store: Store, config: Config, spec: TrainSpec, dataset_dir: Path 
         manifest = Path(dataset_dir) / "manifest.json"
         report = json.loads(manifest.read_text()) if manifest.exists() else {}
     else:
-        report = export_dataset(store, run_dir / "data", config, fmt="chat")
+        try:
+            report = export_dataset(store, run_dir / "data", config, fmt="chat")
+        except Exception:
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)  # no half-made run left behind
+            raise
     spec.save(run_dir / "spec.json")
     store.create_run(run_id, str(run_dir), spec.model_dump(),
                      {"dataset_hash": report.get("dataset_hash"), "train": report.get("train"),

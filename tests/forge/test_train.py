@@ -135,3 +135,36 @@ def test_events_round_trip_and_torn_lines_wait(tmp_path):
         f.write(', "loss": 1.5}\n')
     more, _ = read_events(tmp_path, offset)
     assert more[0]["step"] == 2 and more[0]["loss"] == 1.5
+
+
+@pytest.mark.slow
+def test_cli_train_and_runs_contract(tmp_path, base_model_dir):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    ws = tmp_path / "ws"
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"input": u, "output": a}) + "\n" for u, a in EXAMPLES * 3))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FORGE_")}
+
+    def forge(*args, check=True):
+        p = subprocess.run([sys.executable, "-m", "forge.cli", "--workspace", str(ws), *args], capture_output=True,
+                           text=True, cwd=REPO, env=env, timeout=600)
+        assert p.returncode == 0 or not check, p.stderr
+        return p
+
+    forge("extract", "jsonl", str(data))
+    p = forge("train", "--max-steps", "2", "--json", check=False)
+    assert p.returncode == 1 and "no approved examples" in json.loads(p.stdout)["error"]
+    forge("approve", *[str(i) for i in range(1, 5)])
+    out = json.loads(forge("train", "--max-steps", "2", "--set", f"base_model={base_model_dir}",
+                           "--set", "max_seq_len=64", "--json").stdout)
+    assert set(out) >= {"run_id", "status", "first_loss", "last_loss", "adapter_dir"}
+    assert out["status"] == "completed" and isinstance(out["first_loss"], float)
+    listed = json.loads(forge("runs", "--json").stdout)
+    assert listed[0]["run_id"] == out["run_id"] and listed[0]["status"] == "completed"
+    p = forge("train", "--set", "lora_r=-1", "--json", check=False)
+    assert p.returncode == 1 and "lora_r" in json.loads(p.stdout)["error"]
