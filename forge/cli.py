@@ -248,13 +248,18 @@ def reject(obj: Ctx, ids, reason, as_json: bool) -> None:
     _decide(obj, ids, as_json, lambda i: curate.reject(obj.store, i, reason))
 
 
+def _replay(obj: Ctx, as_json: bool, redo: bool) -> None:
+    r = run_guarded(as_json, obj.store.redo if redo else obj.store.undo)
+    verb, key = ("redid", "redone") if redo else ("undid", "undone")
+    emit(r, as_json, lambda d: click.echo(f"{verb} {d[key]} of {', '.join(map(str, d['example_ids'][:10]))}"))
+
+
 @main.command()
 @json_option
 @click.pass_obj
 def undo(obj: Ctx, as_json: bool) -> None:
     """Undo the latest decision (a whole batch, for a dedup --apply)."""
-    r = run_guarded(as_json, obj.store.undo)
-    emit(r, as_json, lambda d: click.echo(f"undid {d['undone']} of {', '.join(map(str, d['example_ids'][:10]))}"))
+    _replay(obj, as_json, redo=False)
 
 
 @main.command()
@@ -262,8 +267,7 @@ def undo(obj: Ctx, as_json: bool) -> None:
 @click.pass_obj
 def redo(obj: Ctx, as_json: bool) -> None:
     """Redo the latest undone decision."""
-    r = run_guarded(as_json, obj.store.redo)
-    emit(r, as_json, lambda d: click.echo(f"redid {d['redone']} of {', '.join(map(str, d['example_ids'][:10]))}"))
+    _replay(obj, as_json, redo=True)
 
 
 @main.command()

@@ -67,7 +67,7 @@ class CurateScreen(Screen):
 
     def on_screen_resume(self) -> None:
         # Another mode (dedup) may have changed statuses meanwhile.
-        if self.is_mounted and self.ids is not None:
+        if self.is_mounted:
             self.reload(keep_id=self.current_id)
 
     # ---- state --------------------------------------------------------------------------------------
@@ -95,10 +95,8 @@ class CurateScreen(Screen):
                 search=self.query_one("#search", Input).value or None,
                 tag=self.query_one("#tag", Input).value.strip() or None,
                 source=self.query_one("#source", Input).value.strip() or None)
-        except StoreError as e:
+        except StoreError as e:  # e.g. a search query FTS5 cannot parse, mid-typing
             self.notify(str(e), severity="error")
-            self.ids = []
-        except Exception:  # an FTS syntax error while typing: show nothing rather than crash
             self.ids = []
         self.index = self.ids.index(keep_id) if keep_id in self.ids else 0
         self.counts = self.store.counts()
