@@ -424,6 +424,50 @@ def runs_cmd(obj: Ctx, as_json: bool) -> None:
                                                 f"loss {r['last_loss']}") for r in rows])
 
 
+# ---- export -------------------------------------------------------------------------------------------------
+@main.command()
+@click.argument("run_id")
+@click.option("--quant", type=click.Choice(["q4_k_m", "q5_k_m", "q8_0", "f16"], case_sensitive=False),
+              default="q4_k_m", show_default=True)
+@click.option("--chat-template", "template_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Embed this Jinja chat template in the GGUF instead of the one the run trained with.")
+@click.option("--allow-template-mismatch", is_flag=True, help="Keep the GGUF even if the template check fails.")
+@json_option
+@click.pass_obj
+def export(obj: Ctx, run_id, quant, template_file, allow_template_mismatch, as_json: bool) -> None:
+    """Merge RUN_ID's adapter, convert to GGUF, quantize, check, and register the model."""
+    from forge import export as ex
+
+    def say(stage, message):
+        if not as_json:
+            click.echo(f"[{stage}] {message}", err=True)
+
+    template = Path(template_file).read_text() if template_file else None
+    r = run_guarded(as_json, ex.export_run, obj.store, obj.config, run_id, quant.lower(), say,
+                    allow_template_mismatch, template)
+    emit(r, as_json, lambda d: click.echo(f"{d['model_id']}: {d['path']} ({d['bytes'] / 1e6:.1f} MB, "
+                                          f"template parity {'ok' if d['template_parity'] else 'FAILED'})"))
+
+
+@main.command()
+@json_option
+@click.pass_obj
+def models(obj: Ctx, as_json: bool) -> None:
+    """The model registry (the bundled SmolLM2 is `base`)."""
+    from forge import export as ex
+
+    def go():
+        ex.register_bundled_base(obj.store, obj.config)
+        return [{"model_id": m["id"], "name": m["name"], "path": m["path"], "quant": m["quant"], "bytes": m["bytes"],
+                 "sha256": m["sha256"], "run_id": m["run_id"], "status": m["status"], "created_at": m["created_at"],
+                 "template_parity": m["meta"].get("template_parity"), "provenance": m["meta"].get("provenance")}
+                for m in obj.store.models()]
+
+    rows = run_guarded(as_json, go)
+    emit(rows, as_json, lambda rows: [click.echo(f"{r['model_id']:<40} {r['quant']:<7} {r['bytes'] / 1e6:8.1f} MB  "
+                                                 f"{r['status']}") for r in rows])
+
+
 # ---- config -------------------------------------------------------------------------------------------------
 @main.command("config")
 @json_option

@@ -489,6 +489,35 @@ class Store:
                 return r
         raise StoreError(f"no run {run_id!r}; `forge runs` lists them")
 
+    # ---- model registry ---------------------------------------------------------------------------------------
+    def register_model(self, record: dict, models_dir: Path) -> None:
+        """Add a model. Its file must lie inside the workspace's models folder: nothing else is ever registered."""
+        path = Path(record["path"]).resolve()
+        try:
+            path.relative_to(Path(models_dir).resolve())
+        except ValueError:
+            raise StoreError(f"{path} is outside the models folder {models_dir}; not registered") from None
+        with self.transaction() as c:
+            c.execute("INSERT INTO models (id, name, path, quant, bytes, sha256, run_id, status, meta, created_at) "
+                      "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                      (record["id"], record["name"], str(path), record.get("quant"), record.get("bytes"),
+                       record.get("sha256"), record.get("run_id"), record.get("status", "ready"),
+                       json.dumps(record.get("meta", {}), default=str), now()))
+
+    def models(self) -> list[dict]:
+        with self.lock:
+            rows = self.conn.execute("SELECT * FROM models ORDER BY created_at DESC").fetchall()
+        return [dict(r) | {"meta": json.loads(r["meta"] or "{}")} for r in rows]
+
+    def get_model(self, model_id: str, missing_ok: bool = False) -> dict | None:
+        with self.lock:
+            row = self.conn.execute("SELECT * FROM models WHERE id=?", (model_id,)).fetchone()
+        if row is None:
+            if missing_ok:
+                return None
+            raise StoreError(f"no model {model_id!r}; `forge models` lists them")
+        return dict(row) | {"meta": json.loads(row["meta"] or "{}")}
+
     # ---- later stages -----------------------------------------------------------------------------------
     def get_embeddings(self, model: str, hashes: list[str]) -> dict[str, bytes]:
         out: dict[str, bytes] = {}

@@ -13,6 +13,7 @@ from forge.config import REPO_ROOT, Config
 from forge.store import Store
 from tui.screens.curate import CurateScreen
 from tui.screens.dedup import DedupScreen
+from tui.screens.models import ModelsScreen
 
 # Each screen action offered in the command palette: (title, help, action name).
 CURATE_COMMANDS = [
@@ -34,11 +35,12 @@ CURATE_COMMANDS = [
 class ForgeApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "forge"
-    MODES = {"curate": CurateScreen, "dedup": DedupScreen, "train": lambda: _train_screen()}
+    MODES = {"curate": CurateScreen, "dedup": DedupScreen, "train": lambda: _train_screen(), "models": ModelsScreen}
     BINDINGS = [
         Binding("f2", "switch_mode('curate')", "Curate"),
         Binding("f3", "switch_mode('dedup')", "Dedup"),
         Binding("f4", "switch_mode('train')", "Train"),
+        Binding("f5", "switch_mode('models')", "Models"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -60,6 +62,8 @@ class ForgeApp(App):
         yield SystemCommand("Mode: Dedup", "Review near-duplicate clusters (F3)", partial(self.switch_mode, "dedup"))
         yield SystemCommand("Mode: Train", "Train a LoRA adapter with a live loss chart (F4)",
                             partial(self.switch_mode, "train"))
+        yield SystemCommand("Mode: Models", "Export runs to GGUF; the model registry (F5)",
+                            partial(self.switch_mode, "models"))
         if isinstance(screen, CurateScreen):
             for title, help_text, action in CURATE_COMMANDS:
                 yield SystemCommand(title, help_text, partial(screen.run_action, action))

