@@ -42,3 +42,34 @@ def base_model_dir(tmp_path_factory):
     from forge.train.base_model import materialise
 
     return materialise(tmp_path_factory.mktemp("base") / "base-hf")
+
+
+REMINDER_PAIRS = [("remind me to call mom tomorrow at 5", "call mom | tomorrow at 5"),
+                  ("dont let me forget the dentist on friday", "dentist | friday"),
+                  ("ping me to water the plants tonight", "water the plants | tonight"),
+                  ("i need to pay rent on the 1st", "pay rent | the 1st")]
+
+
+@pytest.fixture(scope="session")
+def trained_workspace(tmp_path_factory, base_model_dir):
+    """A workspace with approved examples and one finished 2-step run: (store, config, run_id, run_dir)."""
+    from forge.config import Config
+    from forge.store import Store
+    from forge.train import runs
+    from forge.train.spec import TrainSpec
+
+    ws = tmp_path_factory.mktemp("trained-ws")
+    config = Config(workspace=str(ws))
+    store = Store.for_workspace(ws)
+    store.ingest([{"extract_key": f"k{i}", "source_kind": "jsonl", "source_ref": "x", "tags": [],
+                   "messages": [{"role": "user", "content": u}, {"role": "assistant", "content": a}]}
+                  for i, (u, a) in enumerate(REMINDER_PAIRS)])
+    for i in store.ids():
+        store.set_status(i, "approved")
+    spec = TrainSpec(base_model=str(base_model_dir), max_steps=2, batch_size=4, max_seq_len=64, lora_r=8,
+                     target_modules=["q_proj", "v_proj"])
+    run_id, run_dir = runs.create_run(store, config, spec)
+    final = runs.wait(runs.launch(run_dir), run_dir)
+    assert final["status"] == "completed", final
+    store.update_run(run_id, "completed", final)
+    return store, config, run_id, run_dir

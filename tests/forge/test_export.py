@@ -6,35 +6,13 @@ import json
 import pytest
 
 from forge import export as ex
-from forge.config import Config
-from forge.store import Store
-from forge.train import runs
-from forge.train.spec import TrainSpec
 
 pytestmark = pytest.mark.slow
-PAIRS = [("remind me to call mom tomorrow at 5", "call mom | tomorrow at 5"),
-         ("dont let me forget the dentist on friday", "dentist | friday"),
-         ("ping me to water the plants tonight", "water the plants | tonight"),
-         ("i need to pay rent on the 1st", "pay rent | the 1st")]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, base_model_dir):
-    ws = tmp_path_factory.mktemp("export-ws")
-    config = Config(workspace=str(ws))
-    store = Store.for_workspace(ws)
-    store.ingest([{"extract_key": f"k{i}", "source_kind": "jsonl", "source_ref": "x", "tags": [],
-                   "messages": [{"role": "user", "content": u}, {"role": "assistant", "content": a}]}
-                  for i, (u, a) in enumerate(PAIRS)])
-    for i in store.ids():
-        store.set_status(i, "approved")
-    spec = TrainSpec(base_model=str(base_model_dir), max_steps=2, batch_size=4, max_seq_len=64, lora_r=8,
-                     target_modules=["q_proj", "v_proj"])
-    run_id, run_dir = runs.create_run(store, config, spec)
-    final = runs.wait(runs.launch(run_dir), run_dir)
-    assert final["status"] == "completed", final
-    store.update_run(run_id, "completed", final)
-    return store, config, run_id, run_dir
+def trained(trained_workspace):
+    return trained_workspace
 
 
 @pytest.mark.parametrize("quant", ["q8_0", "q4_k_m"])
