@@ -66,9 +66,10 @@ def render_with_gguf_template(model: str, conversations: list[list[dict]]) -> di
 
     llm = load_llama(model, vocab_only=True)
     meta = llm.metadata
+    provenance = {k: v for k, v in meta.items() if k.startswith("forge.") or k == "general.name"}
     template = meta.get("tokenizer.chat_template")
     if not template:
-        return {"template": None, "ids": [], "eos": None}
+        return {"template": None, "ids": [], "eos": None, "metadata": provenance}
     eos_id = int(meta.get("tokenizer.ggml.eos_token_id", llm.token_eos()))
     bos_id = int(meta.get("tokenizer.ggml.bos_token_id", llm.token_bos()))
     eos = llm.detokenize([eos_id], special=True).decode("utf-8", "replace")
@@ -78,7 +79,7 @@ def render_with_gguf_template(model: str, conversations: list[list[dict]]) -> di
     for conv in conversations:
         text = fmt(messages=conv).prompt
         ids.append(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
-    return {"template": template, "ids": ids, "eos": eos, "eos_id": eos_id}
+    return {"template": template, "ids": ids, "eos": eos, "eos_id": eos_id, "metadata": provenance}
 
 
 ACTIONS = {"quantize": quantize, "smoke": smoke, "render": render_with_gguf_template}
