@@ -468,6 +468,35 @@ def models(obj: Ctx, as_json: bool) -> None:
                                                  f"{r['status']}") for r in rows])
 
 
+# ---- generate -----------------------------------------------------------------------------------------------
+@main.command()
+@click.option("--base-url", required=True, help="OpenAI-compatible endpoint, e.g. https://openrouter.ai/api/v1")
+@click.option("--model", default=None, help="Model name at that endpoint (default: config generate.model).")
+@click.option("--n", "n", type=int, required=True, help="How many new examples to add.")
+@click.option("--template", default="pairs", show_default=True,
+              help="Prompt template id (pairs, variations) or your own text with {k} and {topic}.")
+@click.option("--topic", default=None, help="What the examples are about (for the pairs template).")
+@click.option("--from-approved", is_flag=True, help="Few-shot variations of approved examples.")
+@json_option
+@click.pass_obj
+def generate(obj: Ctx, base_url, model, n, template, topic, from_approved, as_json: bool) -> None:
+    """Generate new pending examples with an LLM (API key from the env var named in config)."""
+    from forge import generate as gen
+
+    def go(progress):
+        def report(r):
+            if progress:
+                progress(r.added, n)
+
+        return gen.generate(obj.store, obj.config, base_url, n, model, template, topic, from_approved, report)
+
+    r = run_guarded(as_json, _progress_run, "generating", as_json, go)
+    out = r.to_json()
+    emit(out, as_json, lambda d: click.echo(
+        f"added {d['added']} · duplicates {d['duplicates']} · failed {d['failed']} · tokens "
+        f"{d['prompt_tokens']} in / {d['completion_tokens']} out" + (f"\n  last error: {r.errors[-1]}" if r.errors else "")))
+
+
 # ---- config -------------------------------------------------------------------------------------------------
 @main.command("config")
 @json_option

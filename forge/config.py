@@ -118,6 +118,44 @@ class DedupConfig(_Section):
     """From this many examples on, neighbour search uses the faiss IVF index instead of exact blocked search."""
 
 
+class GenerateConfig(_Section):
+    model: str | None = None
+    """Model name sent to the endpoint (e.g. google/gemini-2.5-flash on OpenRouter); --model overrides it."""
+
+    api_key_env: str = "OPENROUTER_API_KEY"
+    """Name of the environment variable holding the API key. The key itself is never stored or shown."""
+
+    per_request: int = Field(default=5, gt=0, le=50)
+    """Examples asked for in each request."""
+
+    concurrency: int = Field(default=4, gt=0, le=64)
+    """Requests in flight at once."""
+
+    timeout_s: float = Field(default=60, gt=0)
+    """Per-request timeout in seconds."""
+
+    max_retries: int = Field(default=5, ge=0)
+    """Retries per request on 429, 5xx, timeouts and connection errors (exponential backoff with jitter)."""
+
+    backoff_base_s: float = Field(default=1.0, gt=0)
+    """First retry delay; doubles each retry (a Retry-After header wins)."""
+
+    backoff_max_s: float = Field(default=30.0, gt=0)
+    """Longest delay between retries."""
+
+    max_requests: int = Field(default=200, gt=0)
+    """Hard cap on requests per `forge generate`, retries included."""
+
+    max_total_tokens: int = Field(default=500_000, gt=0)
+    """Hard cap on prompt + completion tokens per `forge generate` (from the replies' usage)."""
+
+    max_tokens: int = Field(default=1024, gt=0)
+    """max_tokens sent with each request."""
+
+    temperature: float = Field(default=0.9, ge=0, le=2)
+    """Sampling temperature; higher gives more varied examples."""
+
+
 class Config(_Section):
     workspace: str = "data/workspace"
     """Workspace folder (relative to the repo root or absolute) holding forge.db, runs/, models/, exports/."""
@@ -133,6 +171,9 @@ class Config(_Section):
 
     dedup: DedupConfig = DedupConfig()
     """Near-duplicate detection."""
+
+    generate: GenerateConfig = GenerateConfig()
+    """Generating examples with an OpenAI-compatible endpoint."""
 
     def workspace_path(self) -> Path:
         p = Path(self.workspace).expanduser()

@@ -63,7 +63,8 @@ class ModelsScreen(Screen):
         for r in self.app.store.runs():
             if r["status"] in ("completed", "stopped"):
                 runs.add_row(r["id"], r["status"], str(r["meta"].get("step") or ""),
-                             str(r["meta"].get("last_loss") or ""), key=r["id"])
+                             f"{float(r['meta']['last_loss']):.4f}" if r["meta"].get("last_loss") is not None else "",
+                             key=r["id"])
 
     @on(DataTable.RowHighlighted, "#model-table")
     def model_highlighted(self, event: DataTable.RowHighlighted) -> None:
