@@ -29,6 +29,7 @@ CURATE_COMMANDS = [
     ("Filter by source", "Show only examples from a source (o)", "focus_source"),
     ("Import…", "Import a vault, CSV or JSONL file (i)", "import"),
     ("Export dataset…", "Write train/val/test JSONL from approved examples (x)", "export"),
+    ("Generate examples…", "New pending examples from an OpenAI-compatible LLM (g)", "generate"),
 ]
 
 

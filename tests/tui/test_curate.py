@@ -109,3 +109,53 @@ async def test_command_palette_lists_every_curate_action(sample_store, config):
         eid = app.screen.current_id
         await approve.callback()
         assert sample_store.get(eid).status == "approved"
+
+
+async def test_generate_dialog_adds_pending_examples(store, config, tmp_path):
+    """The dialog against a tiny OpenAI-compatible server on loopback."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from textual.widgets import Input
+
+    from tui.screens.generate_dialog import GenerateScreen
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            content = json.dumps({"examples": [{"input": "remind me to stretch at 3", "output": "stretch | at 3"},
+                                               {"input": "call bob friday", "output": "call bob | friday"}]})
+            body = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                               "choices": [{"index": 0, "finish_reason": "stop",
+                                            "message": {"role": "assistant", "content": content}}],
+                               "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        app = make_app(config, store)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("g")
+            assert isinstance(app.screen, GenerateScreen)
+            app.screen.query_one("#gen-url", Input).value = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+            app.screen.query_one("#gen-model", Input).value = "m"
+            app.screen.query_one("#gen-n", Input).value = "2"
+            app.screen.query_one("#gen-topic", Input).value = "reminders"
+            await pilot.click("#gen-start")
+            await app.screen.workers.wait_for_complete()
+            await pilot.pause()
+            assert "added 2" in str(app.screen.query_one("#gen-report").render())
+            await pilot.press("escape")
+            await pilot.pause()
+            assert len(app.screen.ids) == 2 and store.counts()["pending"] == 2
+    finally:
+        httpd.shutdown()

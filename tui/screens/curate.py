@@ -17,6 +17,7 @@ from forge import curate
 from forge.store import STATUSES, StoreError
 from tui.screens.edit import EditScreen
 from tui.screens.export_dialog import ExportScreen
+from tui.screens.generate_dialog import GenerateScreen
 from tui.screens.import_dialog import ImportScreen
 from tui.widgets.counts_bar import CountsBar
 from tui.widgets.example_view import ExampleView
@@ -39,6 +40,7 @@ class CurateScreen(Screen):
         Binding("o", "focus_source", "Source filter", show=False),
         Binding("i", "import", "Import"),
         Binding("x", "export", "Export dataset"),
+        Binding("g", "generate", "Generate", show=False),
         Binding("escape", "leave_input", "Back", show=False),
     ]
 
@@ -234,6 +236,13 @@ class CurateScreen(Screen):
                 self.reload(keep_id=self.current_id)
 
         self.app.push_screen(ImportScreen(self.app.default_import_path), closed)
+
+    def action_generate(self) -> None:
+        def closed(report: dict | None) -> None:
+            if report is not None:
+                self.reload(keep_id=self.current_id)
+
+        self.app.push_screen(GenerateScreen(), closed)
 
     def action_export(self) -> None:
         self.app.push_screen(ExportScreen(str(self.app.config.workspace_path() / "exports" / "dataset")))

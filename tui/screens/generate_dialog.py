@@ -1,0 +1,97 @@
+"""Generate dialog: new pending examples from an OpenAI-compatible endpoint, with progress and a running token
+count. The API key comes from the environment variable named in config; this dialog never asks for or shows it."""
+
+from __future__ import annotations
+
+import os
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Static
+
+from forge import generate as gen
+from forge.store import StoreError
+
+
+class GenerateScreen(ModalScreen[dict | None]):
+    """Dismisses with the last run's report (None if nothing ran)."""
+
+    BINDINGS = [Binding("escape", "close", "Close")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.result: dict | None = None
+
+    def compose(self) -> ComposeResult:
+        g = self.app.config.generate
+        key_state = "set" if os.environ.get(g.api_key_env) else "not set (fine for local servers)"
+        with Vertical(id="generate-dialog"):
+            yield Label("Generate examples with an LLM", id="generate-title")
+            yield Input(placeholder="base URL, e.g. https://openrouter.ai/api/v1 or http://127.0.0.1:8080/v1",
+                        id="gen-url")
+            with Horizontal(id="gen-row"):
+                yield Input(g.model or "", placeholder="model", id="gen-model")
+                yield Input("20", placeholder="how many", id="gen-n")
+            yield Input(placeholder="topic, e.g. informal reminders with a time → '<task> | <when>'", id="gen-topic")
+            yield Checkbox("variations of approved examples instead", id="gen-from-approved")
+            yield Label(f"API key from ${g.api_key_env}: {key_state}", id="gen-key")
+            yield ProgressBar(id="gen-progress", show_eta=True)
+            yield Static("", id="gen-report")
+            with Horizontal(id="generate-buttons"):
+                yield Button("Generate", variant="primary", id="gen-start")
+                yield Button("Close", id="gen-close")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "gen-start":
+            self.start()
+        else:
+            self.action_close()
+
+    def action_close(self) -> None:
+        self.dismiss(self.result)
+
+    def start(self) -> None:
+        report = self.query_one("#gen-report", Static)
+        url = self.query_one("#gen-url", Input).value.strip()
+        try:
+            n = int(self.query_one("#gen-n", Input).value)
+        except ValueError:
+            report.update("[red]how many: a whole number[/]")
+            return
+        if not url.startswith(("http://", "https://")):
+            report.update("[red]base URL: give the endpoint's http(s) address[/]")
+            return
+        self.query_one("#gen-start", Button).disabled = True
+        report.update("generating…")
+        self.run_generate(url, self.query_one("#gen-model", Input).value.strip() or None, n,
+                          self.query_one("#gen-topic", Input).value.strip() or None,
+                          self.query_one("#gen-from-approved", Checkbox).value)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="generate")
+    def run_generate(self, url: str, model: str | None, n: int, topic: str | None, from_approved: bool) -> None:
+        bar = self.query_one("#gen-progress", ProgressBar)
+        report = self.query_one("#gen-report", Static)
+
+        def progress(r: gen.Report) -> None:
+            self.app.call_from_thread(bar.update, total=n, progress=r.added)
+            self.app.call_from_thread(report.update, self._line(r))
+
+        try:
+            r = gen.generate(self.app.store, self.app.config, url, n, model, topic=topic,
+                             from_approved=from_approved, progress=progress)
+        except (StoreError, ValueError) as e:
+            self.app.call_from_thread(report.update, f"[red]{e}[/]")
+        else:
+            self.result = r.to_json()
+            tail = f"\nlast error: {r.errors[-1]}" if r.errors else ""
+            self.app.call_from_thread(report.update, self._line(r) + " · done" + tail)
+        finally:
+            self.app.call_from_thread(setattr, self.query_one("#gen-start", Button), "disabled", False)
+
+    @staticmethod
+    def _line(r: gen.Report) -> str:
+        return (f"added {r.added} · duplicates {r.duplicates} · failed {r.failed} · "
+                f"tokens {r.prompt_tokens + r.completion_tokens:,}")
