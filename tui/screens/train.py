@@ -65,7 +65,7 @@ class TrainScreen(Screen):
                 yield Label("no run yet: set the spec and press Start (ctrl+t)", id="train-stats")
                 yield ProgressBar(id="train-progress", show_eta=False)
                 yield LossChart(id="loss-chart")
-                yield RichLog(id="train-log", max_lines=500, wrap=True)
+                yield RichLog(id="train-log", max_lines=500, wrap=True, markup=True)
                 yield DataTable(id="run-history", cursor_type="row")
         yield Footer()
 
