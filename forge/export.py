@@ -8,7 +8,6 @@ process). Only a model that passed every stage is registered; a failure leaves t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,7 +22,7 @@ from typing import Callable
 from forge import __version__
 from forge.config import Config
 from forge.llama_child import QUANT_FTYPES, ChildFailed, run_child
-from forge.store import Store, StoreError
+from forge.store import Store, StoreError, sha256_file
 
 Progress = Callable[[str, str], None]  # (stage, message)
 STAGES = ("merge", "convert", "quantize", "provenance", "check")
@@ -31,14 +30,6 @@ STAGES = ("merge", "convert", "quantize", "provenance", "check")
 
 class ExportError(StoreError):
     """The export cannot finish; the message names the stage and what to do."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_adapter(adapter: Path) -> dict:

@@ -35,6 +35,14 @@ def content_hash(messages: list[dict]) -> str:
     return hashlib.sha256(canonical_messages(messages).encode("utf-8")).hexdigest()
 
 
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def flatten(messages: list[dict]) -> str:
     return "\n\n".join(m["content"] for m in messages)
 

@@ -9,7 +9,6 @@ out of memory fails it with a suggestion.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -18,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from forge.store import sha256_file
 from forge.train.events import DiskLogger
 from forge.train.spec import SpecError, TrainSpec, default_targets, pick_backend
 
@@ -29,17 +29,9 @@ class RunFailed(Exception):
     """The run cannot go on; the message is what the user sees."""
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_marker(ckpt: Path, step: int) -> None:
     adapter = ckpt / ADAPTER_FILE
-    info = {"step": step, "time": time.time(), "adapter_sha256": file_sha256(adapter) if adapter.exists() else None}
+    info = {"step": step, "time": time.time(), "adapter_sha256": sha256_file(adapter) if adapter.exists() else None}
     tmp = ckpt / (MARKER + ".tmp")
     tmp.write_text(json.dumps(info))
     os.replace(tmp, ckpt / MARKER)
@@ -56,7 +48,7 @@ def checkpoint_ok(ckpt: Path) -> tuple[bool, str]:
     adapter = ckpt / ADAPTER_FILE
     if not adapter.exists():
         return False, f"{ADAPTER_FILE} is missing"
-    if info.get("adapter_sha256") and file_sha256(adapter) != info["adapter_sha256"]:
+    if info.get("adapter_sha256") and sha256_file(adapter) != info["adapter_sha256"]:
         return False, f"{ADAPTER_FILE} does not match its checksum (corrupted)"
     if not (ckpt / "trainer_state.json").exists():
         return False, "trainer_state.json is missing"
