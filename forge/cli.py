@@ -497,6 +497,41 @@ def generate(obj: Ctx, base_url, model, n, template, topic, from_approved, as_js
         f"{d['prompt_tokens']} in / {d['completion_tokens']} out" + (f"\n  last error: {r.errors[-1]}" if r.errors else "")))
 
 
+# ---- eval ---------------------------------------------------------------------------------------------------
+@main.command("eval")
+@click.argument("model_id")
+@click.option("--baseline", default="base", show_default=True, help="Model to compare against ('none' for no baseline).")
+@click.option("--test-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Held-out prompts: JSONL in any shape `forge extract jsonl` accepts.")
+@click.option("--dataset", "dataset_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="An exported dataset folder: its test.jsonl is used.")
+@click.option("--max-tokens", type=int, default=64, show_default=True)
+@click.option("--timeout", "timeout_s", type=float, default=60, show_default=True, help="Seconds per prompt.")
+@json_option
+@click.pass_obj
+def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, max_tokens, timeout_s, as_json: bool) -> None:
+    """Evaluate MODEL_ID against a baseline on held-out prompts (greedy, as served)."""
+    from forge import eval as ev
+    from forge import export as ex
+
+    def go(progress):
+        ex.register_bundled_base(obj.store, obj.config)
+        return ev.evaluate(obj.store, model_id, None if baseline == "none" else baseline, test_file, dataset_dir,
+                           max_tokens, timeout_s, (lambda m, d, t: progress(d, t)) if progress else None)
+
+    r = run_guarded(as_json, _progress_run, "evaluating", as_json, go)
+    keys = ("exact_match", "rouge_l", "bleu", "json_valid", "latency_p50_ms", "tokens_per_s")
+    out = {"n": r["n"], **{role: {k: r[role][k] for k in keys} for role in ("model", "baseline") if role in r}}
+
+    def human(d):
+        click.echo(f"{'metric':<16}{'model':>12}{'baseline':>12}   ({d['n']} prompts)")
+        for k in keys:
+            cells = [d[role][k] if role in d else None for role in ("model", "baseline")]
+            click.echo(f"{k:<16}" + "".join(f"{'—' if v is None else f'{v:.3f}':>12}" for v in cells))
+
+    emit(out, as_json, human)
+
+
 # ---- config -------------------------------------------------------------------------------------------------
 @main.command("config")
 @json_option

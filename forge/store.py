@@ -526,6 +526,21 @@ class Store:
             raise StoreError(f"no model {model_id!r}; `forge models` lists them")
         return dict(row) | {"meta": json.loads(row["meta"] or "{}")}
 
+    # ---- evaluations -----------------------------------------------------------------------------------------
+    def save_eval(self, model_id: str, dataset: str, metrics: dict, outputs: list[dict]) -> int:
+        with self.transaction() as c:
+            cur = c.execute("INSERT INTO evals (model_id, dataset, metrics, outputs, created_at) VALUES (?,?,?,?,?)",
+                            (model_id, dataset, json.dumps(metrics), json.dumps(outputs, ensure_ascii=False), now()))
+            return cur.lastrowid
+
+    def evals(self, model_id: str | None = None) -> list[dict]:
+        sql, params = "SELECT * FROM evals", []
+        if model_id:
+            sql, params = sql + " WHERE model_id=?", [model_id]
+        with self.lock:
+            rows = self.conn.execute(sql + " ORDER BY id DESC", params).fetchall()
+        return [dict(r) | {"metrics": json.loads(r["metrics"]), "outputs": json.loads(r["outputs"])} for r in rows]
+
     # ---- later stages -----------------------------------------------------------------------------------
     def get_embeddings(self, model: str, hashes: list[str]) -> dict[str, bytes]:
         out: dict[str, bytes] = {}

@@ -1,0 +1,39 @@
+"""The evaluation generator, run as a child process: `python -m forge.eval_child MODEL MAX_TOKENS FIRST_INDEX`.
+
+Reads a JSON list of conversations on stdin and prints one JSON line per conversation as soon as it is done, so
+the parent knows exactly where a crash happened and can restart after it. Greedy, through llama-cpp-python's
+chat-completion path with the GGUF's own chat template, as the companion serves.
+FORGE_EVAL_FAULT=crash:N / hang:N (testing only) aborts or stalls at global prompt index N.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from forge.llama_child import load_llama
+
+
+def main() -> None:
+    model, max_tokens, first = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    conversations = json.loads(sys.stdin.read())
+    fault_kind, _, fault_at = os.environ.get("FORGE_EVAL_FAULT", "").partition(":")
+    llm = load_llama(model, n_ctx=1024, n_threads=os.cpu_count() or 1, seed=0)
+    for i, messages in enumerate(conversations, start=first):
+        if fault_at and int(fault_at) == i:
+            if fault_kind == "crash":
+                os.abort()
+            if fault_kind == "hang":
+                time.sleep(3600)
+        t = time.perf_counter()
+        out = llm.create_chat_completion(messages, temperature=0.0, max_tokens=max_tokens, seed=0)
+        latency = (time.perf_counter() - t) * 1000
+        print(json.dumps({"output": (out["choices"][0]["message"]["content"] or "").strip(), "error": None,
+                          "latency_ms": round(latency, 1),
+                          "completion_tokens": out.get("usage", {}).get("completion_tokens", 0)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
