@@ -532,6 +532,41 @@ def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, max_tokens, t
     emit(out, as_json, human)
 
 
+# ---- demo ---------------------------------------------------------------------------------------------------
+@main.command()
+@click.option("--max-steps", type=int, default=None, help="Override the demo's 120 training steps.")
+@json_option
+@click.pass_obj
+def demo(obj: Ctx, max_steps, as_json: bool) -> None:
+    """The whole loop on the built-in reminders task in a fresh workspace (data/workspace-demo unless --workspace):
+    import, approve, export, train, export Q4_K_M, evaluate against base. About 10 minutes on a laptop CPU."""
+    from forge.config import REPO_ROOT
+    from forge.demo import DemoError, run_demo
+
+    ws = Path(obj._workspace) if obj._workspace else REPO_ROOT / "data" / "workspace-demo"
+
+    def say(msg):
+        if not as_json:
+            click.echo(msg, err=True)
+
+    try:
+        r = run_demo(ws, say, max_steps)
+    except DemoError as e:
+        fail(str(e), as_json)
+    keys = ("exact_match", "rouge_l", "bleu", "json_valid", "latency_p50_ms", "tokens_per_s")
+    out = {"n": r["n"], "model": {k: r["model"][k] for k in keys}, "baseline": {k: r["baseline"][k] for k in keys},
+           "run_id": r["run_id"], "model_id": r["model_id"], "workspace": r["workspace"], "minutes": r["minutes"]}
+
+    def human(d):
+        click.echo(f"{'':<16}{'tuned':>10}{'base':>10}   ({d['n']} held-out requests, {d['minutes']} min)")
+        for k in keys:
+            a, b = d["model"][k], d["baseline"][k]
+            click.echo(f"{k:<16}" + "".join(f"{'—' if v is None else f'{v:.3f}':>10}" for v in (a, b)))
+        click.echo(f"exact match gain: {d['model']['exact_match'] - d['baseline']['exact_match']:+.2f}")
+
+    emit(out, as_json, human)
+
+
 # ---- config -------------------------------------------------------------------------------------------------
 @main.command("config")
 @json_option

@@ -185,3 +185,53 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
         out[f"{role}_id"] = mid
     return out
 
+
+
+def win_rate(votes: dict[int, str]) -> dict:
+    n = len(votes)
+    wins = sum(v == "model" for v in votes.values())
+    ties = sum(v == "tie" for v in votes.values())
+    return {"votes": n, "model": wins, "baseline": n - wins - ties, "tie": ties,
+            "win_rate": (wins + 0.5 * ties) / n if n else None}
+
+
+def latest_pair(store: Store, model_id: str, baseline_id: str, dataset: str | None = None) -> tuple[dict, dict] | None:
+    """The newest stored evals of model and baseline on the same dataset."""
+    for m in store.evals(model_id):
+        if dataset and m["dataset"] != dataset:
+            continue
+        b = next((e for e in store.evals(baseline_id) if e["dataset"] == m["dataset"]), None)
+        if b:
+            return m, b
+    return None
+
+
+def report(store: Store, model_id: str, baseline_id: str, dataset: str | None, out_dir: Path) -> tuple[Path, Path]:
+    """A markdown and a JSON report of the newest comparison, with every output and the person's votes."""
+    pair = latest_pair(store, model_id, baseline_id, dataset)
+    if pair is None:
+        raise EvalError(f"no evaluation of {model_id} and {baseline_id} on the same prompts yet")
+    m, b = pair
+    votes = store.votes(model_id, baseline_id, m["dataset"])
+    data = {"model": model_id, "baseline": baseline_id, "dataset": m["dataset"], "metrics": {
+        "model": m["metrics"], "baseline": b["metrics"]}, "votes": win_rate(votes),
+        "prompts": [{"prompt": mo["prompt"], "expected": mo["expected"], "model": mo["output"], "baseline": bo["output"],
+                     "vote": votes.get(i)} for i, (mo, bo) in enumerate(zip(m["outputs"], b["outputs"]))]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"eval-{model_id}-vs-{baseline_id}"
+    jpath, mpath = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    jpath.write_text(json.dumps(data, indent=2, ensure_ascii=False))
+    lines = [f"# {model_id} vs {baseline_id}", "", f"Prompts: {len(data['prompts'])} ({m['dataset']})", "",
+             "| metric | model | baseline |", "|---|---|---|"]
+    for k, v in m["metrics"].items():
+        bv = b["metrics"].get(k)
+        fmt = lambda x: "—" if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))  # noqa: E731
+        lines.append(f"| {k} | {fmt(v)} | {fmt(bv)} |")
+    wr = data["votes"]
+    lines += ["", f"Human votes: {wr['votes']} (model {wr['model']}, baseline {wr['baseline']}, tie {wr['tie']})"
+              + (f", win rate {wr['win_rate']:.2f}" if wr["win_rate"] is not None else ""), ""]
+    for i, p in enumerate(data["prompts"], start=1):
+        lines += [f"## {i}. {p['prompt']}", f"- expected: `{p['expected']}`", f"- model: `{p['model']}`",
+                  f"- baseline: `{p['baseline']}`" + (f"\n- vote: {p['vote']}" if p["vote"] else ""), ""]
+    mpath.write_text("\n".join(lines))
+    return mpath, jpath

@@ -168,7 +168,22 @@ def _m1_core(db) -> None:
     db["examples"].enable_fts(["text", "tags"], fts_version="FTS5", create_triggers=True, tokenize="porter")
 
 
-MIGRATIONS = [_m1_core]
+def _m2_votes(db) -> None:
+    db.executescript("""
+    CREATE TABLE votes (
+        id INTEGER PRIMARY KEY,
+        model_id TEXT NOT NULL,
+        baseline_id TEXT NOT NULL,
+        dataset TEXT NOT NULL,
+        prompt_index INTEGER NOT NULL,
+        vote TEXT NOT NULL CHECK (vote IN ('model','baseline','tie')),
+        created_at TEXT NOT NULL,
+        UNIQUE (model_id, baseline_id, dataset, prompt_index)
+    );
+    """)
+
+
+MIGRATIONS = [_m1_core, _m2_votes]
 
 
 class Store:
@@ -540,6 +555,22 @@ class Store:
         with self.lock:
             rows = self.conn.execute(sql + " ORDER BY id DESC", params).fetchall()
         return [dict(r) | {"metrics": json.loads(r["metrics"]), "outputs": json.loads(r["outputs"])} for r in rows]
+
+    def vote(self, model_id: str, baseline_id: str, dataset: str, prompt_index: int, vote: str) -> None:
+        """A person's preference for one prompt; voting again on the same prompt replaces the earlier vote."""
+        if vote not in ("model", "baseline", "tie"):
+            raise StoreError(f"unknown vote {vote!r}")
+        with self.transaction() as c:
+            c.execute("INSERT INTO votes (model_id, baseline_id, dataset, prompt_index, vote, created_at) "
+                      "VALUES (?,?,?,?,?,?) ON CONFLICT (model_id, baseline_id, dataset, prompt_index) "
+                      "DO UPDATE SET vote=excluded.vote, created_at=excluded.created_at",
+                      (model_id, baseline_id, dataset, prompt_index, vote, now()))
+
+    def votes(self, model_id: str, baseline_id: str, dataset: str) -> dict[int, str]:
+        with self.lock:
+            rows = self.conn.execute("SELECT prompt_index, vote FROM votes WHERE model_id=? AND baseline_id=? "
+                                     "AND dataset=?", (model_id, baseline_id, dataset)).fetchall()
+        return {r[0]: r[1] for r in rows}
 
     # ---- later stages -----------------------------------------------------------------------------------
     def get_embeddings(self, model: str, hashes: list[str]) -> dict[str, bytes]:

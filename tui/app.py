@@ -13,6 +13,7 @@ from forge.config import REPO_ROOT, Config
 from forge.store import Store
 from tui.screens.curate import CurateScreen
 from tui.screens.dedup import DedupScreen
+from tui.screens.eval import EvalScreen
 from tui.screens.models import ModelsScreen
 
 # Each screen action offered in the command palette: (title, help, action name).
@@ -36,12 +37,13 @@ CURATE_COMMANDS = [
 class ForgeApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "forge"
-    MODES = {"curate": CurateScreen, "dedup": DedupScreen, "train": lambda: _train_screen(), "models": ModelsScreen}
+    MODES = {"curate": CurateScreen, "dedup": DedupScreen, "train": lambda: _train_screen(), "models": ModelsScreen, "eval": EvalScreen}
     BINDINGS = [
         Binding("f2", "switch_mode('curate')", "Curate"),
         Binding("f3", "switch_mode('dedup')", "Dedup"),
         Binding("f4", "switch_mode('train')", "Train"),
         Binding("f5", "switch_mode('models')", "Models"),
+        Binding("f7", "switch_mode('eval')", "Eval"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -65,6 +67,7 @@ class ForgeApp(App):
                             partial(self.switch_mode, "train"))
         yield SystemCommand("Mode: Models", "Export runs to GGUF; the model registry (F5)",
                             partial(self.switch_mode, "models"))
+        yield SystemCommand("Mode: Eval", "Tuned vs base side by side, with votes (F7)", partial(self.switch_mode, "eval"))
         if isinstance(screen, CurateScreen):
             for title, help_text, action in CURATE_COMMANDS:
                 yield SystemCommand(title, help_text, partial(screen.run_action, action))

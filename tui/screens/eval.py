@@ -1,0 +1,191 @@
+"""Eval mode: a model against its baseline on held-out prompts. A summary table of metrics, then prompt by prompt
+the expected, baseline and tuned answers side by side (words that differ from the expected one marked), keys to
+vote, the win rate, and a markdown + JSON report."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Header, Input, Label, ProgressBar, Select, Static
+
+from forge import eval as ev
+from forge.config import REPO_ROOT
+from forge.store import StoreError
+from tui.widgets.cluster_members import diff_text
+
+METRICS = ["exact_match", "rouge_l", "bleu", "json_valid", "json_field_accuracy", "latency_p50_ms",
+           "latency_p95_ms", "tokens_per_s", "errors"]
+VOTE_LABEL = {"model": "tuned", "baseline": "base", "tie": "tie"}
+
+
+class EvalScreen(Screen):
+    BINDINGS = [
+        Binding("ctrl+g", "run", "Run eval"),
+        Binding("j", "step(1)", "Next"), Binding("k", "step(-1)", "Prev"),
+        Binding("t", "vote('model')", "Vote tuned"), Binding("b", "vote('baseline')", "Vote base"),
+        Binding("equals_sign", "vote('tie')", "Tie"),
+        Binding("x", "report", "Report"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pair: tuple[dict, dict] | None = None
+        self.index = 0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="eval-main"):
+            with Horizontal(id="eval-pick"):
+                yield Select([], prompt="model", id="eval-model")
+                yield Select([], prompt="baseline", id="eval-baseline")
+                yield Input(str(REPO_ROOT / "data" / "demo" / "reminders_heldout.jsonl"), id="eval-file")
+                yield Button("Run", variant="primary", id="eval-run")
+            yield ProgressBar(id="eval-progress", show_eta=True)
+            yield Label("", id="eval-status")
+            yield DataTable(id="eval-summary", cursor_type="none")
+            yield Label("", id="eval-votes")
+            with Horizontal(id="eval-side"):
+                yield Static(id="side-expected", classes="side")
+                yield Static(id="side-baseline", classes="side")
+                yield Static(id="side-model", classes="side")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "eval"
+        self.query_one("#eval-summary", DataTable).add_columns("metric", "tuned", "base")
+        self.refresh_models()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_models()
+
+    def refresh_models(self) -> None:
+        from forge import export as ex
+
+        try:
+            ex.register_bundled_base(self.app.store, self.app.config)
+        except Exception:  # the bundled model missing only removes `base` from the choices
+            pass
+        ids = [m["id"] for m in self.app.store.models()]
+        model, base = self.query_one("#eval-model", Select), self.query_one("#eval-baseline", Select)
+        model.set_options([(i, i) for i in ids if i != "base"] or [(i, i) for i in ids])
+        base.set_options([(i, i) for i in ids])
+        if "base" in ids:
+            base.value = "base"
+        if not isinstance(model.value, str) and ids:
+            model.value = next((i for i in ids if i != "base"), ids[0])
+        self.load_latest()
+
+    def ids(self) -> tuple[str | None, str | None]:
+        m, b = self.query_one("#eval-model", Select).value, self.query_one("#eval-baseline", Select).value
+        return (m if isinstance(m, str) else None), (b if isinstance(b, str) else None)  # blank is a sentinel
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        self.load_latest()
+
+    def load_latest(self) -> None:
+        model, base = self.ids()
+        self.pair = ev.latest_pair(self.app.store, model, base) if model and base else None
+        self.index = 0
+        self.show()
+
+    # ---- running ------------------------------------------------------------------------------------------
+    def action_run(self) -> None:
+        model, base = self.ids()
+        if not model:
+            self.notify("export a model first (Models mode, F5)", severity="warning")
+            return
+        self.query_one("#eval-run", Button).disabled = True
+        self.run_eval(model, base, self.query_one("#eval-file", Input).value.strip())
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "eval-run":
+            self.action_run()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="eval")
+    def run_eval(self, model: str, base: str | None, test_file: str) -> None:
+        bar, status = self.query_one("#eval-progress", ProgressBar), self.query_one("#eval-status", Label)
+
+        def progress(mid: str, done: int, total: int) -> None:
+            self.app.call_from_thread(bar.update, total=total, progress=done)
+            self.app.call_from_thread(status.update, f"generating with {mid}: {done}/{total}")
+
+        try:
+            ev.evaluate(self.app.store, model, base, test_file=test_file, progress=progress)
+        except (StoreError, OSError) as e:
+            self.app.call_from_thread(status.update, f"[red]{e}[/]")
+        else:
+            self.app.call_from_thread(status.update, "done")
+            self.app.call_from_thread(self.load_latest)
+        finally:
+            self.app.call_from_thread(setattr, self.query_one("#eval-run", Button), "disabled", False)
+
+    # ---- showing ------------------------------------------------------------------------------------------
+    def show(self) -> None:
+        table = self.query_one("#eval-summary", DataTable)
+        table.clear()
+        if self.pair is None:
+            for sid in ("#side-expected", "#side-baseline", "#side-model"):
+                self.query_one(sid, Static).update("")
+            self.query_one("#eval-votes", Label).update("no evaluation yet: pick a model and press Run (ctrl+g)")
+            return
+        m, b = self.pair
+        fmt = lambda v: "—" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+        for k in METRICS:
+            table.add_row(k, fmt(m["metrics"].get(k)), fmt(b["metrics"].get(k)))
+        self.show_prompt()
+
+    def show_prompt(self) -> None:
+        m, b = self.pair
+        n = len(m["outputs"])
+        self.index = max(0, min(self.index, n - 1))
+        mo, bo = m["outputs"][self.index], b["outputs"][self.index]
+        expected = mo["expected"]
+        votes = self.app.store.votes(m["model_id"], b["model_id"], m["dataset"])
+
+        def panel(title: str, text: Text, style: str) -> Panel:
+            return Panel(text, title=title, title_align="left", border_style=style)
+
+        prompt = Text(f"{self.index + 1}/{n}  {mo['prompt']}", style="bold")
+        self.query_one("#side-expected", Static).update(Group(prompt, panel("expected", Text(expected), "cyan")))
+        for sid, rec, title in (("#side-baseline", bo, f"base · {b['model_id']}"),
+                                ("#side-model", mo, f"tuned · {m['model_id']}")):
+            body = Text(rec["error"], style="red") if rec.get("error") else diff_text(expected, rec["output"])
+            mark = " ✓" if ev.exact_match(rec.get("output") or "", expected) else ""
+            style = "green" if mark else "grey50"
+            self.query_one(sid, Static).update(Group(Text(""), panel(title + mark, body, style)))
+        wr = ev.win_rate(votes)
+        here = votes.get(self.index)
+        self.query_one("#eval-votes", Label).update(
+            f"votes {wr['votes']}: tuned {wr['model']} · base {wr['baseline']} · tie {wr['tie']}"
+            + (f" · win rate {wr['win_rate']:.2f}" if wr["win_rate"] is not None else "")
+            + (f"   this prompt: {VOTE_LABEL[here]}" if here else "   t tuned · b base · = tie"))
+
+    def action_step(self, delta: int) -> None:
+        if self.pair:
+            self.index += delta
+            self.show_prompt()
+
+    def action_vote(self, vote: str) -> None:
+        if not self.pair:
+            return
+        m, b = self.pair
+        self.app.store.vote(m["model_id"], b["model_id"], m["dataset"], self.index, vote)
+        if self.index < len(m["outputs"]) - 1:
+            self.index += 1
+        self.show_prompt()
+
+    def action_report(self) -> None:
+        model, base = self.ids()
+        try:
+            md, js = ev.report(self.app.store, model, base, self.pair[0]["dataset"] if self.pair else None,
+                               self.app.config.workspace_path() / "exports")
+        except StoreError as e:
+            self.notify(str(e), severity="error")
+            return
+        self.notify(f"report written: {md.name} and {js.name} in {md.parent}")
