@@ -49,19 +49,19 @@ def test_a_crash_and_a_timeout_are_recorded_and_the_rest_complete(tmp_path, monk
 
 
 @pytest.mark.slow
-def test_eval_of_an_export_against_base_stores_outputs_and_metrics(trained_workspace, tmp_path):
+def test_eval_of_two_exports_stores_outputs_and_metrics(trained_workspace, tmp_path):
     store, config, run_id, _ = trained_workspace
-    ex.register_bundled_base(store, config)
     model = ex.export_run(store, config, run_id, "q8_0")["model_id"]
-    r = ev.evaluate(store, model, "base", test_file=str(prompts_file(tmp_path)), max_tokens=16)
-    assert r["n"] == 4 and r["model_id"] == model and r["baseline_id"] == "base"
+    other = ex.export_run(store, config, run_id, "q4_k_m")["model_id"]
+    r = ev.evaluate(store, model, other, test_file=str(prompts_file(tmp_path)), max_tokens=16)
+    assert r["n"] == 4 and r["model_id"] == model and r["baseline_id"] == other
     for role in ("model", "baseline"):
         assert set(r[role]) >= {"exact_match", "rouge_l", "bleu", "json_valid", "latency_p50_ms", "tokens_per_s"}
         assert r[role]["json_valid"] is None and r[role]["latency_p50_ms"] > 0
     saved = store.evals(model)[0]
     assert saved["dataset"] == r["dataset"] and len(saved["outputs"]) == 4
     assert all({"prompt", "expected", "output"} <= set(o) for o in saved["outputs"])
-    assert store.evals("base")[0]["metrics"] == r["baseline"]
+    assert store.evals(other)[0]["metrics"] == r["baseline"]
 
 
 def test_bad_inputs_are_clear_errors(tmp_path):
