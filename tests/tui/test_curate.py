@@ -159,3 +159,25 @@ async def test_generate_dialog_adds_pending_examples(store, config, tmp_path):
             assert len(app.screen.ids) == 2 and store.counts()["pending"] == 2
     finally:
         httpd.shutdown()
+
+
+async def test_export_dialog_writes_the_dataset(sample_store, config, tmp_path):
+    from textual.widgets import Input
+
+    from tui.screens.export_dialog import ExportScreen
+
+    for i in sample_store.ids()[:10]:
+        sample_store.set_status(i, "approved")
+    app = make_app(config, sample_store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("x")
+        assert isinstance(app.screen, ExportScreen)
+        app.screen.query_one("#export-out", Input).value = str(tmp_path / "ds")
+        await pilot.click("#export-start")
+        await app.screen.workers.wait_for_complete()
+        await pilot.pause()
+        assert "train 8 · val 1 · test 1" in str(app.screen.query_one("#export-report").render())
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, CurateScreen)
+    assert len((tmp_path / "ds" / "train.jsonl").read_text().splitlines()) == 8

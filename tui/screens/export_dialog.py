@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from forge.dataset import export_dataset
 from forge.store import StoreError
+from tui.screens.job_dialog import JobDialog
 
 
-class ExportScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape", "close", "Close")]
+class ExportScreen(JobDialog):
+    START_ID = "export-start"
 
     def __init__(self, default_out: str) -> None:
         super().__init__()
@@ -35,15 +34,6 @@ class ExportScreen(ModalScreen[None]):
             with Horizontal(id="export-buttons"):
                 yield Button("Export", variant="primary", id="export-start")
                 yield Button("Close", id="export-close")
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "export-start":
-            self.start()
-        else:
-            self.action_close()
-
-    def action_close(self) -> None:
-        self.dismiss(None)
 
     def start(self) -> None:
         report = self.query_one("#export-report", Static)

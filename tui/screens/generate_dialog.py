@@ -7,23 +7,18 @@ import os
 
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Static
 
 from forge import generate as gen
 from forge.store import StoreError
+from tui.screens.job_dialog import JobDialog
 
 
-class GenerateScreen(ModalScreen[dict | None]):
+class GenerateScreen(JobDialog):
     """Dismisses with the last run's report (None if nothing ran)."""
 
-    BINDINGS = [Binding("escape", "close", "Close")]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.result: dict | None = None
+    START_ID = "gen-start"
 
     def compose(self) -> ComposeResult:
         g = self.app.config.generate
@@ -43,15 +38,6 @@ class GenerateScreen(ModalScreen[dict | None]):
             with Horizontal(id="generate-buttons"):
                 yield Button("Generate", variant="primary", id="gen-start")
                 yield Button("Close", id="gen-close")
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "gen-start":
-            self.start()
-        else:
-            self.action_close()
-
-    def action_close(self) -> None:
-        self.dismiss(self.result)
 
     def start(self) -> None:
         report = self.query_one("#gen-report", Static)

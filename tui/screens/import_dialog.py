@@ -6,23 +6,21 @@ from pathlib import Path
 
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, ProgressBar, Select, Static
 
 from forge.extract import run_extract
+from tui.screens.job_dialog import JobDialog
 
 
-class ImportScreen(ModalScreen[dict | None]):
+class ImportScreen(JobDialog):
     """Dismisses with the last import's report (None if nothing was imported)."""
 
-    BINDINGS = [Binding("escape", "close", "Close")]
+    START_ID = "import-start"
 
     def __init__(self, default_path: str = "") -> None:
         super().__init__()
         self.default_path = default_path
-        self.result: dict | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="import-dialog"):
@@ -49,15 +47,6 @@ class ImportScreen(ModalScreen[dict | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.start()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "import-start":
-            self.start()
-        else:
-            self.action_close()
-
-    def action_close(self) -> None:
-        self.dismiss(self.result)
 
     def start(self) -> None:
         kind = self.query_one("#import-kind", Select).value
