@@ -231,6 +231,17 @@ def choose_keep(examples: list[Example]) -> Example:
                                         -sum(len(m["content"]) for m in e.messages), e.id))
 
 
+def make_clusters(pairs: list[tuple[int, int, float]], n: int, example_at) -> list[Cluster]:
+    """Union-find clusters of positions 0..n-1 as Clusters of example ids, with the keep policy's choice,
+    most similar first."""
+    out = []
+    for members, best in union_find_clusters(n, pairs):
+        exs = [example_at(i) for i in members]
+        out.append(Cluster(sorted(e.id for e in exs), min(best, 1.0), choose_keep(exs).id))
+    out.sort(key=lambda c: (-c.max_similarity, c.ids[0]))
+    return out
+
+
 def find_duplicates(store: Store, config: Config, threshold: float | None = None,
                     progress: Progress | None = None) -> DedupResult:
     """Clusters of near-duplicates among the pending and approved examples (rejected ones are out already)."""
@@ -249,11 +260,7 @@ def find_duplicates(store: Store, config: Config, threshold: float | None = None
             pairs.append((by_key[k], i, 1.0))
         else:
             by_key[k] = i
-    clusters = []
-    for members, best in union_find_clusters(len(examples), pairs):
-        exs = [examples[i] for i in members]
-        clusters.append(Cluster(sorted(e.id for e in exs), min(best, 1.0), choose_keep(exs).id))
-    clusters.sort(key=lambda c: (-c.max_similarity, c.ids[0]))
+    clusters = make_clusters(pairs, len(examples), lambda i: examples[i])
     id_pairs = [(examples[i].id, examples[j].id, s) for i, j, s in pairs]
     return DedupResult(clusters, embedded, cached, id_pairs)
 
@@ -264,12 +271,7 @@ def clusters_at(result: DedupResult, examples_by_id: dict[int, Example], thresho
     ids = sorted({i for p in result.pairs for i in p[:2]})
     pos = {eid: k for k, eid in enumerate(ids)}
     kept = [(pos[a], pos[b], s) for a, b, s in result.pairs if s >= threshold]
-    out = []
-    for members, best in union_find_clusters(len(ids), kept):
-        exs = [examples_by_id[ids[m]] for m in members]
-        out.append(Cluster(sorted(e.id for e in exs), min(best, 1.0), choose_keep(exs).id))
-    out.sort(key=lambda c: (-c.max_similarity, c.ids[0]))
-    return out
+    return make_clusters(kept, len(ids), lambda k: examples_by_id[ids[k]])
 
 
 def keep_one(store: Store, ids: list[int], keep_id: int) -> int | None:

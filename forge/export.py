@@ -39,11 +39,11 @@ def check_adapter(adapter: Path) -> dict:
     for name in ("adapter_config.json", "adapter_model.safetensors", "forge_adapter.json"):
         if not (adapter / name).exists():
             raise ExportError(f"adapter {adapter} is incomplete: {name} is missing")
-    marker = adapter / "forge_complete.json"
-    if marker.exists():
-        expected = json.loads(marker.read_text()).get("adapter_sha256")
-        if expected and sha256_file(adapter / "adapter_model.safetensors") != expected:
-            raise ExportError(f"adapter {adapter / 'adapter_model.safetensors'} is corrupt (checksum mismatch)")
+    from forge.train.runner import marker_problem
+
+    problem = marker_problem(adapter, required=False)
+    if problem:
+        raise ExportError(f"adapter {adapter} is corrupt: {problem}")
     try:
         return json.loads((adapter / "forge_adapter.json").read_text())
     except json.JSONDecodeError:
@@ -341,7 +341,8 @@ def export_run(store: Store, config: Config, run_id: str, quant: str = "q4_k_m",
 
         t = time.perf_counter()
         say("check", "checking the chat template against training")
-        parity = template_parity(work / "hf", final, held_out_prompts(run_dir))
+        prompts = held_out_prompts(run_dir)
+        parity = template_parity(work / "hf", final, prompts)
         seen = parity.pop("metadata")
         if any(seen.get(k) != v for k, v in keys.items()):  # llama.cpp itself must read the provenance back
             raise ExportError(f"provenance: llama.cpp read {seen} back from {final.name}, not what was written")
@@ -349,7 +350,7 @@ def export_run(store: Store, config: Config, run_id: str, quant: str = "q4_k_m",
             raise ExportError("chat-template parity failed: " + "; ".join(parity["problems"])
                               + " (export with --allow-template-mismatch to keep it anyway)")
         say("check", "generating a few tokens in a child process")
-        smoke = run_child("smoke", model=str(final), prompt=held_out_prompts(run_dir, 1)[0][-1]["content"],
+        smoke = run_child("smoke", model=str(final), prompt=prompts[0][-1]["content"],
                           timeout=300)
         timings["check_s"] = time.perf_counter() - t
 

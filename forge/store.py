@@ -507,10 +507,11 @@ class Store:
         return [dict(r) | {"spec": json.loads(r["spec"]), "meta": json.loads(r["meta"])} for r in rows]
 
     def get_run(self, run_id: str) -> dict:
-        for r in self.runs():
-            if r["id"] == run_id:
-                return r
-        raise StoreError(f"no run {run_id!r}; `forge runs` lists them")
+        with self.lock:
+            r = self.conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        if r is None:
+            raise StoreError(f"no run {run_id!r}; `forge runs` lists them")
+        return dict(r) | {"spec": json.loads(r["spec"]), "meta": json.loads(r["meta"])}
 
     # ---- model registry ---------------------------------------------------------------------------------------
     def register_model(self, record: dict, models_dir: Path) -> None:

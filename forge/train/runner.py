@@ -37,22 +37,29 @@ def write_marker(ckpt: Path, step: int) -> None:
     os.replace(tmp, ckpt / MARKER)
 
 
-def checkpoint_ok(ckpt: Path) -> tuple[bool, str]:
-    marker = ckpt / MARKER
+def marker_problem(folder: Path, required: bool = True) -> str | None:
+    """Why the adapter in `folder` cannot be trusted (missing, unmarked, corrupted), or None. The marker is
+    written last and records the adapter's sha256; `required=False` accepts a folder without one."""
+    marker = folder / MARKER
     if not marker.exists():
-        return False, "no completion marker (the save was interrupted)"
+        return "no completion marker (the save was interrupted)" if required else None
     try:
         info = json.loads(marker.read_text())
     except (OSError, json.JSONDecodeError):
-        return False, "unreadable completion marker"
-    adapter = ckpt / ADAPTER_FILE
+        return "unreadable completion marker"
+    adapter = folder / ADAPTER_FILE
     if not adapter.exists():
-        return False, f"{ADAPTER_FILE} is missing"
+        return f"{ADAPTER_FILE} is missing"
     if info.get("adapter_sha256") and sha256_file(adapter) != info["adapter_sha256"]:
-        return False, f"{ADAPTER_FILE} does not match its checksum (corrupted)"
-    if not (ckpt / "trainer_state.json").exists():
-        return False, "trainer_state.json is missing"
-    return True, ""
+        return f"{ADAPTER_FILE} does not match its checksum (corrupted)"
+    return None
+
+
+def checkpoint_ok(ckpt: Path) -> tuple[bool, str]:
+    problem = marker_problem(ckpt)
+    if problem is None and not (ckpt / "trainer_state.json").exists():
+        problem = "trainer_state.json is missing"
+    return problem is None, problem or ""
 
 
 def latest_checkpoint(run_dir: Path, warn=lambda msg: None) -> Path | None:

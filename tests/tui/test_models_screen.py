@@ -3,16 +3,9 @@
 import pytest
 from textual.widgets import DataTable, Select
 
+from tests.tui.helpers import wait_until
 from tui.app import make_app
 from tui.screens.models import ModelsScreen
-
-
-async def wait_until(pilot, cond, seconds=300.0):
-    for _ in range(int(seconds / 0.2)):
-        if cond():
-            return True
-        await pilot.pause(0.2)
-    return cond()
 
 
 @pytest.mark.slow
@@ -30,7 +23,7 @@ async def test_models_mode_lists_and_exports_a_run(trained_workspace):
         screen.query_one("#export-quant", Select).value = "q8_0"
         before = len(store.models())
         await pilot.press("ctrl+e")
-        assert await wait_until(pilot, lambda: len(store.models()) == before + 1)
+        assert await wait_until(pilot, lambda: len(store.models()) == before + 1, seconds=300, step=0.2)
         await screen.workers.wait_for_complete()
         await pilot.pause()
         assert "exported" in str(screen.query_one("#export-status").render())

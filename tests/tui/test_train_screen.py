@@ -6,6 +6,7 @@ import sys
 from textual.widgets import Input
 
 from tests.conftest import REPO
+from tests.tui.helpers import wait_until
 from tui.app import make_app
 from tui.widgets.loss_chart import LossChart
 
@@ -15,14 +16,6 @@ def fake_launcher(steps, delay):
         return subprocess.Popen([sys.executable, str(REPO / "scripts" / "fake_trainer.py"), str(run_dir),
                                  "--steps", str(steps), "--delay", str(delay)] + (["--resume"] if resume else []))
     return launch
-
-
-async def wait_until(pilot, cond, seconds=20.0):
-    for _ in range(int(seconds / 0.1)):
-        if cond():
-            return True
-        await pilot.pause(0.1)
-    return cond()
 
 
 async def test_start_draws_live_chart_and_records_the_run(sample_store, config):

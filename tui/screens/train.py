@@ -116,9 +116,8 @@ class TrainScreen(Screen):
 
     def follow(self, run_id: str, run_dir: Path, proc, resume: bool = False) -> None:
         self.run_id, self.run_dir, self.proc = run_id, run_dir, proc
-        if not resume:
-            self.train_points, self.eval_points = [], []
-        self.events_offset = 0 if not resume else self.events_offset
+        if not resume:  # a resumed run appends to the same events file: keep reading where we were
+            self.train_points, self.eval_points, self.events_offset = [], [], 0
         self.query_one("#train-log", RichLog).write(f"[b]{'resumed' if resume else 'started'} {run_id}[/]")
         self.query_one("#train-stop", Button).disabled = False
         self.refresh_history()
