@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = REPO_ROOT / "config.json"
@@ -156,6 +156,96 @@ class GenerateConfig(_Section):
     """Sampling temperature; higher gives more varied examples."""
 
 
+class TaskConfig(_Section):
+    system: str
+    """System prompt telling the model what the task is; the user turn is the request's `text`."""
+
+    schema_: dict = Field(alias="schema")
+    """JSON schema the reply must follow: generation is constrained to it by a llama.cpp grammar and the result is
+    validated against it before it is returned."""
+
+    max_tokens: int = Field(default=256, gt=0)
+    """Longest reply in tokens."""
+
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    """Sampling temperature; 0 is greedy (the same text gives the same answer)."""
+
+
+CONVERT_TASK = {
+    "system": ("Convert the user's request into JSON with the intent (a short snake_case verb phrase) and the "
+               "entities it mentions, each with a type and the exact text."),
+    "schema": {"type": "object", "properties": {
+        "intent": {"type": "string", "maxLength": 64},
+        "entities": {"type": "array", "maxItems": 8, "items": {"type": "object", "properties": {
+            "type": {"type": "string", "maxLength": 32}, "value": {"type": "string", "maxLength": 128}},
+            "required": ["type", "value"]}}},
+        "required": ["intent", "entities"]},
+    "max_tokens": 256,
+}
+
+
+class CompanionConfig(_Section):
+    host: str = "127.0.0.1"
+    """Address the companion binds to. Loopback by default; another address exposes the API to the network."""
+
+    port: int = Field(default=8765, gt=0, lt=65536)
+    """TCP port of the companion."""
+
+    model: str = "base"
+    """Registry id served at start (`forge models` lists them); `base` is the bundled SmolLM2."""
+
+    admin_token: str | None = None
+    """Bearer token for /admin. Null: $FORGE_ADMIN_TOKEN, else a random token written to
+    <workspace>/companion/admin_token (mode 600) when the server starts."""
+
+    allow_remote_admin: bool = False
+    """Accept /admin calls from non-loopback clients (still with the token)."""
+
+    cors_origins: list[str] = []
+    """Browser origins allowed to call the API (CORS). Empty allows none; a wildcard is refused."""
+
+    max_queue: int = Field(default=16, ge=0)
+    """Requests allowed to wait for the model; beyond this a request gets 429 with Retry-After at once."""
+
+    queue_timeout_s: float = Field(default=120, gt=0)
+    """A request still waiting for the model after this long gets 503."""
+
+    request_timeout_s: float = Field(default=300, gt=0)
+    """A generation running longer than this is stopped (its worker restarted) and answered with 504."""
+
+    load_timeout_s: float = Field(default=300, gt=0)
+    """Longest a model may take to load and pass its smoke test."""
+
+    drain_timeout_s: float = Field(default=600, gt=0)
+    """After a swap, how long the old worker may take to finish its in-flight request before it is stopped."""
+
+    n_ctx: int = Field(default=2048, gt=0)
+    """Context window in tokens."""
+
+    n_threads: int | None = None
+    """CPU threads for generation; null uses every core."""
+
+    n_gpu_layers: int = 0
+    """Layers offloaded to a GPU (-1: all) when llama-cpp-python was built with GPU support."""
+
+    max_tokens: int = Field(default=512, gt=0)
+    """Default max_tokens when a request gives none."""
+
+    verify_sha256: bool = True
+    """Check a model file against the registry's sha256 before loading it (refuses a corrupted or replaced
+    file)."""
+
+    tasks: dict[str, TaskConfig] = {"convert": TaskConfig.model_validate(CONVERT_TASK)}
+    """Task endpoints: POST /api/<name> {"text": ...} returns JSON following the task's schema."""
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard(cls, v: list[str]) -> list[str]:
+        if any("*" in o for o in v):
+            raise ValueError("a wildcard origin is not allowed; list each origin")
+        return v
+
+
 class Config(_Section):
     workspace: str = "data/workspace"
     """Workspace folder (relative to the repo root or absolute) holding forge.db, runs/, models/, exports/."""
@@ -174,6 +264,9 @@ class Config(_Section):
 
     generate: GenerateConfig = GenerateConfig()
     """Generating examples with an OpenAI-compatible endpoint."""
+
+    companion: CompanionConfig = CompanionConfig()
+    """The local OpenAI-compatible server (`forge serve`)."""
 
     def workspace_path(self) -> Path:
         p = Path(self.workspace).expanduser()
@@ -248,5 +341,6 @@ def field_docs(model: type[BaseModel] = Config, prefix: str = "") -> list[tuple[
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             rows.extend(field_docs(ann, f"{prefix}{name}."))
         else:
-            rows.append((f"{prefix}{name}", json.dumps(field.default), field.description or ""))
+            rows.append((f"{prefix}{name}", json.dumps(field.default, default=lambda o: o.model_dump(by_alias=True)),
+                         field.description or ""))
     return rows

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import click
 
+import companion.cli  # noqa: F401  (registers `serve` and `swap`)
 from forge.cli import Ctx, main as cli, run_guarded
 
 

@@ -1,0 +1,71 @@
+"""`create_app(settings)`: the FastAPI companion. The model lives in a worker process owned by the ModelPool;
+this process only routes, queues and counts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from companion.pool import CompanionError, ModelPool
+from companion.settings import Settings, lookup_model
+from companion.stats import Stats
+
+
+def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code or type_}}
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        pool = ModelPool(settings.worker_options(), settings.companion.max_queue, settings.companion.queue_timeout_s,
+                         settings.companion.drain_timeout_s, settings.worker_env)
+        app.state.pool = pool
+        record = await asyncio.to_thread(lookup_model, settings.config, settings.model, settings.companion.verify_sha256)
+        await pool.start(record)
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(title="forge companion", version="1", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.state.settings = settings
+    app.state.stats = Stats()
+    app.state.started = time.time()
+
+    if settings.companion.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=settings.companion.cors_origins,
+                           allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
+
+    @app.exception_handler(CompanionError)
+    async def companion_error(request: Request, exc: CompanionError):
+        return JSONResponse(error_body(exc.message, exc.type), exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0]
+        loc = [str(p) for p in first["loc"] if p != "body"]
+        param = ".".join(loc) or None
+        return JSONResponse(error_body(f"{param or 'body'}: {first['msg']}", "invalid_request_error", param), 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        type_ = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}.get(
+            exc.status_code, "invalid_request_error")
+        return JSONResponse(error_body(str(exc.detail), type_), exc.status_code, headers=getattr(exc, "headers", None))
+
+    from companion.routers import admin, health, openai_api, tasks
+
+    app.include_router(openai_api.router)
+    app.include_router(health.router)
+    app.include_router(tasks.router)
+    app.include_router(admin.router)
+    return app

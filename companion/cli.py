@@ -1,0 +1,92 @@
+"""`forge serve` and `forge swap`, registered on forge's CLI by the console script (tui/launch.py).
+
+Kept light: importing this module loads neither FastAPI nor llama.cpp; `serve` imports them when it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from forge.cli import Ctx, emit, fail, json_option, main as cli, run_guarded
+
+
+def companion_url(config, port: int | None = None) -> str:
+    host = config.companion.host
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
+    return f"http://{host}:{port or config.companion.port}"
+
+
+@cli.command()
+@click.option("--port", type=int, default=None, help="TCP port (default: companion.port, 8765).")
+@click.option("--host", default=None, help="Address to bind (default: companion.host, 127.0.0.1).")
+@click.option("--model", "model_id", default=None, help="Registry id to serve (default: companion.model, `base`).")
+@click.pass_obj
+def serve(obj: Ctx, port, host, model_id) -> None:
+    """Serve a model through the OpenAI-compatible companion API (headless)."""
+    config = run_guarded(False, lambda: obj.config)
+    if host:
+        config.companion.host = host
+    if port:
+        config.companion.port = port
+    from companion.pool import CompanionError
+    from companion.settings import Settings, lookup_model, token_file
+
+    settings = Settings.from_config(config, model_id)
+    try:  # refuse a bad id or file before binding anything
+        lookup_model(config, settings.model, verify=False)
+    except CompanionError as e:
+        fail(e.message, False)
+    import uvicorn
+
+    from companion.app import create_app
+
+    c = config.companion
+    where = "config companion.admin_token" if c.admin_token else (
+        "$FORGE_ADMIN_TOKEN" if "FORGE_ADMIN_TOKEN" in __import__("os").environ else str(token_file(config)))
+    click.echo(f"forge companion: loading {settings.model} … then serving on http://{c.host}:{c.port}/v1 "
+               f"(admin token: {where})", err=True)
+    if c.host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"forge companion: warning: bound to {c.host}, reachable from the network", err=True)
+    uvicorn.run(create_app(settings), host=c.host, port=c.port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=10)
+
+
+@cli.command()
+@click.argument("model_id")
+@click.option("--url", default=None, help="Companion URL (default: http://127.0.0.1:<companion.port>).")
+@click.option("--timeout", "timeout_s", type=float, default=600, show_default=True)
+@json_option
+@click.pass_obj
+def swap(obj: Ctx, model_id, url, timeout_s, as_json: bool) -> None:
+    """Hot-swap the running companion to MODEL_ID (a registry id); requests in flight are not dropped."""
+    import httpx
+
+    from companion.settings import admin_token
+
+    config = run_guarded(as_json, lambda: obj.config)
+    token = admin_token(config)
+    if not token:
+        fail("no admin token: set FORGE_ADMIN_TOKEN or companion.admin_token, or start `forge serve` once "
+             "(it writes one into the workspace)", as_json)
+    base = url or companion_url(config)
+    try:
+        r = httpx.post(f"{base}/admin/reload-model", json={"model_id": model_id},
+                       headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s)
+    except httpx.HTTPError as e:
+        fail(f"cannot reach the companion at {base}: {e} (is `forge serve` running?)", as_json)
+    try:
+        body = r.json()
+    except json.JSONDecodeError:
+        body = {"error": {"message": r.text[:200]}}
+    if r.status_code != 200:
+        fail(f"swap to {model_id} refused ({r.status_code}): {body.get('error', {}).get('message', body)}", as_json)
+    emit(body, as_json, lambda d: click.echo(
+        f"now serving {d['model']} (was {d['previous']}); load {d['load_ms'] / 1000:.1f} s, "
+        f"swap {d['swap_ms'] / 1000:.1f} s; smoke test said {d['smoke']!r}"))
+
+
+if __name__ == "__main__":
+    cli(sys.argv[1:])

@@ -1,0 +1,388 @@
+"""The model holder: worker processes and blue/green swaps, all on the API's event loop.
+
+Load outside the lock, swap under it: a swap starts a new worker with the new model, waits for its smoke test,
+then flips `current`. Requests waiting for the old worker move to the new one at once; the one request running on
+the old worker finishes there, and the old worker exits when it has drained. A worker that dies (a crash inside
+llama.cpp, SIGKILL, a stuck generation we killed) fails only its own request; the holder starts a fresh worker
+with the same model and the requests waiting for it carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class CompanionError(Exception):
+    """An error with an HTTP status and an OpenAI error type; the message is shown to the client."""
+
+    status = 500
+    type = "server_error"
+
+    def __init__(self, message: str, status: int | None = None, type_: str | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status or self.status
+        self.type = type_ or self.type
+        self.headers = headers or {}
+
+
+class Busy(CompanionError):
+    status, type = 429, "rate_limit_exceeded"
+
+
+class LoadFailed(CompanionError):
+    status, type = 422, "model_load_failed"
+
+
+@dataclass
+class WorkerOptions:
+    n_ctx: int = 2048
+    n_threads: int | None = None
+    n_gpu_layers: int = 0
+    max_tokens: int = 512
+    load_timeout_s: float = 300
+    request_timeout_s: float = 300
+
+
+class Worker:
+    """One child process holding one model. Serves one request at a time (`lock`)."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, model: dict, options: WorkerOptions, env: dict | None = None):
+        self.model = model
+        self.options = options
+        self.env = env
+        self.proc: asyncio.subprocess.Process | None = None
+        self.lock = asyncio.Lock()
+        self.gone = asyncio.Event()  # set when retired (swapped out) or dead: waiters go elsewhere
+        self.exited = asyncio.Event()
+        self.retired = False
+        self.dead_reason: str | None = None
+        self.inflight = 0
+        self.info: dict = {}
+        self.loaded_at: float | None = None
+        self.pending: dict[int, asyncio.Queue] = {}
+        self._reader: asyncio.Task | None = None
+        self.on_death = None  # callback(worker) set by the pool
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self.dead_reason is None and self.proc is not None and self.proc.returncode is None
+
+    async def start(self) -> dict:
+        """Spawn, load, smoke-test. Raises LoadFailed with the reason; the process is gone then."""
+        opts = {"n_ctx": self.options.n_ctx, "n_threads": self.options.n_threads,
+                "n_gpu_layers": self.options.n_gpu_layers, "max_tokens": self.options.max_tokens}
+        env = {**os.environ, **(self.env or {}),
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "companion.worker", self.model["path"], json.dumps(opts),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env=env, limit=64 * 1024 * 1024)
+        try:
+            line = await asyncio.wait_for(self._first_event(), self.options.load_timeout_s)
+        except asyncio.TimeoutError:
+            await self.kill()
+            raise LoadFailed(f"model {self.model['id']} did not load within {self.options.load_timeout_s:.0f} s")
+        if line.get("event") != "ready":
+            await self.kill()
+            raise LoadFailed(f"model {self.model['id']} failed to load: {line.get('error')}")
+        self.info = line
+        self.loaded_at = time.time()
+        self._reader = asyncio.create_task(self._read())
+        asyncio.create_task(self._drain_stderr())
+        return line
+
+    async def _first_event(self) -> dict:
+        while True:
+            raw = await self.proc.stdout.readline()
+            if not raw:
+                rc = await self.proc.wait()
+                err = (await self.proc.stderr.read()).decode("utf-8", "replace").strip().splitlines()
+                why = f"crashed (signal {-rc})" if rc < 0 else f"exited with status {rc}"
+                detail = next((e for e in reversed(err) if e.strip()), "")
+                return {"event": "failed", "error": why + (f": {detail[-300:]}" if detail else "")}
+            try:
+                msg = json.loads(raw)
+            except json.JSONDecodeError:
+                continue  # a library printed to stdout; not ours
+            if "event" in msg:
+                return msg
+
+    async def _drain_stderr(self) -> None:
+        with contextlib.suppress(Exception):
+            while await self.proc.stderr.readline():
+                pass
+
+    async def _read(self) -> None:
+        while True:
+            raw = await self.proc.stdout.readline()
+            if not raw:
+                break
+            try:
+                msg = json.loads(raw)
+            except json.JSONDecodeError:
+                continue
+            q = self.pending.get(msg.get("id"))
+            if q is not None:
+                q.put_nowait(msg)
+        rc = await self.proc.wait()
+        if self.dead_reason is None:
+            self.dead_reason = (f"model worker crashed (signal {signal.Signals(-rc).name})" if rc < 0
+                                else f"model worker exited with status {rc}")
+        self.gone.set()
+        self.exited.set()
+        for q in self.pending.values():
+            q.put_nowait({"error": {"status": 500, "type": "worker_crashed",
+                                    "message": f"{self.dead_reason} during this request; "
+                                               "a new worker is starting, retry the request"}})
+        if self.on_death and not self.retired:
+            self.on_death(self)
+
+    async def call(self, op: str, params: dict, stream: bool) -> AsyncIterator[dict]:
+        """Messages from the worker for one request: chunks then end, or one result, or one error. The caller
+        holds `lock`. A generation past request_timeout_s kills the worker (it restarts) and raises 504."""
+        rid = next(self._ids)
+        q: asyncio.Queue = asyncio.Queue()
+        self.pending[rid] = q
+        finished = False
+        try:
+            if not self.alive:
+                raise CompanionError(f"{self.dead_reason or 'model worker is not running'}; retry the request",
+                                     503, "worker_unavailable")
+            self.proc.stdin.write((json.dumps({"id": rid, "op": op, "params": params, "stream": stream}) + "\n")
+                                  .encode())
+            await self.proc.stdin.drain()
+            deadline = time.monotonic() + self.options.request_timeout_s
+            while True:
+                try:
+                    msg = await asyncio.wait_for(q.get(), max(0.0, deadline - time.monotonic()))
+                except asyncio.TimeoutError:
+                    self.dead_reason = (f"generation ran past request_timeout_s "
+                                        f"({self.options.request_timeout_s:.0f} s); the worker was restarted")
+                    await self.kill()
+                    raise CompanionError(self.dead_reason, 504, "timeout") from None
+                if "error" in msg:
+                    finished = True
+                    e = msg["error"]
+                    raise CompanionError(e["message"], e.get("status", 500), e.get("type"))
+                if "end" in msg or "result" in msg:
+                    finished = True
+                yield msg
+                if finished:
+                    return
+        finally:
+            if not finished and self.alive:
+                # The client went away mid-stream: stop the generation and wait for its end, so the next
+                # request on this worker never sees this one's tokens.
+                with contextlib.suppress(Exception):
+                    self.proc.stdin.write((json.dumps({"cancel": rid}) + "\n").encode())
+                    await self.proc.stdin.drain()
+                try:
+                    await asyncio.wait_for(self._until_end(q), 30)
+                except (asyncio.TimeoutError, Exception):
+                    await self.kill()
+            self.pending.pop(rid, None)
+
+    @staticmethod
+    async def _until_end(q: asyncio.Queue) -> None:
+        while True:
+            msg = await q.get()
+            if "end" in msg or "result" in msg or "error" in msg:
+                return
+
+    async def kill(self) -> None:
+        if self.proc and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
+        if self._reader is None:
+            self.exited.set()
+
+    async def retire(self, drain_timeout: float) -> None:
+        """Stop taking requests; let the running one finish; then exit."""
+        self.retired = True
+        self.gone.set()
+        deadline = time.monotonic() + drain_timeout
+        while self.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self.proc and self.proc.returncode is None and self.proc.stdin:
+            with contextlib.suppress(Exception):
+                self.proc.stdin.close()  # the worker exits when its stdin closes
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except asyncio.TimeoutError:
+                await self.kill()
+
+
+class ModelPool:
+    """Holds the current worker; admits requests (bounded queue), swaps models, restarts dead workers."""
+
+    def __init__(self, options: WorkerOptions, max_queue: int = 16, queue_timeout_s: float = 120,
+                 drain_timeout_s: float = 600, worker_env: dict | None = None):
+        self.options = options
+        self.max_queue = max_queue
+        self.queue_timeout_s = queue_timeout_s
+        self.drain_timeout_s = drain_timeout_s
+        self.worker_env = worker_env
+        self.current: Worker | None = None
+        self.ready = asyncio.Event()
+        self.swap_lock = asyncio.Lock()
+        self.waiting = 0
+        self.swap_state: dict | None = None
+        self.last_swap: dict | None = None
+        self.restarts = 0
+        self.problem: str | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    def _spawn(self, coro) -> None:
+        t = asyncio.create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    def _new_worker(self, model: dict) -> Worker:
+        w = Worker(model, self.options, self.worker_env)
+        w.on_death = self._worker_died
+        return w
+
+    async def start(self, model: dict) -> dict:
+        w = self._new_worker(model)
+        info = await w.start()
+        self.current = w
+        self.ready.set()
+        return info
+
+    # ---- requests -----------------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def lease(self) -> AsyncIterator[Worker]:
+        """The current worker, exclusively, for one request. 429 when the queue is full, 503 after
+        queue_timeout_s."""
+        if self.waiting >= self.max_queue and not self._idle():
+            raise Busy(f"{self.waiting} requests are already waiting for the model (companion.max_queue "
+                       f"{self.max_queue}); retry shortly", headers={"Retry-After": "1"})
+        self.waiting += 1
+        deadline = time.monotonic() + self.queue_timeout_s
+        worker = None
+        try:
+            while worker is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise CompanionError("timed out waiting for the model; the server is busy", 503,
+                                         "server_busy", {"Retry-After": "5"})
+                if not self.ready.is_set():
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self.ready.wait(), left)
+                    continue
+                w = self.current
+                acquire = asyncio.ensure_future(w.lock.acquire())
+                gone = asyncio.ensure_future(w.gone.wait())
+                done, _ = await asyncio.wait({acquire, gone}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                gone.cancel()
+                if acquire not in done:
+                    acquire.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await acquire
+                    if acquire.done() and not acquire.cancelled():
+                        w.lock.release()
+                    continue
+                if w is self.current and w.alive and not w.retired:
+                    worker = w
+                else:
+                    w.lock.release()
+        finally:
+            self.waiting -= 1
+        worker.inflight += 1
+        try:
+            yield worker
+        finally:
+            worker.inflight -= 1
+            worker.lock.release()
+
+    def _idle(self) -> bool:
+        w = self.current
+        return w is not None and not w.lock.locked()
+
+    # ---- failures -----------------------------------------------------------------------------------------
+    def _worker_died(self, w: Worker) -> None:
+        if w is not self.current:
+            return
+        self.ready.clear()
+        self.problem = w.dead_reason
+        self._spawn(self._restart(w.model))
+
+    async def _restart(self, model: dict) -> None:
+        delay = 0.5
+        while True:
+            w = self._new_worker(model)
+            try:
+                await w.start()
+            except LoadFailed as e:
+                self.problem = f"restarting {model['id']} failed: {e.message}; retrying in {delay:.0f} s"
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+                if self.current is not None and self.current.model["id"] != model["id"] and self.current.alive:
+                    return  # a swap replaced the model meanwhile
+                continue
+            if self.current is not None and self.current.alive and self.current.model["id"] != model["id"]:
+                await w.retire(0)
+                return
+            self.current = w
+            self.restarts += 1
+            self.problem = None
+            self.ready.set()
+            return
+
+    # ---- swaps --------------------------------------------------------------------------------------------
+    async def swap(self, model: dict) -> dict:
+        """Blue/green: load the new model beside the old, smoke-test, flip, drain the old. A failed load leaves
+        the old model serving and raises LoadFailed with the reason."""
+        if self.swap_lock.locked():
+            raise CompanionError(f"a swap to {self.swap_state and self.swap_state['to']} is already in progress",
+                                 409, "swap_in_progress")
+        async with self.swap_lock:
+            t0 = time.perf_counter()
+            previous = self.current.model["id"] if self.current else None
+            self.swap_state = {"to": model["id"], "from": previous, "stage": "loading", "started": time.time()}
+            try:
+                new = self._new_worker(model)
+                info = await new.start()
+                self.swap_state["stage"] = "switching"
+                old, self.current = self.current, new
+                self.problem = None
+                self.ready.set()
+                if old is not None:
+                    self._spawn(old.retire(self.drain_timeout_s))
+                result = {"model": model["id"], "previous": previous, "load_ms": info["load_ms"],
+                          "swap_ms": round((time.perf_counter() - t0) * 1000, 1), "smoke": info.get("smoke"),
+                          "old_inflight": old.inflight if old else 0}
+                self.last_swap = {**result, "at": time.time(), "ok": True}
+                return result
+            except LoadFailed as e:
+                self.last_swap = {"model": model["id"], "previous": previous, "ok": False, "error": e.message,
+                                  "at": time.time()}
+                raise
+            finally:
+                self.swap_state = None
+
+    async def close(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        if self.current:
+            await self.current.retire(5)

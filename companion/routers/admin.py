@@ -1,0 +1,65 @@
+"""Admin: GET /admin/model and POST /admin/reload-model {"model_id": ...}. Bearer token compared in constant time;
+loopback clients only unless companion.allow_remote_admin; registry ids only, never paths."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, ConfigDict
+
+from companion.routers.health import model_state
+from companion.settings import check_model_id, lookup_model
+
+router = APIRouter(prefix="/admin")
+
+
+def is_loopback(host: str | None) -> bool:
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+def require_admin(request: Request) -> None:
+    settings = request.app.state.settings
+    client = request.client.host if request.client else None  # the socket's peer, never a forwarded header
+    if not settings.companion.allow_remote_admin and not is_loopback(client):
+        raise HTTPException(403, f"admin is only accepted from loopback clients (this one is {client}); "
+                                 "set companion.allow_remote_admin to change that")
+    scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
+    expected = settings.admin_token or ""
+    if not (scheme.lower() == "bearer" and expected
+            and hmac.compare_digest(given.strip().encode(), expected.encode())):
+        raise HTTPException(401, "missing or wrong admin token (Authorization: Bearer <token>)",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+class ReloadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model_id: str
+
+
+@router.get("/model", dependencies=[Depends(require_admin)])
+async def current_model(request: Request) -> dict:
+    return model_state(request)
+
+
+@router.post("/reload-model", dependencies=[Depends(require_admin)])
+async def reload_model(body: ReloadRequest, request: Request) -> dict:
+    settings = request.app.state.settings
+    pool = request.app.state.pool
+    check_model_id(body.model_id)
+    if pool.swap_lock.locked():
+        return await pool.swap({"id": body.model_id})  # raises 409 with the swap in progress
+    pool.swap_state = {"to": body.model_id, "stage": "verifying", "from": pool.current.model["id"]
+                       if pool.current else None}
+    try:
+        record = await asyncio.to_thread(lookup_model, settings.config, body.model_id,
+                                         settings.companion.verify_sha256)
+    except Exception:
+        pool.swap_state = None
+        raise
+    return await pool.swap(record)

@@ -1,0 +1,113 @@
+"""Companion settings: the `companion` section of config.json plus what the server needs at start (workspace,
+admin token, the model to serve), and the registry look-ups that turn a model id into a file."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from forge.config import CompanionConfig, Config
+from companion.pool import CompanionError, WorkerOptions
+
+MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+@dataclass
+class Settings:
+    config: Config
+    admin_token: str
+    model: str = "base"
+    worker_env: dict = field(default_factory=dict)
+
+    @property
+    def companion(self) -> CompanionConfig:
+        return self.config.companion
+
+    @property
+    def workspace(self) -> Path:
+        return self.config.workspace_path()
+
+    def worker_options(self) -> WorkerOptions:
+        c = self.companion
+        return WorkerOptions(n_ctx=c.n_ctx, n_threads=c.n_threads, n_gpu_layers=c.n_gpu_layers,
+                             max_tokens=c.max_tokens, load_timeout_s=c.load_timeout_s,
+                             request_timeout_s=c.request_timeout_s)
+
+    @classmethod
+    def from_config(cls, config: Config, model: str | None = None, **worker_env) -> "Settings":
+        return cls(config=config, admin_token=admin_token(config, create=True),
+                   model=model or config.companion.model, worker_env=worker_env)
+
+
+def token_file(config: Config) -> Path:
+    return config.workspace_path() / "companion" / "admin_token"
+
+
+def admin_token(config: Config, create: bool = False) -> str | None:
+    """The admin bearer token: config, else $FORGE_ADMIN_TOKEN, else the workspace's token file (created with
+    mode 600 when `create`)."""
+    if config.companion.admin_token:
+        return config.companion.admin_token
+    if os.environ.get("FORGE_ADMIN_TOKEN"):
+        return os.environ["FORGE_ADMIN_TOKEN"]
+    path = token_file(config)
+    if path.exists():
+        return path.read_text().strip() or None
+    if not create:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+def check_model_id(model_id) -> str:
+    if not isinstance(model_id, str) or not MODEL_ID.match(model_id) or ".." in model_id:
+        raise CompanionError("model_id must be a registry id as listed by GET /v1/models (letters, digits, . _ -), "
+                             "never a path", 400, "invalid_request_error")
+    return model_id
+
+
+def lookup_model(config: Config, model_id: str, verify: bool = True) -> dict:
+    """The registry record of `model_id`, its file checked (exists, size, sha256). Runs in a thread."""
+    from forge.export import register_bundled_base
+    from forge.store import Store, sha256_file
+
+    check_model_id(model_id)
+    store = Store.for_workspace(config.workspace_path())
+    try:
+        if model_id == "base":
+            register_bundled_base(store, config)
+        record = store.get_model(model_id, missing_ok=True)
+    finally:
+        store.close()
+    if record is None:
+        raise CompanionError(f"no model {model_id!r} in the registry (forge models lists them)", 404,
+                             "model_not_found")
+    path = Path(record["path"])
+    if not path.is_file():
+        raise CompanionError(f"model {model_id}: file {path} is missing", 422, "model_load_failed")
+    if record.get("bytes") and path.stat().st_size != record["bytes"]:
+        raise CompanionError(f"model {model_id}: {path} is {path.stat().st_size} bytes, the registry says "
+                             f"{record['bytes']}: the file changed since export", 422, "model_load_failed")
+    if verify and record.get("sha256") and sha256_file(path) != record["sha256"]:
+        raise CompanionError(f"model {model_id}: {path} does not match its registered sha256 (corrupted or "
+                             "replaced)", 422, "model_load_failed")
+    return record
+
+
+def list_models(config: Config) -> list[dict]:
+    from forge.export import register_bundled_base
+    from forge.store import Store
+
+    store = Store.for_workspace(config.workspace_path())
+    try:
+        register_bundled_base(store, config)
+        return [m for m in store.models() if m["status"] == "ready"]
+    finally:
+        store.close()
