@@ -59,9 +59,24 @@ def grammar_for(response_format: dict | None):
         raise BadRequest(f"response_format schema cannot be turned into a grammar: {e}") from None
 
 
+def chat_formatter(llm):
+    """The GGUF's own chat template as llama-cpp-python applies it (used to count prompt tokens)."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        return None
+    tok = lambda key, fallback: llm.detokenize([int(llm.metadata.get(key, fallback))], special=True).decode(  # noqa
+        "utf-8", "replace")
+    return Jinja2ChatFormatter(template=template, eos_token=tok("tokenizer.ggml.eos_token_id", llm.token_eos()),
+                               bos_token=tok("tokenizer.ggml.bos_token_id", llm.token_bos()),
+                               add_generation_prompt=True)
+
+
 class Worker:
     def __init__(self, llm, default_max_tokens: int):
         self.llm = llm
+        self.formatter = chat_formatter(llm)
         self.default_max_tokens = default_max_tokens
         self.cancelled: set[int] = set()
         self.inbox: queue.Queue = queue.Queue()
@@ -89,26 +104,32 @@ class Worker:
     def count(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
 
+    def prompt_tokens(self, op: str, params: dict) -> int:
+        if op == "completion":
+            return len(self.llm.tokenize(params["prompt"].encode("utf-8"), add_bos=True, special=False))
+        if self.formatter is not None:
+            text = self.formatter(messages=params["messages"]).prompt
+            return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        return self.count("".join(m.get("content") or "" for m in params["messages"]))
+
     def handle(self, req: dict) -> None:
-        rid, op, params = req["id"], req["op"], req.get("params") or {}
+        """Every generation streams inside the worker, so a cancel (client gone) stops it between tokens; a
+        whole reply is assembled here in OpenAI's shape."""
+        rid, op, params, stream = req["id"], req["op"], req.get("params") or {}, bool(req.get("stream"))
         kw = self.kwargs(params)
         t0 = time.perf_counter()
         if op == "chat":
-            call = lambda **extra: self.llm.create_chat_completion(params["messages"], **kw, **extra)  # noqa: E731
+            chunks = self.llm.create_chat_completion(params["messages"], stream=True, **kw)
         elif op == "completion":
-            call = lambda **extra: self.llm.create_completion(params["prompt"], **kw, **extra)  # noqa: E731
+            chunks = self.llm.create_completion(params["prompt"], stream=True, **kw)
         else:
             raise BadRequest(f"unknown op {op!r}")
-        if not req.get("stream"):
-            out = call()
-            out["forge_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-            _emit({"id": rid, "result": out})
-            return
-        text, finish, first_ms = [], None, None
-        for chunk in call(stream=True):
+        text, finish, first_ms, head = [], None, None, None
+        for chunk in chunks:
             if rid in self.cancelled:
                 finish = "cancelled"
                 break
+            head = head or chunk
             choice = chunk["choices"][0]
             piece = (choice.get("delta") or {}).get("content") if op == "chat" else choice.get("text")
             if piece:
@@ -116,11 +137,27 @@ class Worker:
                 if first_ms is None:
                     first_ms = round((time.perf_counter() - t0) * 1000, 1)
             finish = choice.get("finish_reason") or finish
-            _emit({"id": rid, "chunk": chunk})
+            if stream:
+                _emit({"id": rid, "chunk": chunk})
         self.cancelled.discard(rid)
-        _emit({"id": rid, "end": {"finish_reason": finish, "completion_tokens": self.count("".join(text)),
-                                  "first_token_ms": first_ms,
-                                  "forge_ms": round((time.perf_counter() - t0) * 1000, 1)}})
+        content = "".join(text)
+        usage = {"prompt_tokens": self.prompt_tokens(op, params), "completion_tokens": self.count(content)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        ms = round((time.perf_counter() - t0) * 1000, 1)
+        if stream or finish == "cancelled":
+            _emit({"id": rid, "end": {"finish_reason": finish, "usage": usage, "completion_tokens":
+                                      usage["completion_tokens"], "first_token_ms": first_ms, "forge_ms": ms}})
+            return
+        head = head or {"id": f"cmpl-{rid}", "created": int(time.time())}
+        if op == "chat":
+            choice = {"index": 0, "message": {"role": "assistant", "content": content}, "logprobs": None,
+                      "finish_reason": finish}
+            obj = "chat.completion"
+        else:
+            choice = {"index": 0, "text": content, "logprobs": None, "finish_reason": finish}
+            obj = "text_completion"
+        _emit({"id": rid, "result": {"id": head["id"], "object": obj, "created": head["created"], "choices": [choice],
+                                     "usage": usage, "forge_ms": ms, "first_token_ms": first_ms}})
 
     def serve(self) -> None:
         threading.Thread(target=self.read_stdin, daemon=True).start()

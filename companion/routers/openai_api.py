@@ -5,6 +5,7 @@ carries (clients written for other servers keep working across a swap)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import Any, Literal
@@ -104,8 +105,7 @@ async def models(request: Request) -> dict:
     return {"object": "list", "data": data}
 
 
-async def run_whole(request: Request, op: str, params: dict) -> dict:
-    """One generation, whole reply. Counted in the stats either way."""
+async def _whole(request: Request, op: str, params: dict) -> dict:
     pool, stats = request.app.state.pool, request.app.state.stats
     t0 = time.perf_counter()
     try:
@@ -113,14 +113,32 @@ async def run_whole(request: Request, op: str, params: dict) -> dict:
             model_id = worker.model["id"]
             result = None
             async for msg in worker.call(op, params, stream=False):
-                result = msg["result"]
+                result = msg.get("result")
     except CompanionError:
         stats.failed += 1
         raise
+    if result is None:  # cancelled
+        raise CompanionError("the request was cancelled", 499, "client_closed_request")
     gen_ms = result.pop("forge_ms", 0.0)
+    result.pop("first_token_ms", None)
     result["model"] = model_id
     stats.record((time.perf_counter() - t0) * 1000, (result.get("usage") or {}).get("completion_tokens", 0), gen_ms)
     return result
+
+
+async def run_whole(request: Request, op: str, params: dict) -> dict:
+    """One generation, whole reply. A client that hangs up (its own timeout) leaves the queue, or has its
+    generation stopped, instead of keeping the model busy for nobody."""
+    task = asyncio.ensure_future(_whole(request, op, params))
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=0.5)
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, CompanionError):
+                await task
+            raise CompanionError("the client closed the connection", 499, "client_closed_request")
 
 
 def sse(obj: Any) -> str:
