@@ -41,11 +41,12 @@ def load_llama(model_path: str, **kwargs):
         lib.llama_model_default_params = params_fn
 
 
-def quantize(src: str, dst: str, quant: str) -> dict:
+def quantize(src: str, dst: str, quant: str, allow_requantize: bool = False) -> dict:
     import llama_cpp
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = QUANT_FTYPES[quant]
+    params.allow_requantize = allow_requantize
     params.nthread = os.cpu_count() or 1
     rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), params)
     if rc != 0:

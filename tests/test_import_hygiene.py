@@ -23,6 +23,7 @@ def test_forge_help_imports_no_heavy_module():
                         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass")
     assert not {m for m in HEAVY if m in mods}
     assert "textual" not in mods
+    assert "fastapi" not in mods and "uvicorn" not in mods  # `serve` imports them when it runs
 
 
 def test_tui_app_imports_no_heavy_module():
@@ -30,9 +31,9 @@ def test_tui_app_imports_no_heavy_module():
     assert not {m for m in HEAVY if m in mods}
 
 
-def test_core_never_imports_textual():
+def test_core_and_companion_never_import_textual():
     offenders = []
-    for path in (REPO / "forge").rglob("*.py"):
+    for path in [*(REPO / "forge").rglob("*.py"), *(REPO / "companion").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
