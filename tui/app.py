@@ -11,6 +11,9 @@ from textual.screen import Screen
 
 from forge.config import REPO_ROOT, Config
 from forge.store import Store
+from tui.companion_process import CompanionProcess
+from tui.messages import ModelSwapped
+from tui.screens.companion import CompanionScreen
 from tui.screens.curate import CurateScreen
 from tui.screens.dedup import DedupScreen
 from tui.screens.eval import EvalScreen
@@ -37,12 +40,14 @@ CURATE_COMMANDS = [
 class ForgeApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "forge"
-    MODES = {"curate": CurateScreen, "dedup": DedupScreen, "train": lambda: _train_screen(), "models": ModelsScreen, "eval": EvalScreen}
+    MODES = {"curate": CurateScreen, "dedup": DedupScreen, "train": lambda: _train_screen(), "models": ModelsScreen,
+             "companion": CompanionScreen, "eval": EvalScreen}
     BINDINGS = [
         Binding("f2", "switch_mode('curate')", "Curate"),
         Binding("f3", "switch_mode('dedup')", "Dedup"),
         Binding("f4", "switch_mode('train')", "Train"),
         Binding("f5", "switch_mode('models')", "Models"),
+        Binding("f6", "switch_mode('companion')", "Companion"),
         Binding("f7", "switch_mode('eval')", "Eval"),
         Binding("q", "quit", "Quit"),
     ]
@@ -55,6 +60,14 @@ class ForgeApp(App):
         # How the Train mode starts a runner process: (run_dir, resume) -> Popen. Tests pass the fake trainer.
         self.train_launcher = train_launcher or _launch_runner
         self.train_defaults = train_defaults or {}
+        # The companion server this UI starts (or finds running on the configured port); stopped on exit.
+        self.companion = CompanionProcess(config)
+        self.eval_preselect: str | None = None
+
+    def on_model_swapped(self, message: ModelSwapped) -> None:
+        r = message.result
+        self.notify(f"companion now serves {r['model']} (was {r['previous']}); swap took {r['swap_ms'] / 1000:.1f} s, "
+                    "no request dropped")
 
     def on_mount(self) -> None:
         self.switch_mode("curate")
@@ -67,6 +80,8 @@ class ForgeApp(App):
                             partial(self.switch_mode, "train"))
         yield SystemCommand("Mode: Models", "Export runs to GGUF; the model registry (F5)",
                             partial(self.switch_mode, "models"))
+        yield SystemCommand("Mode: Companion", "Serve a model, its health, a chat playground (F6)",
+                            partial(self.switch_mode, "companion"))
         yield SystemCommand("Mode: Eval", "Tuned vs base side by side, with votes (F7)", partial(self.switch_mode, "eval"))
         if isinstance(screen, CurateScreen):
             for title, help_text, action in CURATE_COMMANDS:

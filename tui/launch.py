@@ -18,7 +18,11 @@ def tui(obj: Ctx) -> None:
     config = run_guarded(False, lambda: obj.config)
     from tui.app import make_app
 
-    make_app(config, obj.store).run()
+    app = make_app(config, obj.store)
+    try:
+        app.run()
+    finally:
+        app.companion.stop()  # a companion started from the UI ends with it; `forge serve` runs one headless
 
 
 def main() -> None:

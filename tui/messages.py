@@ -18,3 +18,11 @@ class ScanFailed(Message):
     def __init__(self, error: str) -> None:
         self.error = error
         super().__init__()
+
+
+class ModelSwapped(Message):
+    """The companion now serves `result["model"]` (the admin API's swap result)."""
+
+    def __init__(self, result: dict) -> None:
+        self.result = result
+        super().__init__()

@@ -3,9 +3,7 @@ bundled SmolLM2 (`base`), with a second real GGUF (`alt`: the same model requant
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,15 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 TOKEN = "test-admin-token-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -48,38 +40,6 @@ class Companion:
         import openai
 
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key="unused", **kw)
-
-
-def add_model(store, config, model_id: str, path: Path, quant: str) -> None:
-    from forge.store import sha256_file
-
-    store.register_model({"id": model_id, "name": model_id, "path": str(path), "quant": quant,
-                          "bytes": path.stat().st_size, "sha256": sha256_file(path), "run_id": None,
-                          "status": "ready", "meta": {}}, models_dir=config.workspace_path() / "models")
-
-
-@pytest.fixture(scope="session")
-def companion_ws(tmp_path_factory):
-    from forge.config import load_config
-    from forge.export import register_bundled_base
-    from forge.llama_child import run_child
-    from forge.store import Store
-
-    ws = tmp_path_factory.mktemp("companion-ws")
-    cfg_path = ws / "config.json"
-    cfg_path.write_text(json.dumps({
-        "workspace": str(ws),
-        "companion": {"max_queue": 6, "request_timeout_s": 120, "drain_timeout_s": 120, "n_ctx": 1024},
-        "generate": {"max_tokens": 300, "concurrency": 1, "per_request": 2, "max_requests": 12, "timeout_s": 120}}))
-    config = load_config(cfg_path, environ={})
-    store = Store.for_workspace(ws)
-    base = register_bundled_base(store, config)
-    alt = ws / "models" / "alt" / "smollm2-q8_0.gguf"
-    alt.parent.mkdir(parents=True)
-    run_child("quantize", src=base["path"], dst=str(alt), quant="q8_0", allow_requantize=True)
-    add_model(store, config, "alt", alt, "q8_0")
-    store.close()
-    return cfg_path, ws
 
 
 def start_server(cfg_path: Path, ws: Path, *extra: str, env: dict | None = None) -> Companion:

@@ -15,7 +15,8 @@ import jsonschema
 import openai
 import pytest
 
-from tests.companion.conftest import TOKEN, add_model
+from tests.companion.conftest import TOKEN
+from tests.conftest import add_model
 
 pytestmark = pytest.mark.slow
 

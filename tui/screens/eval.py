@@ -73,11 +73,14 @@ class EvalScreen(Screen):
             pass
         ids = [m["id"] for m in self.app.store.models()]
         model, base = self.query_one("#eval-model", Select), self.query_one("#eval-baseline", Select)
-        model.set_options([(i, i) for i in ids if i != "base"] or [(i, i) for i in ids])
+        choices = [i for i in ids if i != "base"] or ids
+        model.set_options([(i, i) for i in choices])
         base.set_options([(i, i) for i in ids])
         if "base" in ids:
             base.value = "base"
-        if not isinstance(model.value, str) and ids:
+        if getattr(self.app, "eval_preselect", None) in choices:  # "Evaluate" pressed in Models mode
+            model.value, self.app.eval_preselect = self.app.eval_preselect, None
+        elif not isinstance(model.value, str) and ids:
             model.value = next((i for i in ids if i != "base"), ids[0])
         self.load_latest()
 

@@ -1,7 +1,10 @@
-"""Models mode: the registry (quant, size, provenance, template parity) and Export of a finished run with
-progress per stage. Swap-into-companion and Evaluate arrive with their issues; their buttons are here, disabled."""
+"""Models mode: the registry (quant, size, provenance, template parity), Export of a finished run with progress
+per stage, "swap into companion" (starts the companion with the model when none runs) with the swap's progress,
+and Evaluate (opens Eval mode on the model)."""
 
 from __future__ import annotations
+
+import time
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -12,12 +15,15 @@ from textual.widgets import Button, DataTable, Footer, Header, Label, ProgressBa
 
 from forge import export as ex
 from forge.store import StoreError
+from tui.messages import ModelSwapped
 
 QUANTS = [("Q4_K_M (default)", "q4_k_m"), ("Q5_K_M", "q5_k_m"), ("Q8_0", "q8_0"), ("F16", "f16")]
 
 
 class ModelsScreen(Screen):
-    BINDINGS = [Binding("ctrl+e", "export", "Export selected run")]
+    BINDINGS = [Binding("ctrl+e", "export", "Export selected run"),
+                Binding("ctrl+w", "swap", "Swap companion to model"),
+                Binding("ctrl+v", "evaluate", "Evaluate model")]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -26,8 +32,9 @@ class ModelsScreen(Screen):
             yield DataTable(id="model-table", cursor_type="row")
             yield Static("", id="model-detail")
             with Horizontal(id="model-buttons"):
-                yield Button("Swap into companion", id="model-swap", disabled=True)
-                yield Button("Evaluate", id="model-eval", disabled=True)
+                yield Button("Swap into companion", id="model-swap")
+                yield Button("Evaluate", id="model-eval")
+            yield Static("", id="swap-status")
             yield Label("Finished runs", classes="section-title")
             yield DataTable(id="export-runs", cursor_type="row")
             with Horizontal(id="export-bar"):
@@ -92,6 +99,74 @@ class ModelsScreen(Screen):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "export-run":
             self.action_export()
+        elif event.button.id == "model-swap":
+            self.action_swap()
+        elif event.button.id == "model-eval":
+            self.action_evaluate()
+
+    def selected_model(self) -> str | None:
+        table = self.query_one("#model-table", DataTable)
+        if not table.row_count:
+            return None
+        return str(table.get_row_at(table.cursor_row)[0])
+
+    def action_evaluate(self) -> None:
+        model = self.selected_model()
+        if model:
+            self.app.eval_preselect = model
+            self.app.switch_mode("eval")
+
+    def action_swap(self) -> None:
+        model = self.selected_model()
+        if not model:
+            return
+        self.query_one("#model-swap", Button).disabled = True
+        self.swap_companion(model)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="swap")
+    def swap_companion(self, model: str) -> None:
+        """Swap the running companion to `model`, showing each stage as the server reports it; with no companion
+        running, start one serving `model`."""
+        import threading
+
+        companion = self.app.companion
+        status = self.query_one("#swap-status", Static)
+        say = lambda text: self.app.call_from_thread(status.update, text)  # noqa: E731
+        try:
+            if companion.health() is None:
+                say(f"no companion running: starting one with {model} on {companion.url} …")
+                companion.start(model)
+                h = companion.wait_healthy(self.app.config.companion.load_timeout_s)
+                if not h:
+                    say(f"[red]the companion did not start: {companion.exit_reason() or 'timed out'}[/]")
+                    return
+                say(f"companion started, serving [b]{h['model']}[/] on {companion.url}/v1")
+                return
+            result: dict = {}
+
+            def call():
+                try:
+                    result["ok"] = companion.swap(model)
+                except RuntimeError as e:
+                    result["error"] = str(e)
+
+            t = threading.Thread(target=call, daemon=True)
+            t0 = time.monotonic()
+            t.start()
+            while t.is_alive():
+                state = (companion.admin_model() or {}).get("swap") or {}
+                say(f"swapping to [b]{model}[/]: {state.get('stage', 'starting')} … "
+                    f"{time.monotonic() - t0:.1f} s (the old model keeps serving meanwhile)")
+                t.join(0.3)
+            if "error" in result:
+                say(f"[red]swap to {model} refused: {result['error']}[/] — the previous model keeps serving")
+            else:
+                r = result["ok"]
+                say(f"companion now serves [b]{r['model']}[/] (was {r['previous']}): loaded in "
+                    f"{r['load_ms'] / 1000:.1f} s, swapped in {r['swap_ms'] / 1000:.1f} s; smoke test {r['smoke']!r}")
+                self.app.call_from_thread(self.app.post_message, ModelSwapped(r))
+        finally:
+            self.app.call_from_thread(setattr, self.query_one("#model-swap", Button), "disabled", False)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="export")
     def run_export(self, run_id: str, quant: str) -> None:

@@ -1,0 +1,208 @@
+"""Companion mode: start/stop the local OpenAI-compatible server (a child process), its health and request stats
+refreshed every second, swap progress, and a chat playground that streams replies from the served model."""
+
+from __future__ import annotations
+
+import time
+
+from rich.markup import escape
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+
+from tui.messages import ModelSwapped
+
+
+def health_text(h: dict | None, url: str, reason: str | None = None, starting: bool = False) -> str:
+    if h is None:
+        if starting:
+            return f"[yellow]starting[/] the companion on {url} … (loading the model)"
+        why = f"  [red]{escape(reason)}[/]" if reason else ""
+        return f"[b]stopped[/] — nothing answers on {url}. Start it here (ctrl+s) or run `forge serve`.{why}"
+    colour = {"healthy": "green", "restarting": "yellow", "loading": "yellow"}.get(h.get("status"), "red")
+    fmt = lambda v, unit="": "—" if v is None else f"{v}{unit}"  # noqa: E731
+    lines = [f"[{colour}][b]{h.get('status')}[/b][/]  {url}/v1   model [b]{escape(str(h.get('model')))}[/] "
+             f"({h.get('quant') or '?'})  loaded {h.get('loaded_at') or '—'}  worker pid {fmt(h.get('worker_pid'))}",
+             f"requests {h.get('requests_served', 0)} served · {h.get('requests_failed', 0)} failed · "
+             f"queue {h.get('queue', 0)}{' · generating' if h.get('busy') else ''} · "
+             f"latency avg {fmt(h.get('avg_latency_ms'), ' ms')} p95 {fmt(h.get('p95_latency_ms'), ' ms')} · "
+             f"{fmt(h.get('tokens_per_s'), ' tok/s')} · restarts {h.get('restarts', 0)}"]
+    if h.get("swap"):
+        s = h["swap"]
+        lines.append(f"[yellow]swapping {s.get('from')} → {s.get('to')}: {s.get('stage')} "
+                     f"({time.time() - s.get('started', time.time()):.1f} s)[/]")
+    elif h.get("last_swap"):
+        s = h["last_swap"]
+        lines.append(f"last swap → {s['model']}: " + (f"ok in {s['swap_ms'] / 1000:.1f} s" if s.get("ok")
+                                                      else f"[red]refused: {escape(s.get('error', ''))}[/]"))
+    if h.get("problem"):
+        lines.append(f"[yellow]{escape(h['problem'])}[/]")
+    return "\n".join(lines)
+
+
+class CompanionScreen(Screen):
+    BINDINGS = [
+        Binding("ctrl+s", "toggle", "Start/Stop"),
+        Binding("ctrl+w", "swap", "Swap to selected"),
+        Binding("ctrl+l", "clear_chat", "Clear chat"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: list[dict] = []
+        self.last_health: dict | None = None
+        self.starting = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="companion-main"):
+            with Horizontal(id="companion-bar"):
+                yield Button("Start", variant="primary", id="companion-toggle")
+                yield Select([("base", "base")], value="base", id="companion-model", allow_blank=False)
+                yield Button("Swap to this model", id="companion-swap")
+            yield Static("", id="companion-health")
+            yield Label("Chat playground — Enter sends; ctrl+l clears", classes="section-title")
+            yield VerticalScroll(id="chat-log")
+            yield Input(placeholder="Message the served model", id="chat-input")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "companion"
+        self.refresh_models()
+        self.query_one("#chat-input", Input).focus()  # typing goes to the chat; the actions are ctrl keys
+        self.poll()
+        self.set_interval(1.0, self.poll)
+
+    def on_screen_resume(self) -> None:
+        self.refresh_models()
+
+    @property
+    def companion(self):
+        return self.app.companion
+
+    def refresh_models(self) -> None:
+        ids = [m["id"] for m in self.app.store.models() if m["status"] == "ready"] or ["base"]
+        select = self.query_one("#companion-model", Select)
+        current = select.value if isinstance(select.value, str) else None
+        select.set_options([(i, i) for i in ids])
+        select.value = current if current in ids else (self.app.config.companion.model
+                                                       if self.app.config.companion.model in ids else ids[0])
+
+    # ---- health -------------------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="health", exit_on_error=False)
+    def poll(self) -> None:
+        h = self.companion.health()
+        self.app.call_from_thread(self.show_health, h)
+
+    def show_health(self, h: dict | None) -> None:
+        self.last_health = h
+        if h and h.get("status") == "healthy":
+            self.starting = False
+        if self.starting and self.companion.proc is not None and self.companion.proc.poll() is not None:
+            self.starting = False
+        self.query_one("#companion-health", Static).update(
+            health_text(h, self.companion.url, self.companion.exit_reason(), self.starting))
+        running = h is not None or self.starting
+        toggle = self.query_one("#companion-toggle", Button)
+        toggle.label = "Stop" if running else "Start"
+        toggle.variant = "error" if running else "primary"
+        toggle.disabled = bool(h is not None and not self.companion.owned)  # someone else's server
+        self.query_one("#companion-swap", Button).disabled = h is None
+
+    # ---- start / stop / swap ------------------------------------------------------------------------------
+    def action_toggle(self) -> None:
+        if self.last_health is not None or self.starting:
+            if not self.companion.owned:
+                self.notify("this companion was started outside forge's UI; stop it where it runs",
+                            severity="warning")
+                return
+            self.companion.stop()
+            self.starting = False
+            self.notify("companion stopped")
+        else:
+            model = self.query_one("#companion-model", Select).value
+            self.companion.start(model if isinstance(model, str) else None)
+            self.starting = True
+        self.poll()
+
+    def action_swap(self) -> None:
+        model = self.query_one("#companion-model", Select).value
+        if not isinstance(model, str):
+            return
+        if self.last_health is None:
+            self.notify("start the companion first (ctrl+s)", severity="warning")
+            return
+        self.query_one("#companion-swap", Button).disabled = True
+        self.do_swap(model)
+
+    @work(thread=True, exclusive=True, group="swap", exit_on_error=False)
+    def do_swap(self, model: str) -> None:
+        try:
+            r = self.companion.swap(model)
+        except RuntimeError as e:
+            self.app.call_from_thread(self.notify, f"swap to {model} refused: {e}", severity="error", timeout=10)
+        else:
+            self.app.call_from_thread(self.app.post_message, ModelSwapped(r))
+        self.app.call_from_thread(self.poll)
+
+    @on(Button.Pressed, "#companion-toggle")
+    def toggle_pressed(self) -> None:
+        self.action_toggle()
+
+    @on(Button.Pressed, "#companion-swap")
+    def swap_pressed(self) -> None:
+        self.action_swap()
+
+    # ---- chat ---------------------------------------------------------------------------------------------
+    def action_clear_chat(self) -> None:
+        self.history.clear()
+        self.query_one("#chat-log", VerticalScroll).remove_children()
+
+    @on(Input.Submitted, "#chat-input")
+    def send(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text:
+            return
+        if self.last_health is None:
+            self.notify("the companion is not running: start it with ctrl+s", severity="warning")
+            return
+        event.input.value = ""
+        log = self.query_one("#chat-log", VerticalScroll)
+        log.mount(Static(f"[b $accent]you[/]  {escape(text)}", classes="chat-user"))
+        reply = Static("[b $success]model[/]  …", classes="chat-model")
+        log.mount(reply)
+        log.scroll_end(animate=False)
+        self.history.append({"role": "user", "content": text})
+        self.stream_reply(list(self.history), reply)
+
+    @work(thread=True, group="chat", exit_on_error=False)
+    def stream_reply(self, messages: list[dict], target: Static) -> None:
+        import openai
+
+        client = openai.OpenAI(base_url=f"{self.companion.url}/v1", api_key="forge-tui", max_retries=2,
+                               timeout=self.app.config.companion.request_timeout_s)
+        parts, model, t0, first = [], "?", time.perf_counter(), None
+        log = self.query_one("#chat-log", VerticalScroll)
+        try:
+            stream = client.chat.completions.create(model="served", messages=messages, stream=True,
+                                                    max_tokens=self.app.config.companion.max_tokens)
+            for chunk in stream:
+                model = chunk.model or model
+                if chunk.choices and chunk.choices[0].delta.content:
+                    first = first or time.perf_counter()
+                    parts.append(chunk.choices[0].delta.content)
+                    self.app.call_from_thread(target.update, f"[b $success]{escape(model)}[/]  {escape(''.join(parts))}")
+                    self.app.call_from_thread(log.scroll_end, animate=False)
+        except openai.OpenAIError as e:
+            self.app.call_from_thread(target.update, f"[b red]error[/]  {escape(str(e))}")
+            self.history.pop()
+            return
+        text = "".join(parts)
+        self.history.append({"role": "assistant", "content": text})
+        took = time.perf_counter() - t0
+        ttft = f" · first token {(first - t0) * 1000:.0f} ms" if first else ""
+        self.app.call_from_thread(target.update, f"[b $success]{escape(model)}[/]  {escape(text)}\n"
+                                                 f"[dim]{len(parts)} tokens in {took:.1f} s{ttft}[/]")
