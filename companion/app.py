@@ -25,7 +25,7 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         pool = ModelPool(settings.worker_options(), settings.companion.max_queue, settings.companion.queue_timeout_s,
-                         settings.companion.drain_timeout_s, settings.worker_env)
+                         settings.companion.drain_timeout_s, settings.worker_env, settings.exclusive_warmup)
         app.state.pool = pool
         record = await asyncio.to_thread(lookup_model, settings.config, settings.model, settings.companion.verify_sha256)
         await pool.start(record)

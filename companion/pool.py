@@ -86,8 +86,9 @@ class Worker:
     def alive(self) -> bool:
         return self.dead_reason is None and self.proc is not None and self.proc.returncode is None
 
-    async def start(self) -> dict:
-        """Spawn, load, smoke-test. Raises LoadFailed with the reason; the process is gone then."""
+    async def start(self, before_smoke=None) -> dict:
+        """Spawn, load, smoke-test. `before_smoke` (async) runs between load and smoke test. Raises LoadFailed
+        with the reason; the process is gone then."""
         opts = {"n_ctx": self.options.n_ctx, "n_threads": self.options.n_threads,
                 "n_gpu_layers": self.options.n_gpu_layers, "max_tokens": self.options.max_tokens}
         env = {**os.environ, **(self.env or {}),
@@ -97,7 +98,7 @@ class Worker:
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env=env, limit=64 * 1024 * 1024)
         try:
-            line = await asyncio.wait_for(self._first_event(), self.options.load_timeout_s)
+            line = await asyncio.wait_for(self._load(before_smoke), self.options.load_timeout_s)
         except asyncio.TimeoutError:
             await self.kill()
             raise LoadFailed(f"model {self.model['id']} did not load within {self.options.load_timeout_s:.0f} s")
@@ -110,7 +111,17 @@ class Worker:
         asyncio.create_task(self._drain_stderr())
         return line
 
-    async def _first_event(self) -> dict:
+    async def _load(self, before_smoke) -> dict:
+        line = await self._next_event()
+        if line.get("event") != "loaded":
+            return line
+        if before_smoke is not None:
+            await before_smoke()
+        self.proc.stdin.write(b"smoke\n")
+        await self.proc.stdin.drain()
+        return await self._next_event()
+
+    async def _next_event(self) -> dict:
         while True:
             raw = await self.proc.stdout.readline()
             if not raw:
@@ -236,8 +247,9 @@ class ModelPool:
     """Holds the current worker; admits requests (bounded queue), swaps models, restarts dead workers."""
 
     def __init__(self, options: WorkerOptions, max_queue: int = 16, queue_timeout_s: float = 120,
-                 drain_timeout_s: float = 600, worker_env: dict | None = None):
+                 drain_timeout_s: float = 600, worker_env: dict | None = None, exclusive_warmup: bool = False):
         self.options = options
+        self.exclusive_warmup = exclusive_warmup
         self.max_queue = max_queue
         self.queue_timeout_s = queue_timeout_s
         self.drain_timeout_s = drain_timeout_s
@@ -360,14 +372,29 @@ class ModelPool:
             t0 = time.perf_counter()
             previous = self.current.model["id"] if self.current else None
             self.swap_state = {"to": model["id"], "from": previous, "stage": "loading", "started": time.time()}
+            old, paused = self.current, None
+
+            async def pause_old():
+                # Exclusive warm-up: the old worker finishes its request, then waits while the new one runs its
+                # smoke test; the requests queued meanwhile go to the new worker right after.
+                nonlocal paused
+                self.swap_state["stage"] = "smoke test"
+                if self.exclusive_warmup and old is not None and old.alive:
+                    self.swap_state["stage"] = "waiting for the running request"
+                    await old.lock.acquire()
+                    paused = old
+                    self.swap_state["stage"] = "smoke test"
+
             try:
                 new = self._new_worker(model)
-                info = await new.start()
+                info = await new.start(pause_old)
                 self.swap_state["stage"] = "switching"
-                old, self.current = self.current, new
+                self.current = new
                 self.problem = None
                 self.ready.set()
                 if old is not None:
+                    old.retired = True
+                    old.gone.set()
                     self._spawn(old.retire(self.drain_timeout_s))
                 result = {"model": model["id"], "previous": previous, "load_ms": info["load_ms"],
                           "swap_ms": round((time.perf_counter() - t0) * 1000, 1), "smoke": info.get("smoke"),
@@ -379,6 +406,8 @@ class ModelPool:
                                   "at": time.time()}
                 raise
             finally:
+                if paused is not None:
+                    paused.lock.release()
                 self.swap_state = None
 
     async def close(self) -> None:

@@ -30,6 +30,11 @@ class Settings:
     def workspace(self) -> Path:
         return self.config.workspace_path()
 
+    @property
+    def exclusive_warmup(self) -> bool:
+        mode = self.companion.exclusive_warmup
+        return mode == "on" or (mode == "auto" and self.companion.n_gpu_layers == 0)
+
     def worker_options(self) -> WorkerOptions:
         c = self.companion
         return WorkerOptions(n_ctx=c.n_ctx, n_threads=c.n_threads, n_gpu_layers=c.n_gpu_layers,

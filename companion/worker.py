@@ -4,7 +4,8 @@ llama.cpp runs only here, never in the API process: a segfault or abort inside i
 API turns into an error response for the request in flight and a fresh worker for the next one.
 
 Protocol, one JSON object per line:
-  stdout, once:   {"event": "ready", "load_ms", "smoke", "metadata", "n_ctx"}  or  {"event": "failed", "error"}
+  stdout:         {"event": "loaded", "load_ms"}; then, after "smoke" on stdin, {"event": "ready", "load_ms",
+                  "smoke", "metadata", "n_ctx"}; or at any point {"event": "failed", "error"}
   stdin:          {"id": N, "op": "chat" | "completion", "params": {...}, "stream": bool}   |   {"cancel": N}
   stdout:         {"id": N, "chunk": {...}} while streaming, then {"id": N, "end": {...}};
                   {"id": N, "result": {...}} for a whole reply;  {"id": N, "error": {"status", "type", "message"}}
@@ -183,13 +184,23 @@ def main() -> None:
             os.abort()
         llm = load_llama(path, n_ctx=opts.get("n_ctx", 2048), n_threads=opts.get("n_threads") or os.cpu_count() or 1,
                          n_gpu_layers=opts.get("n_gpu_layers", 0), seed=0)
-        # Smoke test: a model that loads but cannot generate (or crashes doing so) never takes traffic.
-        smoke = llm.create_chat_completion([{"role": "user", "content": "Say hello."}], max_tokens=4, temperature=0)
     except Exception as e:
         _emit({"event": "failed", "error": f"{type(e).__name__}: {e}"})
         sys.exit(1)
+    load_ms = round((time.perf_counter() - t0) * 1000, 1)
+    # Loaded. The smoke test computes with every thread, so the API may first pause the worker it replaces (on a
+    # small CPU two generating workers slow each other down many times over): wait for its go.
+    _emit({"event": "loaded", "load_ms": load_ms})
+    if sys.stdin.readline().strip() != "smoke":
+        sys.exit(0)
+    t1 = time.perf_counter()
+    try:  # a model that loads but cannot generate (or crashes doing so) never takes traffic
+        smoke = llm.create_chat_completion([{"role": "user", "content": "Say hello."}], max_tokens=4, temperature=0)
+    except Exception as e:
+        _emit({"event": "failed", "error": f"smoke test: {type(e).__name__}: {e}"})
+        sys.exit(1)
     meta = llm.metadata
-    _emit({"event": "ready", "load_ms": round((time.perf_counter() - t0) * 1000, 1),
+    _emit({"event": "ready", "load_ms": load_ms, "smoke_ms": round((time.perf_counter() - t1) * 1000, 1),
            "smoke": smoke["choices"][0]["message"]["content"], "n_ctx": llm.n_ctx(),
            "metadata": {k: v for k, v in meta.items() if k.startswith("forge.") or k == "general.name"},
            "pid": os.getpid()})

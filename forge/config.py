@@ -231,6 +231,12 @@ class CompanionConfig(_Section):
     max_tokens: int = Field(default=512, gt=0)
     """Default max_tokens when a request gives none."""
 
+    exclusive_warmup: Literal["auto", "on", "off"] = "auto"
+    """During a swap the new model loads beside the old one, which keeps serving; its smoke test then runs while
+    the old worker holds its next request (about half a second for a small model). Two workers generating at once
+    on the same CPU cores slow each other down many times over (measured: swaps of 1 s became 15-19 s under
+    load). auto: on when generation runs on the CPU (n_gpu_layers 0)."""
+
     verify_sha256: bool = True
     """Check a model file against the registry's sha256 before loading it (refuses a corrupted or replaced
     file)."""
