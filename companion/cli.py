@@ -32,8 +32,9 @@ def serve(obj: Ctx, port, host, model_id) -> None:
     if port:
         config.companion.port = port
     from companion.pool import CompanionError
-    from companion.settings import Settings, lookup_model, token_file
+    from companion.settings import Settings, lookup_model, model_to_serve, token_file
 
+    model_id, why = model_to_serve(config, model_id)
     settings = Settings.from_config(config, model_id)
     try:  # refuse a bad id or file before binding anything
         lookup_model(config, settings.model, verify=False)
@@ -46,6 +47,7 @@ def serve(obj: Ctx, port, host, model_id) -> None:
     c = config.companion
     where = "config companion.admin_token" if c.admin_token else (
         "$FORGE_ADMIN_TOKEN" if "FORGE_ADMIN_TOKEN" in __import__("os").environ else str(token_file(config)))
+    click.echo(f"forge companion: model {settings.model} ({why})", err=True)
     click.echo(f"forge companion: loading {settings.model} … then serving on http://{c.host}:{c.port}/v1 "
                f"(admin token: {where})", err=True)
     if c.host not in ("127.0.0.1", "localhost", "::1"):

@@ -44,7 +44,7 @@ class Settings:
     @classmethod
     def from_config(cls, config: Config, model: str | None = None, **worker_env) -> "Settings":
         return cls(config=config, admin_token=admin_token(config, create=True),
-                   model=model or config.companion.model, worker_env=worker_env)
+                   model=model or model_to_serve(config, None)[0], worker_env=worker_env)
 
 
 def token_file(config: Config) -> Path:
@@ -69,6 +69,39 @@ def admin_token(config: Config, create: bool = False) -> str | None:
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     return token
+
+
+def state_file(config: Config) -> Path:
+    return config.workspace_path() / "companion" / "served_model"
+
+
+def remember_served(config: Config, model_id: str) -> None:
+    """After a swap: the model `forge serve` starts with next time (unless --model says otherwise)."""
+    path = state_file(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(model_id + "\n")
+    os.replace(tmp, path)
+
+
+def model_to_serve(config: Config, explicit: str | None) -> tuple[str, str]:
+    """(model id, why): --model, else the model last swapped to in this workspace (if still registered and the
+    config names the default), else config companion.model."""
+    if explicit:
+        return explicit, "--model"
+    path = state_file(config)
+    if path.exists():
+        last = path.read_text().strip()
+        if last and MODEL_ID.match(last):
+            from forge.store import Store
+
+            store = Store.for_workspace(config.workspace_path())
+            try:
+                if store.get_model(last, missing_ok=True):
+                    return last, f"the model last swapped to (in {path}); --model {config.companion.model} to change"
+            finally:
+                store.close()
+    return config.companion.model, "companion.model"
 
 
 def check_model_id(model_id) -> str:

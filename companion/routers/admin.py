@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict
 
 from companion.routers.health import model_state
-from companion.settings import check_model_id, lookup_model
+from companion.settings import check_model_id, lookup_model, remember_served
 
 router = APIRouter(prefix="/admin")
 
@@ -62,4 +62,6 @@ async def reload_model(body: ReloadRequest, request: Request) -> dict:
     except Exception:
         pool.swap_state = None
         raise
-    return await pool.swap(record)
+    result = await pool.swap(record)
+    await asyncio.to_thread(remember_served, settings.config, record["id"])
+    return result

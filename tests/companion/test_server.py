@@ -144,14 +144,59 @@ def test_admin_is_refused_to_a_non_loopback_client(companion_ws):
     config = load_config(companion_ws[0], environ={})
     app = create_app(Settings(config=config, admin_token=TOKEN))
 
-    async def call(client_host: str):
+    async def call(client_host: str, token: str = TOKEN):
         transport = httpx.ASGITransport(app=app, client=(client_host, 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://companion") as c:
-            return await c.get("/admin/model", headers={"Authorization": f"Bearer {TOKEN}",
+            return await c.get("/admin/model", headers={"Authorization": f"Bearer {token}",
                                                         "X-Forwarded-For": "127.0.0.1"})
 
     remote = asyncio.run(call("192.0.2.10"))
     assert remote.status_code == 403 and "loopback" in remote.json()["error"]["message"]
+    assert asyncio.run(call("127.0.0.1", token="wrong")).status_code == 401  # past the loopback check
+
+    config.companion.allow_remote_admin = True  # configured: a remote client still needs the token
+    app = create_app(Settings(config=config, admin_token=TOKEN))
+
+    async def without_token():
+        transport = httpx.ASGITransport(app=app, client=("192.0.2.10", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://companion") as c:
+            return await c.get("/admin/model")
+
+    assert asyncio.run(without_token()).status_code == 401
+
+
+def test_cors_allows_only_configured_origins(companion_ws):
+    import asyncio
+
+    from companion.app import create_app
+    from companion.settings import Settings
+    from forge.config import ConfigError, load_config
+
+    config = load_config(companion_ws[0], environ={})
+    config.companion.cors_origins = ["http://localhost:3000"]
+    app = create_app(Settings(config=config, admin_token=TOKEN))
+
+    async def preflight(origin: str):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://companion") as c:
+            return await c.options("/v1/chat/completions", headers={
+                "Origin": origin, "Access-Control-Request-Method": "POST"})
+
+    ok = asyncio.run(preflight("http://localhost:3000"))
+    assert ok.headers.get("access-control-allow-origin") == "http://localhost:3000"
+    assert "access-control-allow-origin" not in asyncio.run(preflight("http://evil.example")).headers
+    with pytest.raises(ConfigError, match="wildcard"):
+        load_config(companion_ws[0], environ={"FORGE_COMPANION__CORS_ORIGINS": '["*"]'})
+
+
+def test_serve_refuses_an_unknown_model_before_binding(companion_ws, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, free_port
+
+    p = subprocess.run([sys.executable, "-m", "tui.launch", "--config", str(companion_ws[0]), "serve", "--port",
+                        str(free_port()), "--model", "nope"], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert p.returncode == 1 and "no model 'nope'" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_swaps_under_concurrent_load_drop_nothing(on_base):
@@ -222,6 +267,11 @@ def test_cli_swap(on_base):
                            env={**env, "FORGE_ADMIN_TOKEN": "nope"})
     assert wrong.returncode == 1 and "401" in wrong.stderr
     assert on_base.health()["model"] == "alt"
+    # the next `forge serve` without --model starts with the model swapped to
+    from companion.settings import model_to_serve
+    from forge.config import load_config
+
+    assert model_to_serve(load_config(on_base.config_path, environ={}), None)[0] == "alt"
 
 
 def test_corrupt_or_changed_models_are_refused_and_the_old_one_keeps_serving(on_base):

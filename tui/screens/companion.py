@@ -85,11 +85,13 @@ class CompanionScreen(Screen):
 
     def refresh_models(self) -> None:
         ids = [m["id"] for m in self.app.store.models() if m["status"] == "ready"] or ["base"]
+        from companion.settings import model_to_serve
+
         select = self.query_one("#companion-model", Select)
         current = select.value if isinstance(select.value, str) else None
+        default = model_to_serve(self.app.config, None)[0]  # what `forge serve` would pick
         select.set_options([(i, i) for i in ids])
-        select.value = current if current in ids else (self.app.config.companion.model
-                                                       if self.app.config.companion.model in ids else ids[0])
+        select.value = current if current in ids else (default if default in ids else ids[0])
 
     # ---- health -------------------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="health", exit_on_error=False)
