@@ -21,21 +21,30 @@ def error_body(message: str, type_: str, param: str | None = None, code: str | N
     return {"error": {"message": message, "type": type_, "param": param, "code": code or type_}}
 
 
+async def start_pool(app: FastAPI) -> dict:
+    """Load the settings' model in a worker and hang the pool on the app. Raises CompanionError."""
+    settings = app.state.settings
+    pool = ModelPool(settings.worker_options(), settings.companion.max_queue, settings.companion.queue_timeout_s,
+                     settings.companion.drain_timeout_s, settings.worker_env, settings.exclusive_warmup)
+    record = await asyncio.to_thread(lookup_model, settings.config, settings.model, settings.companion.verify_sha256)
+    info = await pool.start(record)
+    app.state.pool = pool
+    return info
+
+
 def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        pool = ModelPool(settings.worker_options(), settings.companion.max_queue, settings.companion.queue_timeout_s,
-                         settings.companion.drain_timeout_s, settings.worker_env, settings.exclusive_warmup)
-        app.state.pool = pool
-        record = await asyncio.to_thread(lookup_model, settings.config, settings.model, settings.companion.verify_sha256)
-        await pool.start(record)
+        if getattr(app.state, "pool", None) is None:  # `forge serve` starts the pool first (clean errors)
+            await start_pool(app)
         try:
             yield
         finally:
-            await pool.close()
+            await app.state.pool.close()
 
     app = FastAPI(title="forge companion", version="1", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.settings = settings
+    app.state.pool = None
     app.state.stats = Stats()
     app.state.started = time.time()
 

@@ -6,6 +6,7 @@ Kept light: importing this module loads neither FastAPI nor llama.cpp; `serve` i
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -32,28 +33,49 @@ def serve(obj: Ctx, port, host, model_id) -> None:
     if port:
         config.companion.port = port
     from companion.pool import CompanionError
-    from companion.settings import Settings, lookup_model, model_to_serve, token_file
+    from companion.settings import Settings, model_to_serve, token_file
 
     model_id, why = model_to_serve(config, model_id)
     settings = Settings.from_config(config, model_id)
-    try:  # refuse a bad id or file before binding anything
-        lookup_model(config, settings.model, verify=False)
-    except CompanionError as e:
-        fail(e.message, False)
+    import asyncio
+
     import uvicorn
 
-    from companion.app import create_app
+    from companion.app import create_app, start_pool
 
     c = config.companion
     where = "config companion.admin_token" if c.admin_token else (
-        "$FORGE_ADMIN_TOKEN" if "FORGE_ADMIN_TOKEN" in __import__("os").environ else str(token_file(config)))
-    click.echo(f"forge companion: model {settings.model} ({why})", err=True)
-    click.echo(f"forge companion: loading {settings.model} … then serving on http://{c.host}:{c.port}/v1 "
-               f"(admin token: {where})", err=True)
-    if c.host not in ("127.0.0.1", "localhost", "::1"):
-        click.echo(f"forge companion: warning: bound to {c.host}, reachable from the network", err=True)
-    uvicorn.run(create_app(settings), host=c.host, port=c.port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=10)
+        "$FORGE_ADMIN_TOKEN" if os.environ.get("FORGE_ADMIN_TOKEN") else str(token_file(config)))
+
+    import socket
+
+    try:  # a taken port is found before the model loads, not after
+        with socket.socket(socket.AF_INET6 if ":" in c.host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((c.host, c.port))
+    except OSError as e:
+        fail(f"cannot listen on {c.host}:{c.port}: {e.strerror} (another `forge serve`? --port picks another)", False)
+
+    async def run() -> None:
+        app = create_app(settings)
+        click.echo(f"forge companion: loading {settings.model} ({why}) …", err=True)
+        try:
+            info = await start_pool(app)
+        except CompanionError as e:
+            fail(e.message, False)
+        click.echo(f"forge companion: {settings.model} loaded in {info['load_ms'] / 1000:.1f} s; serving "
+                   f"http://{c.host}:{c.port}/v1 (admin token: {where}); Ctrl-C stops", err=True)
+        if c.host not in ("127.0.0.1", "localhost", "::1"):
+            click.echo(f"forge companion: warning: bound to {c.host}, reachable from the network", err=True)
+        server = uvicorn.Server(uvicorn.Config(app, host=c.host, port=c.port, log_level="warning", access_log=False,
+                                               timeout_graceful_shutdown=10))
+        try:
+            await server.serve()
+        finally:
+            if not server.started:  # the port was taken: uvicorn said why; the lifespan never ran
+                await app.state.pool.close()
+
+    asyncio.run(run())
 
 
 @cli.command()
