@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
@@ -77,6 +78,7 @@ class Worker:
         self.pending: dict[int, asyncio.Queue] = {}
         self._reader: asyncio.Task | None = None
         self.on_death = None  # callback(worker) set by the pool
+        self.stderr_tail: deque[str] = deque(maxlen=40)
 
     @property
     def pid(self) -> int | None:
@@ -97,6 +99,7 @@ class Worker:
             sys.executable, "-m", "companion.worker", self.model["path"], json.dumps(opts),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env=env, limit=64 * 1024 * 1024)
+        self._stderr_task = asyncio.create_task(self._drain_stderr())  # never let a full pipe block the worker
         try:
             line = await asyncio.wait_for(self._load(before_smoke), self.options.load_timeout_s)
         except asyncio.TimeoutError:
@@ -108,7 +111,6 @@ class Worker:
         self.info = line
         self.loaded_at = time.time()
         self._reader = asyncio.create_task(self._read())
-        asyncio.create_task(self._drain_stderr())
         return line
 
     async def _load(self, before_smoke) -> dict:
@@ -126,8 +128,10 @@ class Worker:
             raw = await self.proc.stdout.readline()
             if not raw:
                 rc = await self.proc.wait()
-                err = (await self.proc.stderr.read()).decode("utf-8", "replace").strip().splitlines()
-                why = f"crashed (signal {-rc})" if rc < 0 else f"exited with status {rc}"
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._stderr_task), 2)
+                err = list(self.stderr_tail)
+                why = f"crashed (signal {signal.Signals(-rc).name})" if rc < 0 else f"exited with status {rc}"
                 detail = next((e for e in reversed(err) if e.strip()), "")
                 return {"event": "failed", "error": why + (f": {detail[-300:]}" if detail else "")}
             try:
@@ -139,8 +143,8 @@ class Worker:
 
     async def _drain_stderr(self) -> None:
         with contextlib.suppress(Exception):
-            while await self.proc.stderr.readline():
-                pass
+            while line := await self.proc.stderr.readline():
+                self.stderr_tail.append(line.decode("utf-8", "replace").rstrip())
 
     async def _read(self) -> None:
         while True:

@@ -10,7 +10,8 @@ Protocol, one JSON object per line:
   stdout:         {"id": N, "chunk": {...}} while streaming, then {"id": N, "end": {...}};
                   {"id": N, "result": {...}} for a whole reply;  {"id": N, "error": {"status", "type", "message"}}
 Requests are handled one at a time (the API sends the next only after the previous one ended).
-FORGE_WORKER_FAULT=crash-load (testing only) aborts while loading.
+FORGE_WORKER_FAULT=crash-load (testing only) aborts while loading; crash-smoke:TEXT aborts in the smoke test of a
+model whose path contains TEXT (a crash inside llama.cpp looks the same from outside).
 """
 
 from __future__ import annotations
@@ -194,6 +195,9 @@ def main() -> None:
     if sys.stdin.readline().strip() != "smoke":
         sys.exit(0)
     t1 = time.perf_counter()
+    fault, _, needle = os.environ.get("FORGE_WORKER_FAULT", "").partition(":")
+    if fault == "crash-smoke" and needle and needle in path:
+        os.abort()
     try:  # a model that loads but cannot generate (or crashes doing so) never takes traffic
         smoke = llm.create_chat_completion([{"role": "user", "content": "Say hello."}], max_tokens=4, temperature=0)
     except Exception as e:

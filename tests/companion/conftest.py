@@ -47,7 +47,8 @@ def start_server(cfg_path: Path, ws: Path, *extra: str, env: dict | None = None)
     log = ws / f"serve-{port}.log"
     proc = subprocess.Popen([sys.executable, "-m", "tui.launch", "--config", str(cfg_path), "serve", "--port",
                              str(port), *extra], cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            env={**os.environ, "FORGE_ADMIN_TOKEN": TOKEN, **(env or {})})
+                            env={**os.environ, "FORGE_ADMIN_TOKEN": TOKEN,
+                                 "FORGE_WORKER_FAULT": "crash-smoke:crashy", **(env or {})})
     c = Companion(f"http://127.0.0.1:{port}", proc, cfg_path, ws, log)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

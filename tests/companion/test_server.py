@@ -288,6 +288,10 @@ def test_corrupt_or_changed_models_are_refused_and_the_old_one_keeps_serving(on_
     changed.parent.mkdir(exist_ok=True)
     changed.write_bytes((on_base.workspace / "models" / "alt" / "smollm2-q8_0.gguf").read_bytes())
     add_model(store, config, "changed", changed, "q8_0")
+    crashy = on_base.workspace / "models" / "crashy" / "crashy.gguf"  # loads, then llama.cpp "crashes" (abort)
+    crashy.parent.mkdir(exist_ok=True)
+    crashy.write_bytes((on_base.workspace / "models" / "alt" / "smollm2-q8_0.gguf").read_bytes())
+    add_model(store, config, "crashy", crashy, "q8_0")
     store.close()
     with changed.open("r+b") as f:  # flipped after registration
         f.seek(10_000)
@@ -297,6 +301,8 @@ def test_corrupt_or_changed_models_are_refused_and_the_old_one_keeps_serving(on_
     assert r.status_code == 422 and "failed to load" in r.json()["error"]["message"]
     r = on_base.swap("changed")
     assert r.status_code == 422 and "sha256" in r.json()["error"]["message"]
+    r = on_base.swap("crashy")
+    assert r.status_code == 422 and "crashed (signal" in r.json()["error"]["message"]
     h = on_base.health()
     assert h["model"] == "base" and h["status"] == "healthy" and h["last_swap"]["ok"] is False
     reply = on_base.openai().chat.completions.create(model="base", messages=ASK, max_tokens=4)
