@@ -296,7 +296,7 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, tuple[list
     """FORGE_DATASET__SEED=7 → dataset.seed = 7. Values parse as JSON when they can, else as strings."""
     environ = os.environ if environ is None else environ
     out = {}
-    skip = {"FORGE_ADMIN_TOKEN", "FORGE_CONFIG"}
+    skip = {"FORGE_ADMIN_TOKEN", "FORGE_CONFIG", "FORGE_EVAL_FAULT", "FORGE_WORKER_FAULT"}  # not settings
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or name in skip:
             continue
