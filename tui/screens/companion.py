@@ -55,6 +55,7 @@ class CompanionScreen(Screen):
         self.history: list[dict] = []
         self.last_health: dict | None = None
         self.starting = False
+        self.model_ids: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -90,6 +91,7 @@ class CompanionScreen(Screen):
         select = self.query_one("#companion-model", Select)
         current = select.value if isinstance(select.value, str) else None
         default = model_to_serve(self.app.config, None)[0]  # what `forge serve` would pick
+        self.model_ids = ids
         select.set_options([(i, i) for i in ids])
         select.value = current if current in ids else (default if default in ids else ids[0])
 
@@ -100,6 +102,11 @@ class CompanionScreen(Screen):
         self.app.call_from_thread(self.show_health, h)
 
     def show_health(self, h: dict | None) -> None:
+        served = (h or {}).get("model")
+        if served and served != (self.last_health or {}).get("model"):  # follow a swap made anywhere
+            select = self.query_one("#companion-model", Select)
+            if served in self.model_ids:
+                select.value = served
         self.last_health = h
         if h and h.get("status") == "healthy":
             self.starting = False
