@@ -48,6 +48,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.stats = Stats()
     app.state.started = time.time()
 
+    from companion.access_log import AccessLog
+
+    app.add_middleware(AccessLog)
     if settings.companion.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -56,6 +56,13 @@ def serve(obj: Ctx, port, host, model_id) -> None:
     except OSError as e:
         fail(f"cannot listen on {c.host}:{c.port}: {e.strerror} (another `forge serve`? --port picks another)", False)
 
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    logging.getLogger("forge.companion").addHandler(handler)
+    logging.getLogger("forge.companion").setLevel(logging.INFO)
+
     async def run() -> None:
         app = create_app(settings)
         click.echo(f"forge companion: loading {settings.model} ({why}) …", err=True)

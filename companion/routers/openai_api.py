@@ -5,6 +5,7 @@ carries (clients written for other servers keep working across a swap)."""
 from __future__ import annotations
 
 import asyncio
+import calendar
 import contextlib
 import json
 import time
@@ -97,8 +98,8 @@ async def models(request: Request) -> dict:
         prov = dict(m["meta"].get("provenance") or {})
         if m["id"] == loaded and pool.current.info.get("metadata"):
             prov.update(pool.current.info["metadata"])
-        created = int(time.mktime(time.strptime(m["created_at"][:19], "%Y-%m-%dT%H:%M:%S"))) \
-            if m.get("created_at") else 0
+        created = calendar.timegm(time.strptime(m["created_at"][:19], "%Y-%m-%dT%H:%M:%S")) \
+            if m.get("created_at") else 0  # stored in UTC
         data.append({"id": m["id"], "object": "model", "created": created, "owned_by": "forge",
                      "loaded": m["id"] == loaded, "name": m["name"], "quant": m["quant"], "bytes": m["bytes"],
                      "run_id": m["run_id"], "sha256": m["sha256"], "provenance": prov})
