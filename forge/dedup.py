@@ -260,6 +260,10 @@ def find_duplicates(store: Store, config: Config, threshold: float | None = None
             pairs.append((by_key[k], i, 1.0))
         else:
             by_key[k] = i
+    marked = store.distinct_pairs()  # "keep all" decisions: these pairs are not duplicates
+    if marked:
+        pairs = [(i, j, s) for i, j, s in pairs
+                 if (min(examples[i].id, examples[j].id), max(examples[i].id, examples[j].id)) not in marked]
     clusters = make_clusters(pairs, len(examples), lambda i: examples[i])
     id_pairs = [(examples[i].id, examples[j].id, s) for i, j, s in pairs]
     return DedupResult(clusters, embedded, cached, id_pairs)

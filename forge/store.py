@@ -183,7 +183,20 @@ def _m2_votes(db) -> None:
     """)
 
 
-MIGRATIONS = [_m1_core, _m2_votes]
+def _m3_distinct(db) -> None:
+    # Pairs a person marked "not duplicates" (Dedup's keep all): never offered as a cluster again.
+    db.executescript("""
+    CREATE TABLE distinct_pairs (
+        a INTEGER NOT NULL REFERENCES examples(id) ON DELETE CASCADE,
+        b INTEGER NOT NULL REFERENCES examples(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (a, b),
+        CHECK (a < b)
+    );
+    """)
+
+
+MIGRATIONS = [_m1_core, _m2_votes, _m3_distinct]
 
 
 class Store:
@@ -572,6 +585,22 @@ class Store:
             rows = self.conn.execute("SELECT prompt_index, vote FROM votes WHERE model_id=? AND baseline_id=? "
                                      "AND dataset=?", (model_id, baseline_id, dataset)).fetchall()
         return {r[0]: r[1] for r in rows}
+
+    def mark_distinct(self, ids: list[int], distinct: bool = True) -> list[tuple[int, int]]:
+        """Mark every pair among `ids` as not duplicates (or clear the marks). Returns the pairs changed."""
+        ids = sorted(set(ids))
+        pairs = [(a, b) for k, a in enumerate(ids) for b in ids[k + 1:]]
+        with self.transaction() as c:
+            if distinct:
+                c.executemany("INSERT OR IGNORE INTO distinct_pairs (a, b, created_at) VALUES (?, ?, ?)",
+                              [(a, b, now()) for a, b in pairs])
+            else:
+                c.executemany("DELETE FROM distinct_pairs WHERE a=? AND b=?", pairs)
+        return pairs
+
+    def distinct_pairs(self) -> set[tuple[int, int]]:
+        with self.lock:
+            return {(r[0], r[1]) for r in self.conn.execute("SELECT a, b FROM distinct_pairs")}
 
     # ---- later stages -----------------------------------------------------------------------------------
     def get_embeddings(self, model: str, hashes: list[str]) -> dict[str, bytes]:

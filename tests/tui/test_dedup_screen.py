@@ -38,8 +38,16 @@ async def test_keep_one_threshold_and_undo(store, config):
         await pilot.press("u")
         assert all(store.get(i).status == "pending" for i in first.ids)
         assert len(screen.clusters) == 3
-        await pilot.press("K")  # keep all: nothing is rejected, the cluster leaves the list
+        kept_all = screen.clusters[0].ids
+        await pilot.press("K")  # keep all: nothing is rejected, the cluster leaves the list, and stays out
         assert len(screen.clusters) == 2 and store.counts()["rejected"] == 0
+        assert all(kept_all != c.ids for c in screen.clusters)
+        await pilot.press("u")
+        assert len(screen.clusters) == 3 and screen.clusters[0].ids == kept_all
+        await pilot.press("K")
+        from forge.dedup import find_duplicates
+
+        assert kept_all not in [c.ids for c in find_duplicates(store, app.config).clusters]  # a later run too
         for _ in range(30):  # raising the threshold to 1.0 re-clusters without re-embedding
             await pilot.press("plus")
         assert screen.threshold == 1.0 and screen.clusters == []

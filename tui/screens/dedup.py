@@ -41,7 +41,8 @@ class DedupScreen(Screen):
         self.floor = 1.0
         self.result: dd.DedupResult | None = None
         self.clusters: list[dd.Cluster] = []
-        self.dismissed: set[tuple[int, ...]] = set()
+        self.marked: set[tuple[int, int]] = set()  # pairs marked "not duplicates" (stored)
+        self.history: list[tuple[str, object]] = []  # this screen's actions, for `u`
         self.selected_member = 0
 
     def compose(self) -> ComposeResult:
@@ -101,9 +102,10 @@ class DedupScreen(Screen):
             return
         ids = sorted({i for p in self.result.pairs for i in p[:2]})
         examples = {e.id: e for e in self.app.store.examples(ids) if e.status != "rejected"}
-        live = dd.DedupResult([], 0, 0, [p for p in self.result.pairs if p[0] in examples and p[1] in examples])
-        self.clusters = [c for c in dd.clusters_at(live, examples, self.threshold)
-                         if tuple(c.ids) not in self.dismissed]
+        self.marked = self.app.store.distinct_pairs()
+        live = dd.DedupResult([], 0, 0, [p for p in self.result.pairs if p[0] in examples and p[1] in examples
+                                         and (min(p[:2]), max(p[:2])) not in self.marked])
+        self.clusters = dd.clusters_at(live, examples, self.threshold)
         self.examples = examples
         options = [Option(f"{c.max_similarity:.3f}  ×{len(c.ids)}  " + " ".join(f"#{i}" for i in c.ids[:4])
                           + (" …" if len(c.ids) > 4 else "")) for c in self.clusters]
@@ -160,6 +162,7 @@ class DedupScreen(Screen):
             self.notify(str(e), severity="error")
             return
         if decision:
+            self.history.append(("decision", decision))
             self.notify(f"kept #{keep_id}, rejected {len(c.ids) - 1} (u to undo)")
         self.recluster(index)
 
@@ -177,11 +180,20 @@ class DedupScreen(Screen):
         c = self.current
         if c:
             index = self.query_one("#cluster-list", OptionList).highlighted
-            self.dismissed.add(tuple(c.ids))
-            self.notify(f"kept all {len(c.ids)} of this cluster")
+            self.app.store.mark_distinct(c.ids)
+            self.history.append(("distinct", c.ids))
+            self.notify(f"kept all {len(c.ids)}: marked as not duplicates, remembered (u to undo)")
             self.recluster(index)
 
     def action_undo(self) -> None:
+        if self.history and self.history[-1][0] == "distinct":
+            _, ids = self.history.pop()
+            self.app.store.mark_distinct(ids, distinct=False)
+            self.notify(f"{len(ids)} examples are candidates again")
+            self.recluster(self.query_one("#cluster-list", OptionList).highlighted)
+            return
+        if self.history:
+            self.history.pop()
         try:
             r = self.app.store.undo()
         except StoreError as e:
