@@ -115,7 +115,8 @@ class DedupConfig(_Section):
     """Embedding batch size."""
 
     ann_min_size: int = Field(default=20_000, gt=0)
-    """From this many examples on, neighbour search uses the faiss IVF index instead of exact blocked search."""
+    """From this many examples on, pairs are searched within the cells of a faiss k-means partition (each example
+    in its 3 nearest cells) instead of scoring every pair."""
 
 
 class GenerateConfig(_Section):

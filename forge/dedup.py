@@ -3,7 +3,8 @@
 An exact pass first (same text after case, whitespace and punctuation are normalised), then cosine similarity
 over sentence-transformers embeddings. Embeddings are cached in the store by (model, text mode, content hash),
 so a re-run embeds only new or edited examples. Neighbour search is exact and blocked below
-`dedup.ann_min_size` examples and uses a faiss IVF index above it, so it stays sub-quadratic at scale.
+`dedup.ann_min_size` examples and, above it, scores pairs only within the cells of a faiss k-means partition
+(each example in its 3 nearest cells), so it stays sub-quadratic at scale.
 Pairs become clusters by union-find. Nothing is rejected here without `apply` (or a key press in the TUI), and
 each such rejection is one undoable decision.
 """
@@ -154,43 +155,40 @@ def pairs_exact(vectors, threshold: float, block: int = 2048) -> list[tuple[int,
     return out
 
 
-def pairs_ann(vectors, threshold: float, nprobe: int = 4, margin: float = 0.02) -> list[tuple[int, int, float]]:
-    """Pairs with cosine ≥ threshold from a faiss inverted-file index with 8-bit scalar quantisation.
+def pairs_ann(vectors, threshold: float, probes: int = 3) -> list[tuple[int, int, float]]:
+    """Pairs with cosine ≥ threshold, found inside the cells of a coarse k-means partition.
 
-    `range_search` returns every neighbour above a threshold, which is what dedup needs (rather than a fixed
-    k). Searching at threshold − margin on the quantised vectors, then re-scoring the candidates exactly in
-    float32, keeps recall ≥ 0.95 of the true pairs (benchmarks/bench_dedup.py) while each query scans only
-    `nprobe` of ~1.6·sqrt(n) cells."""
+    faiss's spherical k-means splits the vectors into ~2.2·sqrt(n) cells and puts each vector in its `probes`
+    nearest cells (multi-assignment); two near-duplicates almost always share one. Within each cell every pair
+    is scored exactly with BLAS (the same blocked products as `pairs_exact`), so a reported pair is never a
+    false one and its similarity is exact. 100k × 384: recall 0.99, ~18× faster than scoring all pairs
+    (benchmarks/bench_dedup.py)."""
     import faiss
     import numpy as np
 
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     n, dim = vectors.shape
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    nlist = int(min(4096, max(16, 1.6 * n ** 0.5)))
-    quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
-                                          faiss.METRIC_INNER_PRODUCT)
-    index.cp.niter = 10
-    index.cp.min_points_per_centroid = 1  # coarse cells need no more than ~40 points each to train
-    sample = np.random.default_rng(0).choice(n, min(n, nlist * 40), replace=False)
-    index.train(vectors[np.sort(sample)])
-    index.add(vectors)
-    index.nprobe = min(nprobe, nlist)
-    candidates = set()
-    for start in range(0, n, 20_000):  # bounded memory for the result arrays
-        lims, _, ids = index.range_search(vectors[start:start + 20_000], threshold - margin)
-        for r in range(len(lims) - 1):
-            i = start + r
-            for j in ids[lims[r]:lims[r + 1]].tolist():
-                if i != j:
-                    candidates.add((i, j) if i < j else (j, i))
-    if not candidates:
-        return []
-    pairs = np.array(sorted(candidates), dtype=np.int64)
-    sims = np.einsum("ij,ij->i", vectors[pairs[:, 0]], vectors[pairs[:, 1]])
-    keep = sims >= threshold
-    return [(int(a), int(b), float(s)) for (a, b), s in zip(pairs[keep], sims[keep])]
+    nlist = int(min(4096, max(16, 2.2 * n ** 0.5)))
+    probes = min(probes, nlist)
+    sample = np.random.default_rng(0).choice(n, min(n, nlist * 20), replace=False)
+    km = faiss.Kmeans(dim, nlist, niter=10, seed=0, spherical=True, min_points_per_centroid=1,
+                      max_points_per_centroid=10**9, verbose=False)
+    km.train(vectors[np.sort(sample)])
+    _, assign = km.index.search(vectors, probes)
+    flat = assign.ravel()
+    order = np.argsort(flat, kind="stable")
+    cells, members = flat[order], order // probes
+    bounds = np.searchsorted(cells, np.arange(nlist + 1))
+    found: dict[tuple[int, int], float] = {}
+    for c in range(nlist):
+        ids = members[bounds[c]:bounds[c + 1]]
+        if len(ids) < 2:
+            continue
+        for i, j, sim in pairs_exact(vectors[ids], threshold):
+            a, b = int(ids[i]), int(ids[j])
+            found[(a, b) if a < b else (b, a)] = sim
+    return [(a, b, sim) for (a, b), sim in sorted(found.items())]
 
 
 def find_pairs(vectors, threshold: float, ann_min_size: int) -> list[tuple[int, int, float]]:
