@@ -52,6 +52,14 @@ async def test_start_chat_swap_and_stop_from_the_ui(companion_ws):
             status = models.query_one("#swap-status", Static)
             assert await wait_until(pilot, lambda: "now serves alt" in text_of(status), 120, 0.25), text_of(status)
 
+            await pilot.press("ctrl+v")  # Evaluate: Eval mode opens on the highlighted model
+            from textual.widgets import Select
+
+            from tui.screens.eval import EvalScreen
+
+            assert await wait_until(pilot, lambda: isinstance(app.screen, EvalScreen), 10)
+            assert app.screen.query_one("#eval-model", Select).value == "alt"
+
             await pilot.press("f6")
             assert await wait_until(pilot, lambda: "model alt" in text_of(health) and "last swap → alt: ok"
                                     in text_of(health), 10)
