@@ -74,14 +74,19 @@ class EvalScreen(Screen):
         ids = [m["id"] for m in self.app.store.models()]
         model, base = self.query_one("#eval-model", Select), self.query_one("#eval-baseline", Select)
         choices = [i for i in ids if i != "base"] or ids
+        was_model, was_base = self.ids()  # coming back to the mode keeps what was picked
         model.set_options([(i, i) for i in choices])
         base.set_options([(i, i) for i in ids])
-        if "base" in ids:
+        if was_base in ids:
+            base.value = was_base
+        elif "base" in ids:
             base.value = "base"
         if getattr(self.app, "eval_preselect", None) in choices:  # "Evaluate" pressed in Models mode
             model.value, self.app.eval_preselect = self.app.eval_preselect, None
-        elif not isinstance(model.value, str) and ids:
-            model.value = next((i for i in ids if i != "base"), ids[0])
+        elif was_model in choices:
+            model.value = was_model
+        elif ids:
+            model.value = choices[0]
         self.load_latest()
 
     def ids(self) -> tuple[str | None, str | None]:
