@@ -21,6 +21,29 @@ class TaskRequest(BaseModel):
     text: str = Field(min_length=1)
 
 
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prompt: str = Field(min_length=1)
+    system: str | None = None
+    max_tokens: int | None = Field(default=None, gt=0)
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    seed: int | None = None
+
+
+@router.post("/generate")
+async def generate(body: GenerateRequest, request: Request) -> dict:
+    """The plain endpoint for clients that are not OpenAI clients: one prompt in (rendered with the model's chat
+    template), the text out."""
+    t0 = time.perf_counter()
+    messages = ([{"role": "system", "content": body.system}] if body.system else []) + [
+        {"role": "user", "content": body.prompt}]
+    result = await run_whole(request, "chat", {"messages": messages, "max_tokens": body.max_tokens,
+                                               "temperature": body.temperature, "seed": body.seed})
+    choice = result["choices"][0]
+    return {"text": choice["message"]["content"], "finish_reason": choice["finish_reason"], "model": result["model"],
+            "usage": result["usage"], "latency_ms": round((time.perf_counter() - t0) * 1000, 1)}
+
+
 @router.get("")
 async def list_tasks(request: Request) -> dict:
     tasks = request.app.state.settings.companion.tasks

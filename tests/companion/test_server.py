@@ -118,6 +118,17 @@ def test_convert_task_returns_schema_valid_json(on_base):
     assert httpx.post(f"{on_base.url}/api/convert", json={"txt": "x"}, timeout=10).status_code == 400
 
 
+def test_plain_generate_endpoint_and_docs(on_base):
+    r = httpx.post(f"{on_base.url}/api/generate", json={"prompt": "What is the capital of France?", "max_tokens": 12},
+                   timeout=60).json()
+    chat = on_base.openai().chat.completions.create(model="base", messages=ASK, max_tokens=12, temperature=0)
+    assert r["text"] == chat.choices[0].message.content and r["usage"]["completion_tokens"] == 12
+    assert r["model"] == "base" and r["latency_ms"] > 0
+    assert httpx.get(f"{on_base.url}/docs", timeout=10).status_code == 200
+    paths = httpx.get(f"{on_base.url}/openapi.json", timeout=10).json()["paths"]
+    assert {"/v1/chat/completions", "/api/generate", "/health", "/admin/reload-model"} <= set(paths)
+
+
 def test_admin_needs_the_token_and_takes_registry_ids_only(on_base):
     assert on_base.admin("GET", "/admin/model", token=None).status_code == 401
     assert on_base.admin("GET", "/admin/model", token="wrong").status_code == 401
