@@ -25,9 +25,9 @@ import httpx
 
 from benchmarks.common import percentiles
 from forge.config import REPO_ROOT, Config
-from forge.export import register_bundled_base
+from forge.export import import_gguf, register_bundled_base
 from forge.llama_child import run_child
-from forge.store import Store, sha256_file
+from forge.store import Store
 
 PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse keeper who finds a message in a bottle."}]
 THREADS = 2
@@ -49,23 +49,16 @@ print(json.dumps(rows))
 """
 
 
-def register(store: Store, config: Config, model_id: str, path: Path, quant: str) -> None:
-    store.register_model({"id": model_id, "name": model_id, "path": str(path), "quant": quant,
-                          "bytes": path.stat().st_size, "sha256": sha256_file(path), "run_id": None,
-                          "status": "ready", "meta": {}}, models_dir=config.workspace_path() / "models")
-
-
 def prepare(ws: Path) -> tuple[Path, Path]:
     config = Config(workspace=str(ws))
     store = Store.for_workspace(ws)
     base = register_bundled_base(store, config)
     paths = {}
     for model_id, quant in (("bench-q4_k_m", "q4_k_m"), ("bench-q8_0", "q8_0")):
-        dst = ws / "models" / model_id / f"smollm2-{quant}.gguf"
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        run_child("quantize", src=base["path"], dst=str(dst), quant=quant, allow_requantize=True)
-        register(store, config, model_id, dst, quant)
-        paths[model_id] = dst
+        tmp = ws / f"smollm2-{quant}.gguf"
+        run_child("quantize", src=base["path"], dst=str(tmp), quant=quant, allow_requantize=True)
+        paths[model_id] = Path(import_gguf(store, config, tmp, model_id)["path"])
+        tmp.unlink()
     store.close()
     cfg = ws / "config.json"
     cfg.write_text(json.dumps({"workspace": str(ws), "companion": {"n_threads": THREADS, "n_ctx": 2048,

@@ -4,15 +4,15 @@ admin token, the model to serve), and the registry look-ups that turn a model id
 from __future__ import annotations
 
 import os
-import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from forge.config import CompanionConfig, Config
+from forge.store import MODEL_ID_RE
 from companion.pool import CompanionError, WorkerOptions
 
-MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+MODEL_ID = MODEL_ID_RE
 
 
 @dataclass

@@ -449,11 +449,14 @@ def export(obj: Ctx, run_id, quant, template_file, allow_template_mismatch, as_j
                                           f"template parity {'ok' if d['template_parity'] else 'FAILED'})"))
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @json_option
-@click.pass_obj
-def models(obj: Ctx, as_json: bool) -> None:
-    """The model registry (the bundled SmolLM2 is `base`)."""
+@click.pass_context
+def models(ctx: click.Context, as_json: bool) -> None:
+    """The model registry (the bundled SmolLM2 is `base`); `models add` registers a GGUF made elsewhere."""
+    if ctx.invoked_subcommand is not None:
+        return
+    obj = ctx.obj
     from forge import export as ex
 
     def go():
@@ -464,8 +467,24 @@ def models(obj: Ctx, as_json: bool) -> None:
                 for m in obj.store.models()]
 
     rows = run_guarded(as_json, go)
-    emit(rows, as_json, lambda rows: [click.echo(f"{r['model_id']:<40} {r['quant']:<7} {r['bytes'] / 1e6:8.1f} MB  "
-                                                 f"{r['status']}") for r in rows])
+    emit(rows, as_json, lambda rows: [click.echo(f"{r['model_id']:<40} {r['quant'] or '?':<7} "
+                                                 f"{r['bytes'] / 1e6:8.1f} MB  {r['status']}") for r in rows])
+
+
+@models.command("add")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--id", "model_id", default=None, help="Registry id (default: from the file name).")
+@json_option
+@click.pass_obj
+def models_add(obj: Ctx, path: str, model_id: str | None, as_json: bool) -> None:
+    """Copy a GGUF into the workspace's models folder and register it, e.g. to serve or evaluate it."""
+    from forge import export as ex
+
+    m = run_guarded(as_json, ex.import_gguf, obj.store, obj.config, path, model_id)
+    emit({"model_id": m["id"], "name": m["name"], "path": m["path"], "quant": m["quant"], "bytes": m["bytes"],
+          "sha256": m["sha256"]}, as_json,
+         lambda d: click.echo(f"registered {d['model_id']} ({d['quant'] or 'unknown quant'}, "
+                              f"{d['bytes'] / 1e6:.1f} MB) → forge serve --model {d['model_id']}"))
 
 
 # ---- generate -----------------------------------------------------------------------------------------------

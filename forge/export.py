@@ -282,6 +282,55 @@ def register_bundled_base(store: Store, config: Config) -> dict:
     return store.get_model("base")
 
 
+def gguf_quant(path: Path) -> tuple[str | None, str | None]:
+    """(quant, general.name) read from a GGUF's metadata with the gguf package."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    quant = name = None
+    field = reader.fields.get("general.file_type")
+    if field is not None:
+        try:
+            quant = gguf.LlamaFileType(int(field.contents())).name.lower().removeprefix("mostly_").removeprefix("all_")
+        except ValueError:
+            quant = None
+    field = reader.fields.get("general.name")
+    if field is not None:
+        name = str(field.contents())
+    return quant, name
+
+
+def import_gguf(store: Store, config: Config, src: str | Path, model_id: str | None = None) -> dict:
+    """Copy a GGUF made elsewhere into the models folder and register it (then `forge serve --model ID`)."""
+    from forge.store import MODEL_ID_RE
+
+    src = Path(src).expanduser()
+    if not src.is_file():
+        raise ExportError(f"{src}: no such file")
+    with src.open("rb") as f:
+        if f.read(4) != b"GGUF":
+            raise ExportError(f"{src}: not a GGUF file (it does not start with the GGUF magic bytes)")
+    model_id = model_id or "".join(c if c.isalnum() or c in "._-" else "-" for c in src.stem).strip("-._")
+    if not MODEL_ID_RE.match(model_id or ""):
+        raise ExportError(f"model id {model_id!r}: use letters, digits, '.', '_' and '-' (--id picks one)")
+    if store.get_model(model_id, missing_ok=True):
+        raise ExportError(f"model {model_id} is already registered (--id picks another id)")
+    try:
+        quant, name = gguf_quant(src)
+    except Exception as e:  # truncated or damaged header
+        raise ExportError(f"{src}: not a readable GGUF: {e}") from None
+    dst_dir = config.workspace_path() / "models" / model_id
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    dst = dst_dir / src.name
+    tmp = dst.with_suffix(".partial")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+    store.register_model({"id": model_id, "name": name or model_id, "path": str(dst), "quant": quant,
+                          "bytes": dst.stat().st_size, "sha256": sha256_file(dst), "run_id": None, "status": "ready",
+                          "meta": {"source": str(src)}}, models_dir=config.workspace_path() / "models")
+    return store.get_model(model_id)
+
+
 def export_run(store: Store, config: Config, run_id: str, quant: str = "q4_k_m", progress: Progress | None = None,
                allow_template_mismatch: bool = False, chat_template: str | None = None) -> dict:
     for var, value in (("HF_HUB_OFFLINE", "1"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),

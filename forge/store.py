@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -45,6 +46,9 @@ def sha256_file(path: str | Path) -> str:
 
 def flatten(messages: list[dict]) -> str:
     return "\n\n".join(m["content"] for m in messages)
+
+
+MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")  # registry ids: never a path
 
 
 class StoreError(Exception):

@@ -87,3 +87,29 @@ def test_transformers_gguf_loading_and_the_converter_share_one_gguf_module(base_
                        capture_output=True, text=True)
     assert p.returncode == 0 and "--outtype" in p.stdout
     json.dumps(cfg, default=str)
+
+
+def test_models_add_registers_a_gguf_made_elsewhere(tmp_path):
+    """`forge models add`: the bundled GGUF copied in under a new id, its quant read from the file; a file that
+    is not a GGUF, a taken id and a path-like id are refused with one line each."""
+    import subprocess
+    import sys
+
+    from forge.train.base_model import bundled_gguf
+    from tests.conftest import REPO
+
+    forge = [sys.executable, "-m", "tui.launch", "-w", str(tmp_path / "ws"), "models"]
+    ok = subprocess.run([*forge, "add", str(bundled_gguf()), "--id", "smol", "--json"], capture_output=True,
+                        text=True, cwd=REPO)
+    assert ok.returncode == 0, ok.stderr
+    added = json.loads(ok.stdout)
+    assert added["quant"] == "q4_1" and added["path"].startswith(str(tmp_path / "ws" / "models" / "smol"))
+    listed = json.loads(subprocess.run([*forge, "--json"], capture_output=True, text=True, cwd=REPO).stdout)
+    assert {"smol", "base"} <= {m["model_id"] for m in listed}
+    not_gguf = tmp_path / "notes.gguf"
+    not_gguf.write_text("hello")
+    for args, message in (([str(not_gguf)], "not a GGUF file"), ([str(bundled_gguf()), "--id", "smol"],
+                                                                  "already registered"),
+                          ([str(bundled_gguf()), "--id", "../x"], "use letters, digits")):
+        bad = subprocess.run([*forge, "add", *args], capture_output=True, text=True, cwd=REPO)
+        assert bad.returncode == 1 and message in bad.stderr and "Traceback" not in bad.stderr
