@@ -150,22 +150,27 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=5)
     ap.add_argument("--max-tokens", type=int, default=200)
     ap.add_argument("--swaps", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     from tests.conftest import free_port
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg, gguf = prepare(Path(tmp) / "ws")
-        bare, bare_tokens = bare_tok_s(gguf, args.requests, args.max_tokens)
         port = free_port()
         proc = start(cfg, port)
         try:
             url = f"http://127.0.0.1:{port}"
-            comp, comp_tokens = companion_tok_s(url, args.requests, args.max_tokens)
+            bare = comp = 0.0
+            for _ in range(args.rounds):  # alternate, keep each side's best (the least disturbed) round
+                b, bare_tokens = bare_tok_s(gguf, args.requests, args.max_tokens)
+                c, comp_tokens = companion_tok_s(url, args.requests, args.max_tokens)
+                bare, comp = max(bare, b), max(comp, c)
             load = swap_load(url, args.swaps)
         finally:
             proc.terminate()
             proc.wait(30)
-    print(f"tokens/s, SmolLM2-135M Q4_K_M, {THREADS} threads, greedy, {args.requests} × up to {args.max_tokens} tokens")
+    print(f"tokens/s, SmolLM2-135M Q4_K_M, {THREADS} threads, greedy, {args.requests} × up to {args.max_tokens} "
+          f"tokens, best of {args.rounds} alternating rounds")
     print(f"  bare llama-cpp-python : {bare:6.1f} tok/s ({bare_tokens} tokens a reply)")
     print(f"  through the companion : {comp:6.1f} tok/s ({comp_tokens} tokens a reply, client wall time over HTTP)")
     print(f"  ratio                 : {comp / bare:.2f}×  (goal ≥ 0.9)")
