@@ -24,8 +24,10 @@ def companion_url(config, port: int | None = None) -> str:
 @click.option("--port", type=int, default=None, help="TCP port (default: companion.port, 8765).")
 @click.option("--host", default=None, help="Address to bind (default: companion.host, 127.0.0.1).")
 @click.option("--model", "model_id", default=None, help="Registry id to serve (default: companion.model, `base`).")
+@click.option("--exit-with-parent", is_flag=True, hidden=True,
+              help="Stop when the process that started this one dies (the TUI passes it).")
 @click.pass_obj
-def serve(obj: Ctx, port, host, model_id) -> None:
+def serve(obj: Ctx, port, host, model_id, exit_with_parent: bool) -> None:
     """Serve a model through the OpenAI-compatible companion API (headless)."""
     config = run_guarded(False, lambda: obj.config)
     if host:
@@ -76,6 +78,17 @@ def serve(obj: Ctx, port, host, model_id) -> None:
             click.echo(f"forge companion: warning: bound to {c.host}, reachable from the network", err=True)
         server = uvicorn.Server(uvicorn.Config(app, host=c.host, port=c.port, log_level="warning", access_log=False,
                                                timeout_graceful_shutdown=10))
+        if exit_with_parent:
+            parent = os.getppid()
+
+            async def watch_parent() -> None:  # forge's UI killed hard: do not stay behind holding the port
+                while not server.should_exit:
+                    if os.getppid() != parent:
+                        click.echo("forge companion: the UI that started me is gone; stopping", err=True)
+                        server.should_exit = True
+                    await asyncio.sleep(1)
+
+            watcher = asyncio.create_task(watch_parent())  # noqa: F841  (lives as long as the loop)
         try:
             await server.serve()
         finally:

@@ -53,7 +53,7 @@ class CompanionProcess:
             return
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "companion.cli", "-w", str(self.config.workspace_path()), "serve",
-               "--port", str(self.port)]
+               "--port", str(self.port), "--exit-with-parent"]
         if model:
             cmd += ["--model", model]
         self.model = model

@@ -387,3 +387,38 @@ def test_generate_against_the_companion_with_json_schema(on_base, tmp_path):
     rows = store.examples()
     assert len(rows) == out["added"] and all(r.status == "pending" and r.source == "llm:base:pairs" for r in rows)
     assert all([m["role"] for m in r.messages] == ["user", "assistant"] for r in rows)
+
+
+def test_a_companion_started_by_the_ui_stops_when_the_ui_is_killed(companion_ws):
+    """The TUI starts `forge serve --exit-with-parent`; kill -9 of the UI must not leave a server on the port."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from tests.conftest import REPO, free_port
+
+    port = free_port()
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, time\n"
+        f"subprocess.Popen([sys.executable, '-m', 'companion.cli', '--config', {str(companion_ws[0])!r}, 'serve', "
+        f"'--port', '{port}', '--exit-with-parent'])\n"
+        "time.sleep(600)")], cwd=REPO)
+    try:
+        poll(lambda: _healthy(port), 60)
+        worker = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()["worker_pid"]
+        server = [p for p in psutil.Process(parent.pid).children() if "companion.cli" in " ".join(p.cmdline())][0]
+        parent.kill()
+        parent.wait()
+        assert server.wait(30) is not None or not server.is_running()
+        poll(lambda: not _healthy(port), 10)
+        poll(lambda: not psutil.pid_exists(worker), 20)  # and it took its model worker with it
+    finally:
+        parent.kill()
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json()["status"] == "healthy"
+    except httpx.HTTPError:
+        return False
