@@ -595,7 +595,7 @@ def config_cmd(obj: Ctx, as_json: bool) -> None:
     from forge.config import field_docs
 
     cfg = run_guarded(as_json, lambda: obj.config)
-    data = cfg.model_dump()
+    data = cfg.model_dump(by_alias=True)
 
     def value(key):
         node = data
