@@ -12,13 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from companion.pool import CompanionError, ModelPool
+from companion.pool import CompanionError, ModelPool, error_body
 from companion.settings import Settings, lookup_model
 from companion.stats import Stats
-
-
-def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code or type_}}
 
 
 async def start_pool(app: FastAPI) -> dict:
@@ -35,7 +31,7 @@ async def start_pool(app: FastAPI) -> dict:
 def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        if getattr(app.state, "pool", None) is None:  # `forge serve` starts the pool first (clean errors)
+        if app.state.pool is None:  # `forge serve` starts the pool first (clean errors)
             await start_pool(app)
         try:
             yield

@@ -5,19 +5,12 @@ Kept light: importing this module loads neither FastAPI nor llama.cpp; `serve` i
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 import click
 
 from forge.cli import Ctx, emit, fail, json_option, main as cli, run_guarded
-
-
-def companion_url(config, port: int | None = None) -> str:
-    host = config.companion.host
-    host = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
-    return f"http://{host}:{port or config.companion.port}"
 
 
 @cli.command()
@@ -29,27 +22,25 @@ def companion_url(config, port: int | None = None) -> str:
 @click.pass_obj
 def serve(obj: Ctx, port, host, model_id, exit_with_parent: bool) -> None:
     """Serve a model through the OpenAI-compatible companion API (headless)."""
+    import asyncio
+    import logging
+    import socket
+
+    import uvicorn
+
+    from companion.app import create_app, start_pool
+    from companion.pool import CompanionError
+    from companion.settings import Settings, admin_token_and_source, model_to_serve
+
     config = run_guarded(False, lambda: obj.config)
     if host:
         config.companion.host = host
     if port:
         config.companion.port = port
-    from companion.pool import CompanionError
-    from companion.settings import Settings, model_to_serve, token_file
-
     model_id, why = model_to_serve(config, model_id)
     settings = Settings.from_config(config, model_id)
-    import asyncio
-
-    import uvicorn
-
-    from companion.app import create_app, start_pool
-
+    where = admin_token_and_source(config)[1]
     c = config.companion
-    where = "config companion.admin_token" if c.admin_token else (
-        "$FORGE_ADMIN_TOKEN" if os.environ.get("FORGE_ADMIN_TOKEN") else str(token_file(config)))
-
-    import socket
 
     try:  # a taken port is found before the model loads, not after
         with socket.socket(socket.AF_INET6 if ":" in c.host else socket.AF_INET) as probe:
@@ -57,8 +48,6 @@ def serve(obj: Ctx, port, host, model_id, exit_with_parent: bool) -> None:
             probe.bind((c.host, c.port))
     except OSError as e:
         fail(f"cannot listen on {c.host}:{c.port}: {e.strerror} (another `forge serve`? --port picks another)", False)
-
-    import logging
 
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
@@ -88,10 +77,12 @@ def serve(obj: Ctx, port, host, model_id, exit_with_parent: bool) -> None:
                         server.should_exit = True
                     await asyncio.sleep(1)
 
-            watcher = asyncio.create_task(watch_parent())  # noqa: F841  (lives as long as the loop)
+            watcher = asyncio.create_task(watch_parent())
         try:
             await server.serve()
         finally:
+            if exit_with_parent:
+                watcher.cancel()
             if not server.started:  # the port was taken: uvicorn said why; the lifespan never ran
                 await app.state.pool.close()
 
@@ -106,27 +97,13 @@ def serve(obj: Ctx, port, host, model_id, exit_with_parent: bool) -> None:
 @click.pass_obj
 def swap(obj: Ctx, model_id, url, timeout_s, as_json: bool) -> None:
     """Hot-swap the running companion to MODEL_ID (a registry id); requests in flight are not dropped."""
-    import httpx
-
-    from companion.settings import admin_token
+    from companion.client import SwapError, request_swap
 
     config = run_guarded(as_json, lambda: obj.config)
-    token = admin_token(config)
-    if not token:
-        fail("no admin token: set FORGE_ADMIN_TOKEN or companion.admin_token, or start `forge serve` once "
-             "(it writes one into the workspace)", as_json)
-    base = url or companion_url(config)
     try:
-        r = httpx.post(f"{base}/admin/reload-model", json={"model_id": model_id},
-                       headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s)
-    except httpx.HTTPError as e:
-        fail(f"cannot reach the companion at {base}: {e} (is `forge serve` running?)", as_json)
-    try:
-        body = r.json()
-    except json.JSONDecodeError:
-        body = {"error": {"message": r.text[:200]}}
-    if r.status_code != 200:
-        fail(f"swap to {model_id} refused ({r.status_code}): {body.get('error', {}).get('message', body)}", as_json)
+        body = request_swap(config, model_id, url, timeout_s)
+    except SwapError as e:
+        fail(str(e), as_json)
     emit(body, as_json, lambda d: click.echo(
         f"now serving {d['model']} (was {d['previous']}); load {d['load_ms'] / 1000:.1f} s, "
         f"swap {d['swap_ms'] / 1000:.1f} s; smoke test said {d['smoke']!r}"))

@@ -13,16 +13,14 @@ import asyncio
 import contextlib
 import itertools
 import json
-import os
 import signal
 import sys
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 from typing import AsyncIterator
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from forge import child_env
 
 
 class CompanionError(Exception):
@@ -39,12 +37,22 @@ class CompanionError(Exception):
         self.headers = headers or {}
 
 
+def error_body(message: str, type_: str, param: str | None = None) -> dict:
+    """OpenAI's error shape."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": type_}}
+
+
 class Busy(CompanionError):
     status, type = 429, "rate_limit_exceeded"
 
 
 class LoadFailed(CompanionError):
     status, type = 422, "model_load_failed"
+
+
+def exit_reason(returncode: int) -> str:
+    return f"crashed (signal {signal.Signals(-returncode).name})" if returncode < 0 else \
+        f"exited with status {returncode}"
 
 
 @dataclass
@@ -69,7 +77,6 @@ class Worker:
         self.proc: asyncio.subprocess.Process | None = None
         self.lock = asyncio.Lock()
         self.gone = asyncio.Event()  # set when retired (swapped out) or dead: waiters go elsewhere
-        self.exited = asyncio.Event()
         self.retired = False
         self.dead_reason: str | None = None
         self.inflight = 0
@@ -93,8 +100,7 @@ class Worker:
         with the reason; the process is gone then."""
         opts = {"n_ctx": self.options.n_ctx, "n_threads": self.options.n_threads,
                 "n_gpu_layers": self.options.n_gpu_layers, "max_tokens": self.options.max_tokens}
-        env = {**os.environ, **(self.env or {}),
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        env = child_env(**(self.env or {}))
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "companion.worker", self.model["path"], json.dumps(opts),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -131,7 +137,7 @@ class Worker:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(self._stderr_task), 2)
                 err = list(self.stderr_tail)
-                why = f"crashed (signal {signal.Signals(-rc).name})" if rc < 0 else f"exited with status {rc}"
+                why = exit_reason(rc)
                 detail = next((e for e in reversed(err) if e.strip()), "")
                 return {"event": "failed", "error": why + (f": {detail[-300:]}" if detail else "")}
             try:
@@ -160,10 +166,8 @@ class Worker:
                 q.put_nowait(msg)
         rc = await self.proc.wait()
         if self.dead_reason is None:
-            self.dead_reason = (f"model worker crashed (signal {signal.Signals(-rc).name})" if rc < 0
-                                else f"model worker exited with status {rc}")
+            self.dead_reason = f"model worker {exit_reason(rc)}"
         self.gone.set()
-        self.exited.set()
         for q in self.pending.values():
             q.put_nowait({"error": {"status": 500, "type": "worker_crashed",
                                     "message": f"{self.dead_reason} during this request; "
@@ -228,8 +232,6 @@ class Worker:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
             await self.proc.wait()
-        if self._reader is None:
-            self.exited.set()
 
     async def retire(self, drain_timeout: float) -> None:
         """Stop taking requests; let the running one finish; then exit."""
@@ -366,16 +368,17 @@ class ModelPool:
             return
 
     # ---- swaps --------------------------------------------------------------------------------------------
-    async def swap(self, model: dict) -> dict:
-        """Blue/green: load the new model beside the old, smoke-test, flip, drain the old. A failed load leaves
-        the old model serving and raises LoadFailed with the reason."""
+    async def swap(self, model_id: str, resolve) -> dict:
+        """Blue/green: `resolve(model_id)` (async) gives the checked registry record; load the new model beside
+        the old, smoke-test, flip, drain the old. One swap at a time (409). A failed load leaves the old model
+        serving and raises LoadFailed with the reason."""
         if self.swap_lock.locked():
             raise CompanionError(f"a swap to {self.swap_state and self.swap_state['to']} is already in progress",
                                  409, "swap_in_progress")
         async with self.swap_lock:
             t0 = time.perf_counter()
             previous = self.current.model["id"] if self.current else None
-            self.swap_state = {"to": model["id"], "from": previous, "stage": "loading", "started": time.time()}
+            self.swap_state = {"to": model_id, "from": previous, "stage": "verifying", "started": time.time()}
             old, paused = self.current, None
 
             async def pause_old():
@@ -390,6 +393,8 @@ class ModelPool:
                     self.swap_state["stage"] = "smoke test"
 
             try:
+                model = await resolve(model_id)
+                self.swap_state["stage"] = "loading"
                 new = self._new_worker(model)
                 info = await new.start(pause_old)
                 self.swap_state["stage"] = "switching"
@@ -397,8 +402,6 @@ class ModelPool:
                 self.problem = None
                 self.ready.set()
                 if old is not None:
-                    old.retired = True
-                    old.gone.set()
                     self._spawn(old.retire(self.drain_timeout_s))
                 result = {"model": model["id"], "previous": previous, "load_ms": info["load_ms"],
                           "swap_ms": round((time.perf_counter() - t0) * 1000, 1), "smoke": info.get("smoke"),
@@ -406,7 +409,7 @@ class ModelPool:
                 self.last_swap = {**result, "at": time.time(), "ok": True}
                 return result
             except LoadFailed as e:
-                self.last_swap = {"model": model["id"], "previous": previous, "ok": False, "error": e.message,
+                self.last_swap = {"model": model_id, "previous": previous, "ok": False, "error": e.message,
                                   "at": time.time()}
                 raise
             finally:

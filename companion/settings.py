@@ -27,10 +27,6 @@ class Settings:
         return self.config.companion
 
     @property
-    def workspace(self) -> Path:
-        return self.config.workspace_path()
-
-    @property
     def exclusive_warmup(self) -> bool:
         mode = self.companion.exclusive_warmup
         return mode == "on" or (mode == "auto" and self.companion.n_gpu_layers == 0)
@@ -51,24 +47,28 @@ def token_file(config: Config) -> Path:
     return config.workspace_path() / "companion" / "admin_token"
 
 
-def admin_token(config: Config, create: bool = False) -> str | None:
-    """The admin bearer token: config, else $FORGE_ADMIN_TOKEN, else the workspace's token file (created with
-    mode 600 when `create`)."""
+def admin_token_and_source(config: Config, create: bool = False) -> tuple[str | None, str]:
+    """The admin bearer token and where it comes from: config, else $FORGE_ADMIN_TOKEN, else the workspace's
+    token file (created with mode 600 when `create`)."""
     if config.companion.admin_token:
-        return config.companion.admin_token
+        return config.companion.admin_token, "config companion.admin_token"
     if os.environ.get("FORGE_ADMIN_TOKEN"):
-        return os.environ["FORGE_ADMIN_TOKEN"]
+        return os.environ["FORGE_ADMIN_TOKEN"], "$FORGE_ADMIN_TOKEN"
     path = token_file(config)
     if path.exists():
-        return path.read_text().strip() or None
+        return path.read_text().strip() or None, str(path)
     if not create:
-        return None
+        return None, str(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
-    return token
+    return token, str(path)
+
+
+def admin_token(config: Config, create: bool = False) -> str | None:
+    return admin_token_and_source(config, create)[0]
 
 
 def state_file(config: Config) -> Path:

@@ -10,8 +10,8 @@ Protocol, one JSON object per line:
   stdout:         {"id": N, "chunk": {...}} while streaming, then {"id": N, "end": {...}};
                   {"id": N, "result": {...}} for a whole reply;  {"id": N, "error": {"status", "type", "message"}}
 Requests are handled one at a time (the API sends the next only after the previous one ended).
-FORGE_WORKER_FAULT=crash-load (testing only) aborts while loading; crash-smoke:TEXT aborts in the smoke test of a
-model whose path contains TEXT (a crash inside llama.cpp looks the same from outside).
+FORGE_WORKER_FAULT=crash-smoke:TEXT (testing only) aborts in the smoke test of a model whose path contains TEXT (a
+crash inside llama.cpp looks the same from outside).
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ import sys
 import threading
 import time
 
-from forge.llama_child import load_llama
+from forge.llama_child import gguf_chat_formatter, load_llama, provenance
 
-SAMPLING = ("temperature", "top_p", "max_tokens", "stop", "seed", "presence_penalty", "frequency_penalty",
-            "logit_bias")
+SAMPLING = ("temperature", "top_p", "max_tokens", "stop", "seed", "presence_penalty", "frequency_penalty")
 
 
 def _emit(obj: dict) -> None:
@@ -61,24 +60,10 @@ def grammar_for(response_format: dict | None):
         raise BadRequest(f"response_format schema cannot be turned into a grammar: {e}") from None
 
 
-def chat_formatter(llm):
-    """The GGUF's own chat template as llama-cpp-python applies it (used to count prompt tokens)."""
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-    template = llm.metadata.get("tokenizer.chat_template")
-    if not template:
-        return None
-    tok = lambda key, fallback: llm.detokenize([int(llm.metadata.get(key, fallback))], special=True).decode(  # noqa
-        "utf-8", "replace")
-    return Jinja2ChatFormatter(template=template, eos_token=tok("tokenizer.ggml.eos_token_id", llm.token_eos()),
-                               bos_token=tok("tokenizer.ggml.bos_token_id", llm.token_bos()),
-                               add_generation_prompt=True)
-
-
 class Worker:
     def __init__(self, llm, default_max_tokens: int):
         self.llm = llm
-        self.formatter = chat_formatter(llm)
+        self.formatter = gguf_chat_formatter(llm)  # to count prompt tokens
         self.default_max_tokens = default_max_tokens
         self.cancelled: set[int] = set()
         self.inbox: queue.Queue = queue.Queue()
@@ -126,7 +111,7 @@ class Worker:
             chunks = self.llm.create_completion(params["prompt"], stream=True, **kw)
         else:
             raise BadRequest(f"unknown op {op!r}")
-        text, finish, first_ms, head = [], None, None, None
+        text, finish, head = [], None, None
         for chunk in chunks:
             if rid in self.cancelled:
                 finish = "cancelled"
@@ -136,8 +121,6 @@ class Worker:
             piece = (choice.get("delta") or {}).get("content") if op == "chat" else choice.get("text")
             if piece:
                 text.append(piece)
-                if first_ms is None:
-                    first_ms = round((time.perf_counter() - t0) * 1000, 1)
             finish = choice.get("finish_reason") or finish
             if stream:
                 _emit({"id": rid, "chunk": chunk})
@@ -147,8 +130,7 @@ class Worker:
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         ms = round((time.perf_counter() - t0) * 1000, 1)
         if stream or finish == "cancelled":
-            _emit({"id": rid, "end": {"finish_reason": finish, "usage": usage, "completion_tokens":
-                                      usage["completion_tokens"], "first_token_ms": first_ms, "forge_ms": ms}})
+            _emit({"id": rid, "end": {"finish_reason": finish, "usage": usage, "forge_ms": ms}})
             return
         head = head or {"id": f"cmpl-{rid}", "created": int(time.time())}
         if op == "chat":
@@ -159,17 +141,14 @@ class Worker:
             choice = {"index": 0, "text": content, "logprobs": None, "finish_reason": finish}
             obj = "text_completion"
         _emit({"id": rid, "result": {"id": head["id"], "object": obj, "created": head["created"], "choices": [choice],
-                                     "usage": usage, "forge_ms": ms, "first_token_ms": first_ms}})
+                                     "usage": usage, "forge_ms": ms}})
 
     def serve(self) -> None:
         threading.Thread(target=self.read_stdin, daemon=True).start()
         while (req := self.inbox.get()) is not None:
             try:
                 self.handle(req)
-            except BadRequest as e:
-                _emit({"id": req.get("id"), "error": {"status": 400, "type": "invalid_request_error",
-                                                      "message": str(e)}})
-            except ValueError as e:  # llama-cpp-python: prompt longer than the context, bad arguments
+            except (BadRequest, ValueError) as e:  # ValueError: llama-cpp-python's prompt-too-long, bad arguments
                 _emit({"id": req.get("id"), "error": {"status": 400, "type": "invalid_request_error",
                                                       "message": str(e)}})
             except Exception as e:
@@ -181,8 +160,6 @@ def main() -> None:
     path, opts = sys.argv[1], json.loads(sys.argv[2])
     t0 = time.perf_counter()
     try:
-        if os.environ.get("FORGE_WORKER_FAULT") == "crash-load":
-            os.abort()
         llm = load_llama(path, n_ctx=opts.get("n_ctx", 2048), n_threads=opts.get("n_threads") or os.cpu_count() or 1,
                          n_gpu_layers=opts.get("n_gpu_layers", 0), seed=0)
     except Exception as e:
@@ -203,10 +180,9 @@ def main() -> None:
     except Exception as e:
         _emit({"event": "failed", "error": f"smoke test: {type(e).__name__}: {e}"})
         sys.exit(1)
-    meta = llm.metadata
     _emit({"event": "ready", "load_ms": load_ms, "smoke_ms": round((time.perf_counter() - t1) * 1000, 1),
            "smoke": smoke["choices"][0]["message"]["content"], "n_ctx": llm.n_ctx(),
-           "metadata": {k: v for k, v in meta.items() if k.startswith("forge.") or k == "general.name"},
+           "metadata": provenance(llm),
            "pid": os.getpid()})
     Worker(llm, opts.get("max_tokens", 512)).serve()
 

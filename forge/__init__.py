@@ -1,3 +1,16 @@
 """forge: turn your own notes and data into a fine-tuned model you can serve."""
 
+import os
+from pathlib import Path
+
 __version__ = "0.1.0"
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a child Python that runs forge's own modules (`python -m forge…` / `companion…`):
+    this one, with the repo root first on PYTHONPATH, plus `extra`. Kept here, import-free, so a child's start-up
+    pays for nothing it does not use."""
+    return {**os.environ, **extra,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}

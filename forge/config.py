@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from forge import REPO_ROOT  # re-exported: forge.config.REPO_ROOT
+
 DEFAULT_CONFIG_PATH = REPO_ROOT / "config.json"
 ENV_PREFIX = "FORGE_"
 

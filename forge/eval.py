@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import select
 import statistics
 import subprocess
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from forge import child_env
 from forge.store import Store, StoreError
 
 Progress = Callable[[str, int, int], None]  # (model id, done, total)
@@ -136,8 +136,7 @@ def generate_all(model_path: str, prompts: list[dict], max_tokens: int = 64, tim
         proc = subprocess.Popen(
             [sys.executable, "-m", "forge.eval_child", model_path, str(max_tokens), str(start)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
-                str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH")]))})
+            env=child_env())
         proc.stdin.write(json.dumps([p["messages"] for p in todo]))
         proc.stdin.close()
         index = start

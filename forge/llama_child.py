@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from forge import child_env
+
 QUANT_FTYPES = {"q4_k_m": 15, "q5_k_m": 17, "q8_0": 7, "f16": 1}  # llama_ftype values
 
 
@@ -60,27 +62,40 @@ def smoke(model: str, prompt: str, max_tokens: int = 8) -> dict:
     return {"text": out["choices"][0]["message"]["content"], "usage": out.get("usage", {})}
 
 
+def provenance(llm) -> dict:
+    """The GGUF's `forge.*` keys and `general.name`."""
+    return {k: v for k, v in llm.metadata.items() if k.startswith("forge.") or k == "general.name"}
+
+
+def eos_id(llm) -> int:
+    return int(llm.metadata.get("tokenizer.ggml.eos_token_id", llm.token_eos()))
+
+
+def gguf_chat_formatter(llm):
+    """The chat template embedded in the GGUF as llama-cpp-python applies it (Jinja2ChatFormatter with the
+    GGUF's BOS/EOS), or None when the GGUF has no template."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        return None
+    bos_id = int(llm.metadata.get("tokenizer.ggml.bos_token_id", llm.token_bos()))
+    piece = lambda i: llm.detokenize([i], special=True).decode("utf-8", "replace")  # noqa: E731
+    return Jinja2ChatFormatter(template=template, eos_token=piece(eos_id(llm)), bos_token=piece(bos_id),
+                               add_generation_prompt=True)
+
+
 def render_with_gguf_template(model: str, conversations: list[list[dict]]) -> dict:
     """Token ids of each conversation rendered with the chat template embedded in the GGUF, the way
     llama-cpp-python applies it (Jinja2ChatFormatter), tokenised by llama.cpp's own tokenizer."""
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
     llm = load_llama(model, vocab_only=True)
-    meta = llm.metadata
-    provenance = {k: v for k, v in meta.items() if k.startswith("forge.") or k == "general.name"}
-    template = meta.get("tokenizer.chat_template")
-    if not template:
-        return {"template": None, "ids": [], "eos": None, "metadata": provenance}
-    eos_id = int(meta.get("tokenizer.ggml.eos_token_id", llm.token_eos()))
-    bos_id = int(meta.get("tokenizer.ggml.bos_token_id", llm.token_bos()))
-    eos = llm.detokenize([eos_id], special=True).decode("utf-8", "replace")
-    bos = llm.detokenize([bos_id], special=True).decode("utf-8", "replace")
-    fmt = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos, add_generation_prompt=True)
-    ids = []
-    for conv in conversations:
-        text = fmt(messages=conv).prompt
-        ids.append(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
-    return {"template": template, "ids": ids, "eos": eos, "eos_id": eos_id, "metadata": provenance}
+    fmt = gguf_chat_formatter(llm)
+    if fmt is None:
+        return {"template": None, "ids": [], "eos": None, "metadata": provenance(llm)}
+    ids = [llm.tokenize(fmt(messages=conv).prompt.encode("utf-8"), add_bos=False, special=True)
+           for conv in conversations]
+    return {"template": fmt.template, "ids": ids, "eos": fmt.eos_token, "eos_id": eos_id(llm),
+            "metadata": provenance(llm)}
 
 
 ACTIONS = {"quantize": quantize, "smoke": smoke, "render": render_with_gguf_template}
@@ -91,9 +106,7 @@ def run_child(action: str, timeout: float = 600, **kwargs) -> dict:
     try:
         p = subprocess.run([sys.executable, "-m", "forge.llama_child", action, json.dumps(kwargs)],
                            capture_output=True, text=True, timeout=timeout,
-                           env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                               filter(None, [str(Path(__file__).resolve().parent.parent),
-                                             os.environ.get("PYTHONPATH")]))})
+                           env=child_env())
     except subprocess.TimeoutExpired:
         raise ChildFailed(f"{action}: llama.cpp did not finish within {timeout:.0f} s") from None
     if p.returncode < 0:

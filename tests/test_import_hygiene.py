@@ -5,7 +5,6 @@ import ast
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from tests.conftest import REPO
 

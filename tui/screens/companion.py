@@ -85,9 +85,9 @@ class CompanionScreen(Screen):
         return self.app.companion
 
     def refresh_models(self) -> None:
-        ids = [m["id"] for m in self.app.store.models() if m["status"] == "ready"] or ["base"]
         from companion.settings import model_to_serve
 
+        ids = [m["id"] for m in self.app.store.models() if m["status"] == "ready"] or ["base"]
         select = self.query_one("#companion-model", Select)
         current = select.value if isinstance(select.value, str) else None
         default = model_to_serve(self.app.config, None)[0]  # what `forge serve` would pick
@@ -149,10 +149,12 @@ class CompanionScreen(Screen):
 
     @work(thread=True, exclusive=True, group="swap", exit_on_error=False)
     def do_swap(self, model: str) -> None:
+        from companion.client import SwapError
+
         try:
             r = self.companion.swap(model)
-        except RuntimeError as e:
-            self.app.call_from_thread(self.notify, f"swap to {model} refused: {e}", severity="error", timeout=10)
+        except SwapError as e:
+            self.app.call_from_thread(self.notify, str(e), severity="error", timeout=10)
         else:
             self.app.call_from_thread(self.app.post_message, ModelSwapped(r))
         self.app.call_from_thread(self.poll)

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, OptionList, ProgressBar, Static
+from textual.widgets import Footer, Header, Label, OptionList, ProgressBar
 from textual.widgets.option_list import Option
 
 from forge import dedup as dd

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -145,21 +146,23 @@ class ModelsScreen(Screen):
             result: dict = {}
 
             def call():
+                from companion.client import SwapError
+
                 try:
                     result["ok"] = companion.swap(model)
-                except RuntimeError as e:
+                except SwapError as e:
                     result["error"] = str(e)
 
             t = threading.Thread(target=call, daemon=True)
             t0 = time.monotonic()
             t.start()
             while t.is_alive():
-                state = (companion.admin_model() or {}).get("swap") or {}
+                state = (companion.health() or {}).get("swap") or {}  # /health reports the swap's stage
                 say(f"swapping to [b]{model}[/]: {state.get('stage', 'starting')} … "
                     f"{time.monotonic() - t0:.1f} s (the old model keeps serving meanwhile)")
                 t.join(0.3)
             if "error" in result:
-                say(f"[red]swap to {model} refused: {result['error']}[/] — the previous model keeps serving")
+                say(f"[red]{escape(result['error'])}[/] — the previous model keeps serving")
             else:
                 r = result["ok"]
                 say(f"companion now serves [b]{r['model']}[/] (was {r['previous']}): loaded in "
