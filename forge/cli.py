@@ -118,14 +118,36 @@ def _progress_run(label: str, as_json: bool, fn):
 
 
 def _report_extract(report: dict) -> None:
-    click.echo(f"added {report['added']}, updated {report['updated']}, unchanged {report['unchanged']}"
+    read = f"read {report['read']} · " if report.get("read") else ""
+    click.echo(read + f"added {report['added']}, updated {report['updated']}, unchanged {report['unchanged']}"
                + (f", kept human version {report['kept']}" if report.get("kept") else "")
                + (f", duplicates {report['duplicates']}" if report.get("duplicates") else "")
                + f", skipped {len(report['skipped'])}")
-    for s in report["skipped"][:20]:
+    flt = report.get("filter")
+    if flt and flt.get("origin") == "remembered":
+        click.echo("  filter remembered for this vault: "
+                   + (", ".join("#" + t for t in flt["include_tags"]) or "all notes")
+                   + (f"; folders {', '.join(flt['include_folders'])}" if flt["include_folders"] else "")
+                   + (f"; not {', '.join(flt['exclude_folders'])}" if flt["exclude_folders"] else "")
+                   + " (--forget-filter to go back to config.json's)", err=True)
+    chunked = report.get("chunked") or {}
+    if chunked.get("notes"):
+        click.echo(f"  {chunked['notes']} long note(s) split at headings into {chunked['examples']} examples that fit "
+                   f"extract.obsidian.max_tokens" + (f" ({chunked['hard_splits']} paragraph(s) split mid-way)"
+                                                     if chunked.get("hard_splits") else ""), err=True)
+    if report.get("reasons"):
+        from forge.extract.common import SKIP_CODES
+
+        click.echo("  skipped: " + ", ".join(f"{n} {SKIP_CODES.get(code, code)}"
+                                             for code, n in sorted(report["reasons"].items(), key=lambda kv: -kv[1])),
+                   err=True)
+    shown = [s for s in report["skipped"] if s.get("code") not in ("tag-filter", "folder-filter", "not-a-note")]
+    for s in shown[:20]:
         click.echo(f"  skipped {s['source']}: {s['reason']}", err=True)
-    if len(report["skipped"]) > 20:
-        click.echo(f"  … and {len(report['skipped']) - 20} more (use --json for all)", err=True)
+    if len(shown) > 20:
+        click.echo(f"  … and {len(shown) - 20} more (use --json for all)", err=True)
+    if report.get("hint"):
+        click.echo(f"forge: {report['hint']}", err=True)
 
 
 def _extract(obj: Ctx, kind: str, path: str, as_json: bool, **options) -> None:
@@ -145,11 +167,24 @@ def extract() -> None:
 
 @extract.command("obsidian")
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--tag", "tags", multiple=True, metavar="TAG",
+              help="Take notes with this tag (or a nested tag under it); repeatable. Default: config include_tags.")
+@click.option("--all-notes", is_flag=True, help="Take every note, whatever its tags.")
+@click.option("--folder", "folders", multiple=True, metavar="DIR", help="Only notes inside this vault folder; repeatable.")
+@click.option("--exclude-folder", "exclude_folders", multiple=True, metavar="DIR",
+              help="Leave out notes inside this vault folder; repeatable.")
+@click.option("--forget-filter", is_flag=True, help="Drop the filter remembered for this vault; use config.json's.")
 @json_option
 @click.pass_obj
-def extract_obsidian(obj: Ctx, path: str, as_json: bool) -> None:
-    """Notes tagged with the include tags in an Obsidian vault at PATH."""
-    _extract(obj, "obsidian", path, as_json)
+def extract_obsidian(obj: Ctx, path: str, tags, all_notes, folders, exclude_folders, forget_filter,
+                     as_json: bool) -> None:
+    """Notes of an Obsidian vault at PATH. Every file is accounted for: an example, or skipped with its reason.
+
+    The tag and folder filter given here is remembered for this vault, so a plain re-run uses it again."""
+    if forget_filter:
+        run_guarded(as_json, obj.store.remember_source, "obsidian", str(Path(path).resolve()), {})
+    _extract(obj, "obsidian", path, as_json, tags=list(tags), all_notes=all_notes, folders=list(folders),
+             exclude_folders=list(exclude_folders))
 
 
 @extract.command("csv")

@@ -38,8 +38,21 @@ class ObsidianConfig(_Section):
     section_prompt_template: str = "Tell me about {title}: {heading}."
     """User turn for a section when long notes are split by H2."""
 
+    include_folders: list[str] = []
+    """Only notes inside these vault folders (paths relative to the vault, e.g. `Journal` or `Work/Decisions`).
+    Empty takes every folder. `forge extract obsidian --folder` sets it for one vault (remembered)."""
+
+    exclude_folders: list[str] = []
+    """Notes inside these vault folders are left out (reported as filtered)."""
+
+    max_tokens: int | None = Field(default=1024, gt=64)
+    """A note longer than this many tokens (base model's tokenizer, chat template included) is split at its
+    headings, then paragraphs, into examples that fit; short sections merge with their neighbours and no text is
+    dropped. Keep it at or below the longest sequence you train on. Null never splits."""
+
     split_h2_over_words: int | None = None
-    """Split notes longer than this many words into one example per H2 section; null never splits."""
+    """Legacy: split notes longer than this many words into one example per H2 section (instead of the
+    token-based split above); null leaves it to `max_tokens`."""
 
     templates_folder: str = "templates"
     """Vault folder holding Obsidian templates; never extracted."""

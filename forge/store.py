@@ -200,7 +200,21 @@ def _m3_distinct(db) -> None:
     """)
 
 
-MIGRATIONS = [_m1_core, _m2_votes, _m3_distinct]
+def _m4_sources(db) -> None:
+    # The filter a person chose for a source (a vault's tags and folders), so a re-import uses it again.
+    db.executescript("""
+    CREATE TABLE sources (
+        kind TEXT NOT NULL,
+        path TEXT NOT NULL,
+        options TEXT NOT NULL DEFAULT '{}',
+        last_report TEXT NOT NULL DEFAULT '{}',
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (kind, path)
+    );
+    """)
+
+
+MIGRATIONS = [_m1_core, _m2_votes, _m3_distinct, _m4_sources]
 
 
 class Store:
@@ -339,6 +353,31 @@ class Store:
         with self.lock:
             return [r[0] for r in self.conn.execute(
                 "SELECT DISTINCT t.value FROM examples, json_each(examples.tags) t ORDER BY 1")]
+
+    # ---- sources ---------------------------------------------------------------------------------------
+    def source_options(self, kind: str, path: str) -> dict | None:
+        """The options remembered for a source (e.g. a vault's tag and folder filter), or None."""
+        with self.lock:
+            row = self.conn.execute("SELECT options FROM sources WHERE kind=? AND path=?", (kind, path)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def remember_source(self, kind: str, path: str, options: dict | None = None, report: dict | None = None) -> None:
+        """Store a source's options (None keeps the stored ones) and the summary of its latest import."""
+        with self.transaction() as c:
+            row = c.execute("SELECT options FROM sources WHERE kind=? AND path=?", (kind, path)).fetchone()
+            opts = options if options is not None else (json.loads(row[0]) if row else {})
+            c.execute("INSERT INTO sources (kind, path, options, last_report, updated_at) VALUES (?,?,?,?,?) "
+                      "ON CONFLICT (kind, path) DO UPDATE SET options=excluded.options, "
+                      "last_report=excluded.last_report, updated_at=excluded.updated_at",
+                      (kind, path, json.dumps(opts, ensure_ascii=False),
+                       json.dumps(report or {}, ensure_ascii=False, default=str), now()))
+
+    def last_import(self) -> dict | None:
+        """The newest import's summary ({kind, path, report}), for a screen that found nothing to show."""
+        with self.lock:
+            row = self.conn.execute("SELECT kind, path, last_report FROM sources ORDER BY updated_at DESC, "
+                                    "rowid DESC LIMIT 1").fetchone()
+        return {"kind": row[0], "path": row[1], "report": json.loads(row[2])} if row else None
 
     # ---- extraction writes ------------------------------------------------------------------------------
     def ingest(self, items: list[dict]) -> dict[str, int]:

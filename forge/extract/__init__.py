@@ -15,8 +15,11 @@ def extract(kind: str, path: str | Path, config: Config, progress: Progress | No
     ex = config.extract
     if kind == "obsidian":
         from forge.extract.obsidian import extract_vault
+        from forge.tokens import lazy_counter
 
-        return extract_vault(path, ex.obsidian, ex.max_file_bytes, progress)
+        cfg = options.get("obsidian") or ex.obsidian
+        count = lazy_counter(config.workspace_path(), config.validation.tokenizer) if cfg.max_tokens else None
+        return extract_vault(path, cfg, ex.max_file_bytes, progress, count)
     if kind == "csv":
         from forge.extract.tabular import extract_csv
 
@@ -28,9 +31,95 @@ def extract(kind: str, path: str | Path, config: Config, progress: Progress | No
     raise ValueError(f"unknown source kind {kind!r}: use one of {', '.join(KINDS)}")
 
 
+VAULT_FILTER_KEYS = ("tags", "all_notes", "folders", "exclude_folders")
+
+
+def vault_filter(store: Store, path: str | Path, config: Config, options: dict) -> tuple[dict, str]:
+    """The tag/folder filter for a vault and where it came from: the options given now (then remembered for this
+    vault), else the ones remembered from an earlier import of it, else config.json."""
+    given = {k: options[k] for k in VAULT_FILTER_KEYS if options.get(k) not in (None, False, [], ())}
+    if given:
+        return given, "given"
+    remembered = store.source_options("obsidian", str(Path(path).resolve()))
+    if remembered:
+        return remembered, "remembered"
+    return {}, "config"
+
+
+def obsidian_config(config: Config, flt: dict):
+    """config.extract.obsidian with a vault filter applied."""
+    update = {}
+    if flt.get("all_notes"):
+        update["include_tags"] = []
+    elif flt.get("tags"):
+        update["include_tags"] = [t.lstrip("#") for t in flt["tags"]]
+    if flt.get("folders"):
+        update["include_folders"] = list(flt["folders"])
+    if flt.get("exclude_folders"):
+        update["exclude_folders"] = list(flt["exclude_folders"])
+    return config.extract.obsidian.model_copy(update=update)
+
+
+def _top(pairs: list, n: int) -> list:
+    return [[k, v] for k, v in pairs[:n]]
+
+
+def nothing_found_hint(kind: str, path: str | Path, result: Extraction, cfg) -> str:
+    """One line for an extraction that gave no example: what filtered everything out and what to do."""
+    reasons = result.reasons()
+    survey = result.survey or {}
+    if kind == "obsidian":
+        if result.read == 0:
+            return (f"no Markdown notes in {path}: point forge at the vault's top folder (the one holding "
+                    f".obsidian/)")
+        if reasons.get("tag-filter"):
+            tags = ", ".join(f"#{t} ({n})" for t, n in survey.get("tags", [])[:6])
+            wanted = ", ".join("#" + t for t in cfg.include_tags)
+            if not tags:
+                return (f"no note carries the tags {wanted}, and the vault's notes have no tags: "
+                        f"use --all-notes to take every note")
+            first = survey["tags"][0][0]
+            return (f"no note carries the tags {wanted}; the vault's most common tags are {tags}: "
+                    f"use --tag {first} (repeatable) or --all-notes")
+        if reasons.get("folder-filter"):
+            folders = ", ".join(f"{f} ({n})" for f, n in survey.get("folders", [])[:6])
+            return f"the folder filter left no note; the vault's folders are {folders}: change --folder/--exclude-folder"
+    if result.skipped:
+        top = max(reasons, key=reasons.get)
+        first = next(s for s in result.skipped if s.code == top)
+        return f"nothing usable in {path}: {reasons[top]} skipped, e.g. {first.source}: {first.reason}"
+    return f"nothing found in {path}: it is empty"
+
+
 def run_extract(store: Store, kind: str, path: str | Path, config: Config, progress: Progress | None = None,
                 **options) -> dict:
-    """Extract and store. Returns the CLI's report: added, updated, unchanged, kept, duplicates, skipped."""
+    """Extract and store. Returns the report: added, updated, unchanged, kept, duplicates, read (files/rows/lines
+    looked at), skipped (each with source, reason and code), reasons (count per code), for a vault its survey
+    (notes, folders, tags with counts), the filter used and where it came from, how long notes were split, and
+    `hint`: one line saying what to do when nothing was found."""
+    flt, origin, cfg = {}, None, None
+    if kind == "obsidian":
+        flt, origin = vault_filter(store, path, config, options)
+        cfg = obsidian_config(config, flt)
+        options = {k: v for k, v in options.items() if k not in VAULT_FILTER_KEYS}
+        options["obsidian"] = cfg
     result = extract(kind, path, config, progress, **options)
     counts = store.ingest(result.items)
-    return {**counts, "skipped": [s.to_json() for s in result.skipped]}
+    report = {**counts, "read": result.read, "skipped": [s.to_json() for s in result.skipped],
+              "reasons": result.reasons(), "hint": None}
+    if kind == "obsidian":
+        survey = result.survey or {}
+        report["survey"] = {"notes": survey.get("notes", 0), "folders": _top(survey.get("folders", []), 20),
+                            "tags": _top(survey.get("tags", []), 30)}
+        report["filter"] = {"origin": origin, "include_tags": cfg.include_tags,
+                            "include_folders": cfg.include_folders, "exclude_folders": cfg.exclude_folders}
+        report["chunked"] = result.chunked or {"notes": 0, "examples": 0, "hard_splits": 0}
+    if not result.items:
+        report["hint"] = nothing_found_hint(kind, path, result, cfg)
+    summary = {k: report[k] for k in ("added", "updated", "unchanged", "kept", "duplicates", "read", "reasons",
+                                      "hint")}
+    try:
+        store.remember_source(kind, str(Path(path).resolve()), flt if origin == "given" else None, summary)
+    except Exception:  # noqa: BLE001 - remembering is a convenience; the import itself is stored already
+        pass
+    return report

@@ -12,24 +12,58 @@ from forge.validate import ROLES, normalize_messages
 Progress = Callable[[int, int], None]
 
 
+# Why a file, note, row or line gave no example. Every skip carries one of these codes (the report counts them)
+# and a one-line reason naming what to change.
+SKIP_CODES = {
+    "tag-filter": "left out by the tag filter",
+    "folder-filter": "left out by the folder filter",
+    "skipped-folder": "in a folder forge never reads (settings, trash, attachments)",
+    "template": "an Obsidian template",
+    "not-a-note": "not a Markdown note",
+    "empty": "empty",
+    "too-large": "over the size limit",
+    "unreadable": "unreadable",
+    "bad-frontmatter": "frontmatter that is not valid YAML",
+    "bad-record": "a record or row forge cannot use",
+    "parser-error": "a parser failed on it",
+}
+
+
 @dataclass
 class Skipped:
     source: str
     reason: str
+    code: str = "bad-record"
 
     def to_json(self) -> dict:
-        return {"source": self.source, "reason": self.reason}
+        return {"source": self.source, "reason": self.reason, "code": self.code}
 
 
 @dataclass
 class Extraction:
-    """What an extractor found: items ready for Store.ingest, and the items it skipped."""
+    """What an extractor found: items ready for Store.ingest, the items it skipped (each with a reason), how many
+    files/rows/lines it read, and for a vault a survey of what is in it (notes, folders, tags with counts)."""
 
     items: list[dict] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    read: int = 0
+    survey: dict | None = None
+    chunked: dict | None = None
 
-    def skip(self, source: str, reason: str) -> None:
-        self.skipped.append(Skipped(source, reason))
+    def skip(self, source: str, reason: str, code: str = "bad-record") -> None:
+        self.skipped.append(Skipped(source, reason, code))
+
+    def reasons(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.skipped:
+            out[s.code] = out.get(s.code, 0) + 1
+        return out
+
+
+def describe_error(e: BaseException) -> str:
+    """One line for an exception a parser library raised inside one item."""
+    msg = " ".join(str(e).split()) or "no message"
+    return f"{type(e).__name__}: {msg[:200]}"
 
 
 def decode_bytes(data: bytes) -> tuple[str, str]:

@@ -1,22 +1,32 @@
 """Obsidian vault → conversations.
 
-A note carrying one of the include tags becomes a conversation: the user turn from frontmatter `prompt:` or a
-template over the title, the assistant turn the body with frontmatter removed, wikilinks rendered as text,
-embeds dropped and code kept. Long notes can be split by H2, one example per section.
+A note carrying one of the include tags (and inside the chosen folders) becomes a conversation: the user turn from
+frontmatter `prompt:` or a template over the title, the assistant turn the body with frontmatter removed, wikilinks
+rendered as text, embeds dropped and code kept. A note longer than `max_tokens` tokens of the base model's
+tokenizer is split at its headings (then paragraphs, then lines) into examples that fit, each keeping its heading
+path and note reference; short sections merge with their neighbours; no text is dropped.
+
+Every file of the vault is accounted for: an example, or a skip with a reason code (see common.SKIP_CODES). One
+note that a parser library chokes on is skipped with its path; it never stops the import. The same pass surveys
+the vault (notes per folder, tags with counts), so a filter that matched nothing can say which tags there are.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import frontmatter
 import yaml
 
 from forge.config import ObsidianConfig
-from forge.extract.common import Extraction, Progress, decode_bytes
+from forge.extract.common import Extraction, Progress, decode_bytes, describe_error
 from forge.validate import normalize_text
+
+TokenCount = Callable[[str], int]
 
 CODE_RE = re.compile(r"(^|\n)(```|~~~)[^\n]*\n.*?(\n\2[^\n]*(?=\n|$)|$)|`[^`\n]+`", re.DOTALL)
 TAG_RE = re.compile(r"(?<![^\s(,])#([\w/-]+)")
@@ -25,6 +35,9 @@ LINK_RE = re.compile(r"\[\[([^\]|\n]*?)(?:\|([^\]\n]*))?\]\]")
 _NUMERIC_TAG = re.compile(r"[\d/-]+")
 H1_RE = re.compile(r"^# +(.+?)\s*#*\s*$", re.MULTILINE)
 H2_RE = re.compile(r"^## +(.+?)\s*#*\s*$", re.MULTILINE)
+HEADING_RE = re.compile(r"^(#{1,6}) +(.+?)\s*#*\s*$", re.MULTILINE)
+# Tokens the chat template adds around one user and one assistant turn (SmolLM2's default system prompt included).
+TEMPLATE_OVERHEAD_TOKENS = 40
 
 
 def _outside_code(text: str, fn) -> str:
@@ -109,7 +122,8 @@ def _fill(template: str, **values: str) -> str:
 
 
 def _sections(body: str) -> list[tuple[str | None, int, str]]:
-    """(heading, line offset within body, text) per H2 section; text before the first H2 has heading None."""
+    """(heading, line offset within body, text) per H2 section; text before the first H2 has heading None.
+    Used by the legacy `split_h2_over_words` setting."""
     masked = mask_code(body)  # H2 lines inside code blocks must not split
     marks = [(m.start(), m.group(1)) for m in H2_RE.finditer(masked)]
     out = []
@@ -123,106 +137,338 @@ def _sections(body: str) -> list[tuple[str | None, int, str]]:
     return out
 
 
-def note_to_items(rel: str, text: str, cfg: ObsidianConfig, result: Extraction) -> list[dict]:
+# ---- chunking ------------------------------------------------------------------------------------------------
+def heading_sections(body: str, masked: str) -> list[tuple[list[str], int, int, str]]:
+    """(heading path, heading level, line offset, section text without its heading line) for every heading of any
+    level, in order; text before the first heading has path []. Headings inside code never split."""
+    marks = [(m.start(), len(m.group(1)), m.group(2).strip()) for m in HEADING_RE.finditer(masked)]
+    out: list[tuple[list[str], int, int, str]] = []
+    first = marks[0][0] if marks else len(body)
+    if body[:first].strip():
+        out.append(([], 0, 0, body[:first]))
+    stack: list[tuple[int, str]] = []
+    for i, (start, level, title) in enumerate(marks):
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        stack.append((level, title))
+        end = marks[i + 1][0] if i + 1 < len(marks) else len(body)
+        text = body[start:end].split("\n", 1)
+        out.append(([t for _, t in stack], level, body.count("\n", 0, start), text[1] if len(text) > 1 else ""))
+    return out
+
+
+def _fits(text: str, budget: int, count: TokenCount) -> bool:
+    # A byte-level BPE token covers at least one byte: a text of at most `budget` bytes always fits, uncounted.
+    return len(text.encode("utf-8")) <= budget or count(text) <= budget
+
+
+def _split_units(text: str) -> list[str]:
+    """Paragraphs, with a fenced code block kept whole as one unit."""
+    units, cur, fence = [], [], None
+    for para in text.split("\n\n"):
+        cur.append(para)
+        for m in re.finditer(r"^[ \t]*(```|~~~)", para, re.MULTILINE):
+            fence = None if fence == m.group(1) else (fence or m.group(1))
+        if fence is None:
+            units.append("\n\n".join(cur))
+            cur = []
+    if cur:
+        units.append("\n\n".join(cur))
+    return [u for u in units if u.strip()]
+
+
+def _pack(units: list[str], sep: str, budget: int, count: TokenCount, stats: dict) -> list[str]:
+    """Greedy: consecutive units joined while they fit. A unit too long on its own is split by lines, then words
+    (counted as a hard split); nothing is dropped."""
+    parts: list[str] = []
+    cur = ""
+    for unit in units:
+        cand = f"{cur}{sep}{unit}" if cur else unit
+        if _fits(cand, budget, count):
+            cur = cand
+            continue
+        if cur:
+            parts.append(cur)
+            cur = ""
+        if _fits(unit, budget, count):
+            cur = unit
+        elif sep == "\n\n" and "\n" in unit.strip():
+            sub = _pack(unit.split("\n"), "\n", budget, count, stats)
+            parts += sub[:-1]
+            cur = sub[-1] if sub else ""
+        elif sep != " " and " " in unit.strip():
+            stats["hard_splits"] += 1
+            sub = _pack(unit.split(" "), " ", budget, count, stats)
+            parts += sub[:-1]
+            cur = sub[-1] if sub else ""
+        else:  # one unbroken word longer than the budget: kept whole, the trainer's length policy decides
+            stats["hard_splits"] += 1
+            parts.append(unit)
+    if cur:
+        parts.append(cur)
+    return parts
+
+
+def chunk_note(body: str, masked: str, budget: int, count: TokenCount, min_tokens: int,
+               stats: dict) -> list[tuple[list[str], int, str]]:
+    """(heading path, line offset, rendered text) chunks of a note too long for one example. Each heading section
+    becomes a chunk; a section shorter than `min_tokens` merges into its neighbour (its heading kept as a
+    Markdown line) when the two fit; a section over `budget` is split into parts at paragraphs."""
+    chunks: list[list] = []  # [path, line, text, tokens-estimate]
+    for path, level, line, text in heading_sections(body, masked):
+        rendered = normalize_text(render_body(text))
+        if not rendered:
+            if path and chunks is not None:
+                chunks.append([path, line, "", 0, level])
+            continue
+        if _fits(rendered, budget, count):
+            chunks.append([path, line, rendered, None, level])
+            continue
+        for part in _pack(_split_units(rendered), "\n\n", budget, count, stats):
+            chunks.append([path, line, part, None, level])
+    # Merge short (or empty) sections into the previous chunk, keeping their heading as a Markdown line.
+    merged: list[list] = []
+    for c in chunks:
+        path, line, text, _, level = c
+        small = not text or (len(text.encode("utf-8")) <= min_tokens or count(text) < min_tokens)
+        if merged and small and path:
+            prev = merged[-1]
+            cand = f"{prev[2]}\n\n{'#' * max(level, 2)} {path[-1]}\n\n{text}".strip()
+            if _fits(cand, budget, count):
+                prev[2] = cand
+                continue
+        if text:
+            merged.append(c)
+        elif merged and path:  # an empty heading that does not fit anywhere: its title goes with the last chunk
+            merged[-1][2] += f"\n\n{'#' * max(level, 2)} {path[-1]}"
+    # A short first chunk (e.g. a one-line preamble) merges forward into the next one.
+    if len(merged) > 1:
+        first, nxt = merged[0], merged[1]
+        if len(first[2].encode("utf-8")) <= min_tokens or count(first[2]) < min_tokens:
+            head = f"{'#' * max(nxt[4], 2)} {nxt[0][-1]}\n\n" if nxt[0] else ""
+            cand = f"{first[2]}\n\n{head}{nxt[2]}"
+            if _fits(cand, budget, count):
+                merged[1] = [first[0], first[1], cand, None, first[4]]
+                merged.pop(0)
+    return [(c[0], c[1], c[2]) for c in merged]
+
+
+# ---- notes ---------------------------------------------------------------------------------------------------
+def parse_note(text: str) -> tuple[dict, str, int]:
+    """(frontmatter dict, body, frontmatter line count). Raises yaml.YAMLError or whatever the parser raises."""
+    if not text.startswith("---"):
+        return {}, text, 0
+    meta, body = frontmatter.parse(text)  # parse(), not loads(): a key named `content` breaks Post(**meta)
+    fm_lines = text[: len(text) - len(body)].count("\n") if body else 0
+    return (meta if isinstance(meta, dict) else {}), body, fm_lines
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    return f" (line {mark.line + 2})" if mark is not None else ""
+
+
+def note_to_items(rel: str, text: str, cfg: ObsidianConfig, result: Extraction,
+                  count: TokenCount | None = None, tag_counts: Counter | None = None) -> list[dict]:
     try:
-        post = frontmatter.loads(text) if text.startswith("---") else None
+        meta, body, fm_lines = parse_note(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 2})" if mark is not None else ""
-        result.skip(rel, f"frontmatter is not valid YAML{where}; fix it or remove the --- block")
+        result.skip(rel, f"frontmatter is not valid YAML{_yaml_problem(e)}; fix it or remove the --- block",
+                    "bad-frontmatter")
         return []
-    meta = dict(post.metadata) if post is not None else {}
-    body = post.content if post is not None else text
-    fm_lines = text[: len(text) - len(body)].count("\n") if post is not None and body else 0
-    if post is not None and not isinstance(post.metadata, dict):
-        meta = {}
+    except Exception as e:  # noqa: BLE001 - whatever a parser raises inside one note skips that note only
+        result.skip(rel, f"frontmatter could not be read ({describe_error(e)}); fix it or remove the --- block",
+                    "bad-frontmatter")
+        return []
 
     masked = mask_code(body)
     tags = list(dict.fromkeys(t.lower() for t in frontmatter_tags(meta) + inline_tags(body, masked)))
+    if tag_counts is not None:
+        tag_counts.update(tags)
     if not tag_matches(tags, cfg.include_tags):
+        has = f"has {', '.join('#' + t for t in tags[:6])}" if tags else "has no tags"
+        result.skip(rel, f"left out by the tag filter ({has}; the filter wants "
+                         f"{', '.join('#' + t for t in cfg.include_tags)})", "tag-filter")
         return []
 
     h1 = H1_RE.search(masked) if "# " in masked else None
     title = str(meta.get("title") or (body[h1.start(1):h1.end(1)] if h1 else Path(rel).stem)).strip()
     if h1 and not meta.get("title"):
-        body = body[:h1.start()] + body[h1.end():]  # the H1 is the title: not repeated in the answer
+        cut = body[:h1.start()] + body[h1.end():]  # the H1 is the title: not repeated in the answer
+        masked = masked[:h1.start()] + masked[h1.end():]
+        body = cut
     prompt = meta.get("prompt")
+    prompt = str(prompt) if prompt is not None and str(prompt).strip() else None
     tag_text = ", ".join(tags)
+    base_meta = {"title": title, "prompt_source": "frontmatter" if prompt else "template"}
 
-    sections = [(None, 0, body)]
-    if cfg.split_h2_over_words is not None and len(body.split()) > cfg.split_h2_over_words:
-        sections = [s for s in _sections(body) if s[2].strip()]
+    def item(key_suffix: str, heading: str, line: int, user: str, answer: str, extra: dict) -> dict:
+        return {"extract_key": f"obsidian:{rel}#{key_suffix}", "source_kind": "obsidian", "source_ref": rel,
+                "note_path": rel, "heading": heading, "line": fm_lines + line + 1, "tags": tags,
+                "messages": [{"role": "user", "content": normalize_text(user)},
+                             {"role": "assistant", "content": answer}],
+                "meta": {**base_meta, **extra}}
+
     items = []
-    for heading, offset, section in sections:
-        answer = normalize_text(render_body(section))
-        if not answer:
-            continue
-        if heading is None:
-            user = str(prompt) if prompt else _fill(cfg.prompt_template, title=title, heading=title, tags=tag_text)
+    if cfg.split_h2_over_words is not None and len(body.split()) > cfg.split_h2_over_words:
+        for heading, offset, section in (s for s in _sections(body) if s[2].strip()):
+            answer = normalize_text(render_body(section))
+            if not answer:
+                continue
+            user = (prompt or _fill(cfg.prompt_template, title=title, heading=title, tags=tag_text)) \
+                if heading is None else _fill(cfg.section_prompt_template, title=title, heading=heading, tags=tag_text)
+            items.append(item(heading or "", heading or title, offset, user,
+                              answer, {} if heading is None else {"prompt_source": "template"}))
+    else:
+        answer = normalize_text(render_body(body))
+        whole_prompt = prompt or _fill(cfg.prompt_template, title=title, heading=title, tags=tag_text)
+        budget = None
+        if answer and cfg.max_tokens is not None:
+            budget = cfg.max_tokens - TEMPLATE_OVERHEAD_TOKENS - len(whole_prompt.encode("utf-8"))
+        if not answer or budget is None or count is None or _fits(answer, budget, count):
+            if answer:
+                items.append(item("", title, 0, whole_prompt, answer, {}))
         else:
-            user = _fill(cfg.section_prompt_template, title=title, heading=heading, tags=tag_text)
-        items.append({
-            "extract_key": f"obsidian:{rel}#{heading or ''}",
-            "source_kind": "obsidian",
-            "source_ref": rel,
-            "note_path": rel,
-            "heading": heading or title,
-            "line": fm_lines + offset + 1,
-            "tags": tags,
-            "messages": [{"role": "user", "content": normalize_text(user)},
-                         {"role": "assistant", "content": answer}],
-            "meta": {"title": title},
-        })
+            stats = {"hard_splits": 0}
+            budget = max(budget, 32)
+            chunks = chunk_note(body, masked, budget, count, max(16, budget // 8), stats)
+            seen: Counter = Counter()
+            for path, offset, text in chunks:
+                heading_text = " › ".join(path)
+                seen[heading_text] += 1
+            part_no: Counter = Counter()
+            for path, offset, text in chunks:
+                heading_text = " › ".join(path)
+                part_no[heading_text] += 1
+                n_parts, k = seen[heading_text], part_no[heading_text]
+                if not path:
+                    user = whole_prompt
+                else:
+                    user = _fill(cfg.section_prompt_template, title=title, heading=heading_text, tags=tag_text)
+                if n_parts > 1:
+                    user = f"{user} (part {k} of {n_parts})"
+                suffix = "/".join(path) + (f"~{k}" if n_parts > 1 else "")
+                items.append(item(suffix, heading_text or title, offset, user, text,
+                                  {"heading_path": path, "part": k, "parts": n_parts,
+                                   "prompt_source": "template" if path or not prompt else "frontmatter"}))
+            c = result.chunked if result.chunked is not None else {"notes": 0, "examples": 0, "hard_splits": 0}
+            c["notes"] += 1
+            c["examples"] += len(items)
+            c["hard_splits"] += stats["hard_splits"]
+            result.chunked = c
     if not items:
-        result.skip(rel, "the note has no text after its frontmatter")
+        result.skip(rel, "empty: the note has no text after its frontmatter", "empty")
     return items
 
 
+# ---- the vault ---------------------------------------------------------------------------------------------
+def _under(rel: str, folders: list[str]) -> bool:
+    low = rel.lower()
+    return any(low == f or low.startswith(f + "/") for f in (x.lower().strip("/") for x in folders) if f)
+
+
 def iter_vault(root: Path, cfg: ObsidianConfig, result: Extraction) -> list[Path]:
-    """Markdown files of the vault, skipping settings, templates, attachments and links leaving the vault."""
+    """Markdown files of the vault. Settings, trash, attachments, templates, hidden folders, links leaving the vault
+    and files that are not notes are skipped, each with a reason."""
     root_real = root.resolve()
-    skip = {s.lower() for s in cfg.skip_folders} | {cfg.templates_folder.lower().strip("/")}
+    skip = {s.lower().strip("/") for s in cfg.skip_folders}
+    templates = cfg.templates_folder.lower().strip("/")
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = Path(dirpath).relative_to(root)
-        dirnames[:] = sorted(d for d in dirnames
-                             if d.lower() not in skip and str(rel_dir / d).lower() not in skip
-                             and not d.startswith("."))
+        keep = []
+        for d in sorted(dirnames):
+            rel = (rel_dir / d).as_posix()
+            low = rel.lower()
+            if d.lower() in skip or low in skip or d.startswith("."):
+                # Settings and hidden folders hold no notes of the person's own; their notes are counted, not listed.
+                n = sum(1 for _, _, fs in os.walk(Path(dirpath) / d) for f in fs if f.lower().endswith(".md"))
+                if n:
+                    result.skip(rel + "/", f"{n} note(s) in a folder forge never reads "
+                                           f"(extract.obsidian.skip_folders / hidden)", "skipped-folder")
+            elif low == templates:
+                for sub, _, fs in os.walk(Path(dirpath) / d):
+                    for f in sorted(fs):
+                        if f.lower().endswith(".md"):
+                            result.skip((Path(sub) / f).relative_to(root).as_posix(),
+                                        "an Obsidian template (extract.obsidian.templates_folder)", "template")
+            else:
+                keep.append(d)
+        dirnames[:] = keep
         for name in sorted(filenames):
-            if not name.lower().endswith(".md"):
-                continue
             p = Path(dirpath) / name
+            rel = p.relative_to(root).as_posix()
+            if not name.lower().endswith(".md"):
+                if not name.startswith("."):
+                    result.skip(rel, f"not a Markdown note ({Path(name).suffix or 'no extension'})", "not-a-note")
+                continue
             if p.is_symlink():
                 try:
                     p.resolve().relative_to(root_real)
                 except (ValueError, OSError):
-                    result.skip(str(p.relative_to(root)), "symlink leads outside the vault; not read")
+                    result.skip(rel, "symlink leads outside the vault; not read", "unreadable")
                     continue
             files.append(p)
     return files
 
 
 def extract_vault(root: str | Path, cfg: ObsidianConfig, max_file_bytes: int,
-                  progress: Progress | None = None) -> Extraction:
+                  progress: Progress | None = None, count: TokenCount | None = None) -> Extraction:
+    """Every note of the vault → items; every other file → a skip with its reason; and the vault's survey.
+    `count` counts tokens of the base model's tokenizer (forge.tokens); without it notes are never split."""
     root = Path(root)
     result = Extraction()
     if not root.is_dir():
-        result.skip(str(root), "not a folder; point at the vault's top folder")
+        result.skip(str(root), "not a folder; point at the vault's top folder", "unreadable")
         return result
     files = iter_vault(root, cfg, result)
+    tag_counts: Counter = Counter()
+    folder_counts: Counter = Counter()
     for i, path in enumerate(files, start=1):
         rel = path.relative_to(root).as_posix()
+        result.read += 1
+        folder_counts[rel.split("/", 1)[0] if "/" in rel else "(top)"] += 1
         try:
             size = path.stat().st_size
             if size > max_file_bytes:
-                result.skip(rel, f"{size} bytes is over the {max_file_bytes}-byte limit (extract.max_file_bytes)")
+                result.skip(rel, f"too large: {size} bytes is over the {max_file_bytes}-byte limit "
+                                 f"(extract.max_file_bytes)", "too-large")
                 continue
             text, _ = decode_bytes(path.read_bytes())
         except OSError as e:
-            result.skip(rel, f"cannot read: {e.strerror or e}")
+            result.skip(rel, f"unreadable: {e.strerror or e}", "unreadable")
             continue
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-        result.items.extend(note_to_items(rel, text, cfg, result))
+        text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+        try:
+            if cfg.include_folders and not _under(rel, cfg.include_folders):
+                result.skip(rel, f"left out by the folder filter (only {', '.join(cfg.include_folders)})",
+                            "folder-filter")
+                tag_counts.update(_tags_only(text))
+            elif cfg.exclude_folders and _under(rel, cfg.exclude_folders):
+                result.skip(rel, "left out by the folder filter (excluded folder)", "folder-filter")
+                tag_counts.update(_tags_only(text))
+            else:
+                result.items.extend(note_to_items(rel, text, cfg, result, count, tag_counts))
+        except Exception as e:  # noqa: BLE001 - one note a library chokes on never stops the import
+            result.skip(rel, f"could not be read ({describe_error(e)})", "parser-error")
         if progress and (i % 200 == 0 or i == len(files)):
             progress(i, len(files))
+    result.survey = {"notes": len(files), "folders": folder_counts.most_common(),
+                     "tags": tag_counts.most_common()}
     return result
+
+
+def _tags_only(text: str) -> list[str]:
+    try:
+        meta, body, _ = parse_note(text)
+    except Exception:  # noqa: BLE001 - the survey counts what it can
+        return []
+    return list(dict.fromkeys(t.lower() for t in frontmatter_tags(meta) + inline_tags(body)))
+
+
+def survey_vault(root: str | Path, cfg: ObsidianConfig, max_file_bytes: int,
+                 progress: Progress | None = None) -> dict:
+    """Notes, folders and tags (with counts) of a vault, before any filter: what the import dialog offers."""
+    everything = cfg.model_copy(update={"include_tags": [], "include_folders": [], "exclude_folders": [],
+                                        "max_tokens": None})
+    return extract_vault(root, everything, max_file_bytes, progress).survey or {"notes": 0, "folders": [], "tags": []}

@@ -25,7 +25,7 @@ def test_extract_list_decide_undo_export(tmp_path):
     ws = tmp_path / "ws"
     r = js(forge(ws, "extract", "obsidian", str(SAMPLE_VAULT), "--json"))
     assert set(r) >= {"added", "updated", "unchanged", "skipped"} and r["added"] >= 30
-    assert all(set(s) == {"source", "reason"} for s in r["skipped"])
+    assert all(set(s) == {"source", "reason", "code"} for s in r["skipped"])
     assert js(forge(ws, "extract", "obsidian", str(SAMPLE_VAULT), "--json"))["unchanged"] == r["added"]
     rows = js(forge(ws, "list", "--status", "pending", "--json"))
     assert len(rows) == r["added"] and set(rows[0]) >= {"id", "status", "source", "tags", "messages"}
