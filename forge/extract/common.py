@@ -79,8 +79,12 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data[:200_000], cp_isolation=["cp1252", "latin_1", "iso8859_15", "cp1250", "mac_roman"]).best()
-    encoding = best.encoding if best else "cp1252"
+    order = ["cp1252", "latin_1", "iso8859_15", "cp1250", "mac_roman"]
+    found = list(from_bytes(data[:200_000], cp_isolation=order))
+    # Short texts often tie (cp1250 and cp1252 read "Café" alike); then the far more common cp1252 wins.
+    found.sort(key=lambda m: (round(m.chaos, 3), -round(m.coherence, 3),
+                              order.index(m.encoding) if m.encoding in order else len(order)))
+    encoding = found[0].encoding if found else "cp1252"
     try:
         return data.decode(encoding), encoding
     except UnicodeDecodeError:

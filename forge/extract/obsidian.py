@@ -75,7 +75,9 @@ def frontmatter_tags(meta: dict) -> list[str]:
         raw = re.split(r"[,\s]+", raw)
     if not isinstance(raw, list):
         raw = [raw]
-    return [str(t).strip().lstrip("#") for t in raw if t is not None and str(t).strip().lstrip("#")]
+    tags = (str(t).strip().lstrip("#") for t in raw if t is not None and not isinstance(t, (dict, list)))
+    # As in Obsidian: a tag needs one character that is not a digit, in frontmatter too (`tags: [2026]`).
+    return [t for t in tags if t and not _NUMERIC_TAG.fullmatch(t)]
 
 
 def _render_link(m: re.Match) -> str:
@@ -177,9 +179,12 @@ def _split_units(text: str) -> list[str]:
     return [u for u in units if u.strip()]
 
 
-def _pack(units: list[str], sep: str, budget: int, count: TokenCount, stats: dict) -> list[str]:
-    """Greedy: consecutive units joined while they fit. A unit too long on its own is split by lines, then words
-    (counted as a hard split); nothing is dropped."""
+SENTENCE_END_RE = re.compile(r"(?<=[.!?…])\s+(?=\S)")
+
+
+def _pack(units: list[str], sep: str, budget: int, count: TokenCount, stats: dict, words: bool = True) -> list[str]:
+    """Greedy: consecutive units joined while they fit. A unit too long on its own is split by lines, then
+    sentences, then words (counted as a hard split); nothing is dropped."""
     parts: list[str] = []
     cur = ""
     for unit in units:
@@ -196,7 +201,16 @@ def _pack(units: list[str], sep: str, budget: int, count: TokenCount, stats: dic
             sub = _pack(unit.split("\n"), "\n", budget, count, stats)
             parts += sub[:-1]
             cur = sub[-1] if sub else ""
-        elif sep != " " and " " in unit.strip():
+        elif sep in ("\n\n", "\n") and len(SENTENCE_END_RE.split(unit)) > 1:
+            sub = _pack(SENTENCE_END_RE.split(unit), " ", budget, count, stats, words=False)
+            parts += sub[:-1]
+            cur = sub[-1] if sub else ""
+        elif words and " " in unit.strip():
+            stats["hard_splits"] += 1
+            sub = _pack(unit.split(" "), " ", budget, count, stats)
+            parts += sub[:-1]
+            cur = sub[-1] if sub else ""
+        elif not words and " " in unit.strip():  # one sentence over the budget: by words
             stats["hard_splits"] += 1
             sub = _pack(unit.split(" "), " ", budget, count, stats)
             parts += sub[:-1]
@@ -218,7 +232,7 @@ def chunk_note(body: str, masked: str, budget: int, count: TokenCount, min_token
     for path, level, line, text in heading_sections(body, masked):
         rendered = normalize_text(render_body(text))
         if not rendered:
-            if path and chunks is not None:
+            if path:
                 chunks.append([path, line, "", 0, level])
             continue
         if _fits(rendered, budget, count):
@@ -346,7 +360,8 @@ def note_to_items(rel: str, text: str, cfg: ObsidianConfig, result: Extraction,
                 else:
                     user = _fill(cfg.section_prompt_template, title=title, heading=heading_text, tags=tag_text)
                 if n_parts > 1:
-                    user = f"{user} (part {k} of {n_parts})"
+                    stem, dot = (user[:-1], ".") if user.endswith(".") else (user, "")
+                    user = f"{stem} (part {k} of {n_parts}){dot}"
                 suffix = "/".join(path) + (f"~{k}" if n_parts > 1 else "")
                 items.append(item(suffix, heading_text or title, offset, user, text,
                                   {"heading_path": path, "part": k, "parts": n_parts,

@@ -1,6 +1,6 @@
 """Key presses in the Curate mode change the store, through the same factory the CLI uses."""
 
-from textual.widgets import Input, TextArea
+from textual.widgets import Input, SelectionList, TextArea
 
 from tests.conftest import SAMPLE_VAULT
 from tui.app import make_app
@@ -78,6 +78,12 @@ async def test_import_dialog_runs_in_a_worker_and_refreshes(store, config, tmp_p
         await pilot.press("i")
         assert isinstance(app.screen, ImportScreen)
         app.screen.query_one("#import-path", Input).value = str(SAMPLE_VAULT)
+        await pilot.click("#import-start")  # first the survey: tags and folders to pick
+        await app.screen.workers.wait_for_complete()
+        await pilot.pause()
+        tags = app.screen.query_one("#survey-tags", SelectionList)
+        assert {"reflection", "decision", "learning"} <= set(tags.selected)  # config.json's tags pre-selected
+        assert store.counts()["total"] == 0
         await pilot.click("#import-start")
         await app.screen.workers.wait_for_complete()
         await pilot.pause()
@@ -181,3 +187,61 @@ async def test_export_dialog_writes_the_dataset(sample_store, config, tmp_path):
         await pilot.pause()
         assert isinstance(app.screen, CurateScreen)
     assert len((tmp_path / "ds" / "train.jsonl").read_text().splitlines()) == 8
+
+
+async def test_vault_survey_picks_tags_and_folders_remembered_and_an_empty_import_says_what_to_do(store, config):
+    """A vault whose notes carry none of config.json's tags: the survey says so and lists the vault's tags; the
+    person's pick imports those notes and is remembered for the next survey; an import that found nothing leaves a
+    Curate screen that says what to do."""
+    from tests.forge.test_extract_report import MESSY
+    from tui.widgets.example_view import ExampleView
+
+    config.extract.obsidian.include_tags = ["retrospective"]
+    app = make_app(config, store)
+    async with app.run_test(size=(140, 50)) as pilot:
+        # First: import with the configured tags, which this vault does not use → nothing, and Curate says why.
+        await pilot.press("i")
+        app.screen.query_one("#import-path", Input).value = str(MESSY)
+        await pilot.click("#import-start")
+        await app.screen.workers.wait_for_complete()
+        await pilot.pause()
+        summary = str(app.screen.query_one("#survey-summary").render())
+        assert "None of" in summary and "#retrospective" in summary
+        tags = app.screen.query_one("#survey-tags", SelectionList)
+        assert "journal" in [tags.get_option_at_index(i).value for i in range(tags.option_count)]
+        await pilot.click("#import-start")
+        await app.screen.workers.wait_for_complete()
+        await pilot.pause()
+        report = str(app.screen.query_one("#import-report").render())
+        assert "--tag journal" in report or "--all-notes" in report
+        await pilot.press("escape")
+        await pilot.pause()
+        if store.counts()["total"] == 0:
+            shown = str(app.screen.query_one("#example-body").render()) if app.screen.query("#example-body") else \
+                str(app.screen.query_one(ExampleView).render())
+            assert "found nothing" in shown and "--tag journal" in shown
+        # Second: pick #journal and leave out Private/ → imported and remembered.
+        await pilot.press("i")
+        app.screen.query_one("#import-path", Input).value = str(MESSY)
+        await pilot.click("#import-start")
+        await app.screen.workers.wait_for_complete()
+        await pilot.pause()
+        tags = app.screen.query_one("#survey-tags", SelectionList)
+        tags.deselect_all()
+        tags.select("journal")
+        app.screen.query_one("#survey-folders", SelectionList).deselect("Private")
+        await pilot.click("#import-start")
+        await app.screen.workers.wait_for_complete()
+        await pilot.pause()
+        paths = {e.note_path for e in store.examples()}
+        assert paths and not any(p.startswith("Private/") for p in paths) and "Journal/2026-03-01.md" in paths
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("i")
+        app.screen.query_one("#import-path", Input).value = str(MESSY)
+        await pilot.click("#import-start")
+        await app.screen.workers.wait_for_complete()
+        await pilot.pause()
+        assert list(app.screen.query_one("#survey-tags", SelectionList).selected) == ["journal"]
+        assert "Private" not in app.screen.query_one("#survey-folders", SelectionList).selected
+        assert "last time" in str(app.screen.query_one("#survey-summary").render())

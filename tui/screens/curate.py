@@ -111,6 +111,10 @@ class CurateScreen(Screen):
         if eid is None:
             hint = ("No examples yet: press i to import a vault, CSV or JSONL." if not self.counts.get("total")
                     else "Nothing matches this filter. Press s to change the status filter.")
+            last = self.store.last_import() if not self.counts.get("total") else None
+            if last and last["report"].get("hint"):
+                hint = (f"The last import ({last['path']}) found nothing to curate:\n{last['report']['hint']}\n\n"
+                        f"Press i to import again: for a vault, the survey shows its tags and folders to pick from.")
             view.show(None, empty_message=hint)
             return
         view.show(self.store.get(eid), f"{self.index + 1}/{len(self.ids)}")

@@ -1,0 +1,99 @@
+"""No input can make an extractor raise: random frontmatter keys and values (as YAML a person or a plugin writes
+it, and as broken YAML), random encodings and raw bytes go through the vault, CSV and JSONL extractors. Whatever a
+parser library raises inside one note, row or line must become a skip with its path, never an exception that
+stops the import."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from forge.config import CsvConfig, ObsidianConfig
+from forge.extract.jsonl import extract_jsonl
+from forge.extract.obsidian import extract_vault
+from forge.extract.tabular import extract_csv
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                       HealthCheck.too_slow])
+ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "cp1252", "latin-1", "utf-16-le"]
+
+keys = st.one_of(st.sampled_from(["content", "handler", "tags", "tag", "title", "prompt", "aliases", "date",
+                                  "metadata", "text", "__class__", "yes", "null", "123"]),
+                 st.text(min_size=1, max_size=12))
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=30),
+                    st.dates(), st.datetimes())
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                       st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                      max_leaves=10)
+raw_yaml = st.one_of(
+    st.dictionaries(keys, values, max_size=6).map(lambda d: yaml.safe_dump(d, allow_unicode=True, default_flow_style=None)),
+    st.sampled_from(["date: 2026-13-45\n", "\ttabbed: x\n", "a: [unclosed\n", "- a\n- list\n", "!!python/object:os.system x\n",
+                     "key: *undefined_alias\n", "? complex\n: key\n", "tags: [2026, 42, '#x']\n", ": :\n", "---\n---\n"]),
+    st.text(max_size=60),
+)
+bodies = st.one_of(st.text(max_size=200), st.sampled_from(["# H1\n\n## H2\ntext", "```\n# not a heading\n```", "#tag only",
+                                                           "[[link|alias]] ![[embed.png]]", "\x00\x01\x02", ""]))
+
+
+def write(path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+@FAST
+@given(st.lists(st.tuples(raw_yaml, bodies, st.sampled_from(ENCODINGS)), min_size=1, max_size=4),
+       st.binary(max_size=300))
+def test_vault_extraction_never_raises(tmp_path_factory, notes, junk):
+    root = tmp_path_factory.mktemp("vault")
+    for i, (fm, body, enc) in enumerate(notes):
+        text = f"---\n{fm}---\n{body}\n" if i % 2 == 0 else f"---\n{fm}\n---\n{body}"
+        write(root / f"d{i % 2}" / f"n{i}.md", text.encode(enc, errors="replace"))
+    write(root / "junk.md", junk)
+    for cfg in (ObsidianConfig(include_tags=[]), ObsidianConfig(), ObsidianConfig(include_tags=[], max_tokens=80)):
+        r = extract_vault(root, cfg, 10**6, count=lambda t: len(t.encode("utf-8")) // 2)
+        files = len(notes) + 1
+        assert len({it["note_path"] for it in r.items}) + len({s.source for s in r.skipped}) >= files
+        for it in r.items:
+            assert it["messages"][1]["content"].strip()
+            json.dumps(it, default=str)  # storable
+
+
+cells = st.one_of(st.text(max_size=40), st.sampled_from(['"', '""', '\n', '\r\n', ',', ';', '\t', '\x00', 'é', '{{RED:x}}']))
+
+
+@FAST
+@given(st.lists(st.lists(cells, min_size=0, max_size=5), max_size=8), st.sampled_from(ENCODINGS),
+       st.sampled_from([",", ";", "\t", "|"]), st.binary(max_size=200))
+def test_csv_extraction_never_raises(tmp_path_factory, rows, enc, delim, junk):
+    d = tmp_path_factory.mktemp("csv")
+    text = "\n".join(delim.join(r) for r in [["prompt", "response"], *rows])
+    write(d / "a.csv", text.encode(enc, errors="replace"))
+    write(d / "b.csv", junk)
+    for name in ("a.csv", "b.csv"):
+        for cols in ({}, {"prompt_column": "prompt", "response_column": "nope"}):
+            extract_csv(d / name, CsvConfig(), 10**6, 10**6, **cols)
+
+
+json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20)),
+                           lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                   st.dictionaries(st.sampled_from(
+                                                       ["messages", "role", "content", "instruction", "input", "output",
+                                                        "instances", "prompt", "completion", "choices", "message",
+                                                        "examples", "from", "value", "x"]), inner, max_size=4)),
+                           max_leaves=12)
+
+
+@FAST
+@given(st.lists(st.one_of(json_values.map(json.dumps), st.text(max_size=40), st.just("```json")), max_size=8),
+       st.sampled_from(ENCODINGS), st.binary(max_size=200))
+def test_jsonl_extraction_never_raises(tmp_path_factory, lines, enc, junk):
+    d = tmp_path_factory.mktemp("jsonl")
+    write(d / "a.jsonl", "\n".join(lines).encode(enc, errors="replace"))
+    write(d / "b.jsonl", junk)
+    for name in ("a.jsonl", "b.jsonl"):
+        r = extract_jsonl(d / name, 10**6, 10**6)
+        for it in r.items:
+            assert all(isinstance(m["content"], str) for m in it["messages"])

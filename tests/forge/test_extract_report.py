@@ -1,0 +1,151 @@
+"""Your own vault, first try: every file accounted for, a one-line hint when a filter left nothing, filters given
+on the command line and remembered per vault, long notes split into examples that fit, and no note able to stop an
+import. Runs on tests/data/vaults/messy (bad YAML, a `content:` key, cp1252, UTF-16, CRLF, NUL bytes, empty notes,
+templates, attachments, a 16 KB handbook with headings at three levels)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from forge.config import Config, ObsidianConfig
+from forge.extract import run_extract
+from forge.extract.obsidian import extract_vault
+from forge.store import Store
+from forge.tokens import token_counter
+
+MESSY = Path(__file__).resolve().parent.parent / "data" / "vaults" / "messy"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def forge(ws: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tui.launch", "-w", str(ws), *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=300)
+
+
+def all_files(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def accounted(report: dict, items_paths: set[str]) -> set[str]:
+    """Files an import reported: examples, per-file skips, and every file inside a folder skipped as a whole."""
+    out = set(items_paths)
+    for s in report["skipped"]:
+        src = s["source"]
+        if src.endswith("/"):
+            out |= {f for f in all_files(MESSY) if f.startswith(src)}
+        else:
+            out.add(src)
+    return out
+
+
+@pytest.fixture
+def ws(tmp_path):
+    return tmp_path / "ws"
+
+
+def test_every_file_of_a_messy_vault_is_an_example_or_skipped_with_a_reason(tmp_path):
+    config = Config(workspace=str(tmp_path / "ws"))
+    store = Store.for_workspace(config.workspace_path())
+    report = run_extract(store, "obsidian", MESSY, config, all_notes=True)
+    paths = {e.note_path for e in store.examples()}
+    # the dotfile app.json is settings; everything else must be accounted for
+    assert accounted(report, paths) >= all_files(MESSY) - {".obsidian/app.json"}
+    reasons = {s["source"]: s for s in report["skipped"]}
+    assert reasons["Journal/2026-03-03.md"]["code"] == "bad-frontmatter"  # a date YAML cannot read
+    assert "month must be in 1..12" in reasons["Journal/2026-03-03.md"]["reason"]
+    assert reasons["Journal/2026-03-05.md"]["code"] == "bad-frontmatter" and "line" in reasons["Journal/2026-03-05.md"]["reason"]
+    assert reasons["Journal/empty.md"]["code"] == reasons["Journal/only frontmatter.md"]["code"] == "empty"
+    assert reasons["templates/Daily template.md"]["code"] == "template"
+    assert reasons["attachments/diagram.png"]["code"] == "skipped-folder" if "attachments/diagram.png" in reasons \
+        else reasons["attachments/"]["code"] == "skipped-folder"
+    assert reasons["No extension"]["code"] == "not-a-note"
+    # The notes that broke or puzzled parsers are in, with their text.
+    texts = {e.note_path: e.messages[-1]["content"] for e in store.examples()}
+    assert "light on the water" in texts["Journal/2026-03-01.md"]  # frontmatter with a `content:` key
+    assert "stop checking email" in texts["Journal/2026-03-02.md"]  # `handler:` key
+    assert "Café crème, naïve résumé — “quoted”" in texts["Journal/cp1252 note.md"]
+    assert "old Windows editor" in texts["Journal/utf16 note.md"]
+    assert "Line one.\nLine two" in texts["Journal/crlf note.md"]
+    assert "\x00" not in texts["Journal/nul bytes.md"] and "middle of a note" in texts["Journal/nul bytes.md"]
+    assert sum(report["reasons"].values()) == len(report["skipped"])
+
+
+def test_a_filter_that_matches_nothing_says_which_tags_the_vault_has(ws):
+    r = forge(ws, "extract", "obsidian", str(MESSY), "--tag", "reflectionz", "--json")
+    report = json.loads(r.stdout)
+    assert report["added"] == 0 and report["reasons"]["tag-filter"] >= 10
+    hint = report["hint"]
+    assert "#reflectionz" in hint and "#journal" in hint and "--tag journal" in hint and "--all-notes" in hint
+    survey = dict(map(tuple, report["survey"]["tags"]))
+    assert survey["journal"] >= 8 and "2026" not in survey  # numeric tags are not tags
+    human = forge(ws, "extract", "obsidian", str(MESSY), "--tag", "reflectionz")
+    assert human.returncode == 0 and "forge: no note carries the tags #reflectionz" in human.stderr
+    assert "left out by the tag filter" in human.stderr
+
+
+def test_tag_and_folder_flags_are_remembered_per_vault_and_can_be_forgotten(ws, tmp_path):
+    first = json.loads(forge(ws, "extract", "obsidian", str(MESSY), "--tag", "journal", "--exclude-folder", "Private",
+                             "--json").stdout)
+    assert first["filter"]["origin"] == "given" and first["added"] >= 6
+    store = Store.for_workspace(ws)
+    assert not any(e.note_path.startswith("Private/") for e in store.examples())
+    assert all("journal" in e.tags for e in store.examples())
+    again = json.loads(forge(ws, "extract", "obsidian", str(MESSY), "--json").stdout)
+    assert again["filter"] == {**first["filter"], "origin": "remembered"}
+    assert again["added"] == 0 and again["unchanged"] == first["added"]
+    only = json.loads(forge(ws, "extract", "obsidian", str(MESSY), "--all-notes", "--folder", "Work", "--json").stdout)
+    assert only["added"] == 2 and only["reasons"]["folder-filter"] >= 10
+    # Another vault has its own (no) remembered filter.
+    other = tmp_path / "other"
+    (other / "x").mkdir(parents=True)
+    (other / "x" / "n.md").write_text("#reflection\nhello")
+    assert json.loads(forge(ws, "extract", "obsidian", str(other), "--json").stdout)["filter"]["origin"] == "config"
+    forgot = json.loads(forge(ws, "extract", "obsidian", str(MESSY), "--forget-filter", "--json").stdout)
+    assert forgot["filter"]["origin"] == "config" and forgot["filter"]["include_tags"] == ["reflection", "decision", "learning"]
+
+
+def test_an_empty_folder_is_not_a_vault_hint(ws, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    report = json.loads(forge(ws, "extract", "obsidian", str(empty), "--json").stdout)
+    assert report["read"] == 0 and "no Markdown notes" in report["hint"]
+
+
+def words(text: str) -> Counter:
+    return Counter(re.findall(r"[\w’']+", text.replace("#", " ")))
+
+
+def test_long_notes_split_at_headings_into_examples_that_fit_and_lose_no_text(tmp_path):
+    config = Config(workspace=str(tmp_path / "ws"))
+    count = token_counter(config.workspace_path())
+    cfg = ObsidianConfig(include_tags=["handbook"], max_tokens=512)
+    whole = extract_vault(MESSY, cfg.model_copy(update={"max_tokens": None}), 10**6).items
+    split = extract_vault(MESSY, cfg, 10**6, count=count)
+    assert len(whole) == 1 and len(split.items) >= 5
+    assert split.chunked["notes"] == 1 and split.chunked["examples"] == len(split.items)
+    for it in split.items:
+        user, answer = it["messages"][0]["content"], it["messages"][1]["content"]
+        assert count(user) + count(answer) + 40 <= 512, it["heading"]
+        assert it["note_path"] == "Garden/Handbook.md" and it["line"] >= 1
+    headings = [it["heading"] for it in split.items]
+    assert "Soil" in " ".join(headings) or "Garden handbook" in headings
+    assert any(it["meta"]["parts"] > 1 and "(part 1 of" in it["messages"][0]["content"] for it in split.items)
+    assert any("Watering" in it["messages"][0]["content"] for it in split.items)
+    # Short sections (### Tips, ## Tiny) merged into a neighbour, with their heading kept as a Markdown line.
+    assert not any(it["heading"].endswith("Tiny") for it in split.items)
+    assert any("## Tiny" in it["messages"][1]["content"] for it in split.items)
+    # Nothing dropped: every word of the note is in some example (a chunk's own heading path is in its prompt), as
+    # often as in the note.
+    got = sum((words(it["messages"][1]["content"]) + words(" ".join(it["meta"]["heading_path"][-1:]))
+               for it in split.items), Counter())
+    want = words(whole[0]["messages"][1]["content"])
+    assert not (want - got), want - got
+    # Idempotent: the same split twice.
+    assert extract_vault(MESSY, cfg, 10**6, count=count).items == split.items
