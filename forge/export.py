@@ -414,10 +414,23 @@ def export_run(store: Store, config: Config, run_id: str, quant: str = "q4_k_m",
                   "meta": {"provenance": keys, "template_parity": parity["ok"], "parity": parity,
                            "smoke": smoke["text"], "timings": {k: round(v, 2) for k, v in timings.items()}}}
         (target / "provenance.json").write_text(json.dumps(record, indent=2))
+        from forge.handoff import gguf_commands
+
+        cmds = gguf_commands(target / final.name, model_id, info, config)
+        (target / "README.md").write_text(gguf_readme(model_id, run_id, cmds))
         store.register_model(record, models_dir=models_dir)
     except ChildFailed as e:
         raise ExportError(str(e)) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"model_id": model_id, "path": record["path"], "quant": quant, "bytes": record["bytes"],
-            "sha256": record["sha256"], "template_parity": parity["ok"]}
+            "sha256": record["sha256"], "template_parity": parity["ok"], "commands": cmds,
+            "readme": str(target / "README.md")}
+
+
+def gguf_readme(model_id: str, run_id: str, cmds: dict[str, str]) -> str:
+    lines = [f"# {model_id}", "", f"A GGUF exported by forge from run `{run_id}` (provenance.json has the details).",
+             "", "## Serve it", ""]
+    for engine, cmd in cmds.items():
+        lines += [f"**{engine}**", "", "```", cmd, "```", ""]
+    return "\n".join(lines)

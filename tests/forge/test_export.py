@@ -20,7 +20,10 @@ def test_export_registers_a_gguf_with_provenance_that_generates(trained, quant):
     store, config, run_id, _ = trained
     stages = []
     r = ex.export_run(store, config, run_id, quant, progress=lambda stage, msg: stages.append(stage))
-    assert set(r) == {"model_id", "path", "quant", "bytes", "sha256", "template_parity"}
+    assert set(r) == {"model_id", "path", "quant", "bytes", "sha256", "template_parity", "commands", "readme"}
+    assert r["commands"]["llama-server"].startswith("llama-server -m ") and r["path"] in r["commands"]["llama-server"]
+    readme = ex.Path(r["readme"]).read_text()
+    assert "ollama create" in readme and str(ex.Path(r["path"]).parent / "Modelfile") in readme
     assert r["template_parity"] is True and r["quant"] == quant
     assert {"merge", "convert", "quantize", "provenance", "check"} <= set(stages)
     meta = ex.read_metadata(r["path"])
