@@ -467,21 +467,49 @@ def runs_cmd(obj: Ctx, as_json: bool) -> None:
 @click.option("--chat-template", "template_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Embed this Jinja chat template in the GGUF instead of the one the run trained with.")
 @click.option("--allow-template-mismatch", is_flag=True, help="Keep the GGUF even if the template check fails.")
+@click.option("--format", "fmt", type=click.Choice(["gguf", "hf", "peft"]), default="gguf", show_default=True,
+              help="gguf: a quantized GGUF in the registry (llama.cpp, Ollama, the companion); hf: the merged "
+                   "safetensors folder (vLLM, SGLang, TGI); peft: the adapter folder (vLLM --enable-lora, PEFT).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for --format hf/peft (default: <workspace>/exports/RUN_ID-FORMAT).")
 @json_option
 @click.pass_obj
-def export(obj: Ctx, run_id, quant, template_file, allow_template_mismatch, as_json: bool) -> None:
-    """Merge RUN_ID's adapter, convert to GGUF, quantize, check, and register the model."""
+def export(obj: Ctx, run_id, quant, template_file, allow_template_mismatch, fmt, out, as_json: bool) -> None:
+    """Merge RUN_ID's adapter, convert to GGUF, quantize, check, and register the model (or, with --format, write
+    the folder vLLM / SGLang / TGI / PEFT load). Prints the commands that serve the result."""
     from forge import export as ex
 
     def say(stage, message):
         if not as_json:
             click.echo(f"[{stage}] {message}", err=True)
 
+    def show_commands(d):
+        click.echo("\nserve it with:", err=True)
+        for engine, cmd in d["commands"].items():
+            click.echo(f"  {engine:<13} {cmd}", err=True)
+        click.echo(f"(also in {d['readme']})", err=True)
+
+    if fmt != "gguf":
+        from forge.handoff import export_handoff
+
+        r = run_guarded(as_json, export_handoff, obj.store, obj.config, run_id, fmt, out, say)
+
+        def human(d):
+            click.echo(f"{d['format']}: {d['path']}")
+            show_commands(d)
+
+        emit(r, as_json, human)
+        return
     template = Path(template_file).read_text() if template_file else None
     r = run_guarded(as_json, ex.export_run, obj.store, obj.config, run_id, quant.lower(), say,
                     allow_template_mismatch, template)
-    emit(r, as_json, lambda d: click.echo(f"{d['model_id']}: {d['path']} ({d['bytes'] / 1e6:.1f} MB, "
-                                          f"template parity {'ok' if d['template_parity'] else 'FAILED'})"))
+
+    def human(d):
+        click.echo(f"{d['model_id']}: {d['path']} ({d['bytes'] / 1e6:.1f} MB, "
+                   f"template parity {'ok' if d['template_parity'] else 'FAILED'})")
+        show_commands(d)
+
+    emit(r, as_json, human)
 
 
 @main.group(invoke_without_command=True)
