@@ -1,5 +1,7 @@
 """Approved examples → train/val/test JSONL with a manifest. The split is a seeded shuffle of the examples in
-content-hash order, so it depends only on the data and the seed, never on ids or insertion order."""
+content-hash order, so it depends only on the data and the seed, never on ids or insertion order. Then val and test
+examples with a near-duplicate in train (a paraphrase scores as if it were unseen) move into train, reported in the
+manifest's `leaks`, unless the caller keeps them."""
 
 from __future__ import annotations
 
@@ -62,8 +64,44 @@ def dataset_hash(messages_list: list[list[dict]]) -> str:
     return h.hexdigest()
 
 
+def move_leaks(store: Store, by_hash: dict, parts: dict[str, list[str]], config: Config, keep: bool) -> dict:
+    """Val and test examples with a near-duplicate in train (forge/leakage.py: cosine ≥ dedup.threshold, or the
+    same text after normalisation; pairs marked "keep all" in Dedup do not count). Unless `keep`, they move into
+    train, transitively: what stays held out has no near-duplicate in the final training split. Changes `parts`
+    in place; returns the report for the manifest."""
+    from forge.leakage import find_leaks
+
+    held = [(name, h) for name in ("test", "val") for h in parts[name]]
+    train = parts["train"]
+    distinct = store.distinct_pairs()
+    held_ids, train_ids = [by_hash[h].id for _, h in held], [by_hash[h].id for h in train]
+
+    def ignore(i: int, j: int) -> bool:
+        a, b = sorted((held_ids[i], train_ids[j]))
+        return (a, b) in distinct
+
+    leaks = find_leaks(store, [by_hash[h].messages for _, h in held], [by_hash[h].messages for h in train],
+                       config.dedup, transitive=not keep, ignore=ignore if distinct else None)
+    ids_of = lambda j: train_ids[j] if j < len(train) else held_ids[j - len(train)]  # noqa: E731
+    report = {"threshold": config.dedup.threshold, "moved": not keep, "test": [], "val": [], "pairs": []}
+    for lk in leaks:
+        name, h = held[lk.held]
+        report[name].append(held_ids[lk.held])
+        report["pairs"].append({"id": held_ids[lk.held], "split": name, "near": ids_of(lk.pool),
+                                "similarity": round(lk.similarity, 4)})
+        if not keep:
+            parts[name].remove(h)
+            parts["train"].append(h)
+    report["test"].sort()
+    report["val"].sort()
+    return report
+
+
 def export_dataset(store: Store, out: str | Path, config: Config, val: float | None = None,
-                   test: float | None = None, seed: int | None = None, fmt: str | None = None) -> dict:
+                   test: float | None = None, seed: int | None = None, fmt: str | None = None,
+                   keep_leaks: bool = False) -> dict:
+    """Write train/val/test JSONL and manifest.json. Val and test examples with a near-duplicate in train are
+    reported and, unless keep_leaks, moved into train (see move_leaks)."""
     d = config.dataset
     val = d.val if val is None else val
     test = d.test if test is None else test
@@ -82,6 +120,7 @@ def export_dataset(store: Store, out: str | Path, config: Config, val: float | N
     for ex in examples:  # identical content approved twice counts once
         by_hash.setdefault(ex.content_hash, ex)
     parts = split(list(by_hash), val, test, seed)
+    leaks = move_leaks(store, by_hash, parts, config, keep_leaks)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
@@ -98,7 +137,8 @@ def export_dataset(store: Store, out: str | Path, config: Config, val: float | N
         **counts, "dataset_hash": digest, "format": fmt, "seed": seed, "val_fraction": val,
         "test_fraction": test, "forge_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "ids": {name: sorted(by_hash[h].id for h in parts[name]) for name in SPLITS},
+        "ids": {name: sorted(by_hash[h].id for h in parts[name]) for name in SPLITS}, "leaks": leaks,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return {**counts, "dataset_hash": digest}
+    return {**counts, "dataset_hash": digest,
+            "leaks": {k: leaks[k] for k in ("threshold", "moved", "test", "val")}}

@@ -1,4 +1,6 @@
-"""The evaluation generator, run as a child process: `python -m forge.eval_child MODEL MAX_TOKENS FIRST_INDEX`.
+"""The evaluation generator, run as a child process:
+`python -m forge.eval_child MODEL MAX_TOKENS FIRST_INDEX [N_CTX]` (N_CTX default 1024: the parent sizes it to the
+longest prompt plus MAX_TOKENS).
 
 Reads a JSON list of conversations on stdin and prints one JSON line per conversation as soon as it is done, so
 the parent knows exactly where a crash happened and can restart after it. Greedy, through llama-cpp-python's
@@ -18,9 +20,10 @@ from forge.llama_child import load_llama
 
 def main() -> None:
     model, max_tokens, first = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    n_ctx = int(sys.argv[4]) if len(sys.argv) > 4 else 1024
     conversations = json.loads(sys.stdin.read())
     fault_kind, _, fault_at = os.environ.get("FORGE_EVAL_FAULT", "").partition(":")
-    llm = load_llama(model, n_ctx=1024, n_threads=os.cpu_count() or 1, seed=0)
+    llm = load_llama(model, n_ctx=n_ctx, n_threads=os.cpu_count() or 1, seed=0)
     for i, messages in enumerate(conversations, start=first):
         if fault_at and int(fault_at) == i:
             if fault_kind == "crash":

@@ -7,7 +7,10 @@ import pytest
 
 from forge import eval as ev
 from forge import export as ex
+from forge.store import Store
 from forge.train.base_model import bundled_gguf
+
+DATA = ex.Path(__file__).resolve().parents[1] / "data"
 
 
 def test_metrics_on_known_cases():
@@ -48,27 +51,183 @@ def test_a_crash_and_a_timeout_are_recorded_and_the_rest_complete(tmp_path, monk
     assert "timed out" in recs[3]["error"] and recs[4]["error"] is None
 
 
-@pytest.mark.slow
-def test_eval_of_two_exports_stores_outputs_and_metrics(trained_workspace, tmp_path):
+@pytest.fixture(scope="module")
+def exported(trained_workspace):
+    """The session's trained run exported twice (Q8_0, Q4_K_M): (store, config, run_id, q8 id, q4 id)."""
     store, config, run_id, _ = trained_workspace
-    model = ex.export_run(store, config, run_id, "q8_0")["model_id"]
-    other = ex.export_run(store, config, run_id, "q4_k_m")["model_id"]
-    r = ev.evaluate(store, model, other, test_file=str(prompts_file(tmp_path)), max_tokens=16)
+    return (store, config, run_id, ex.export_run(store, config, run_id, "q8_0")["model_id"],
+            ex.export_run(store, config, run_id, "q4_k_m")["model_id"])
+
+
+@pytest.mark.slow
+def test_eval_of_two_exports_stores_outputs_and_metrics(exported, tmp_path):
+    store, config, _, model, other = exported
+    r = ev.evaluate(store, model, other, test_file=str(prompts_file(tmp_path)), max_tokens=16, config=config)
     assert r["n"] == 4 and r["model_id"] == model and r["baseline_id"] == other
     for role in ("model", "baseline"):
-        assert set(r[role]) >= {"exact_match", "rouge_l", "bleu", "json_valid", "latency_p50_ms", "tokens_per_s"}
+        assert set(r[role]) >= {"exact_match", "rouge_l", "rouge_lsum", "bleu", "json_valid", "latency_p50_ms",
+                                "tokens_per_s"}
         assert r[role]["json_valid"] is None and r[role]["latency_p50_ms"] > 0
     saved = store.evals(model)[0]
     assert saved["dataset"] == r["dataset"] and len(saved["outputs"]) == 4
     assert all({"prompt", "expected", "output"} <= set(o) for o in saved["outputs"])
     assert store.evals(other)[0]["metrics"] == r["baseline"]
+    assert r["lead"] is None  # short answers are not summary-like: no extractive baseline
+    assert set(r["comparisons"]) == {other} and r["headline"] == "exact_match"
 
 
-def test_bad_inputs_are_clear_errors(tmp_path):
+def test_bad_inputs_are_clear_errors(tmp_path, store):
     with pytest.raises(ev.EvalError, match="--test-file"):
         ev.load_prompts()
+    held = str(DATA / "eval_summaries.jsonl")
+    with pytest.raises(ev.EvalError, match="--baselines 'lead3'"):
+        ev.evaluate(store, "base", test_file=held, baselines="lead3")
+    for bad in ("many", "0", -5):
+        with pytest.raises(ev.EvalError, match="--max-tokens: give a positive whole number or 'auto'"):
+            ev.evaluate(store, "base", test_file=held, max_tokens=bad)
     bad = tmp_path / "x.jsonl"
     bad.write_text("nothing useful\n")
     with pytest.raises(ev.EvalError, match="no usable examples"):
         ev.load_prompts(bad)
     assert os.environ.get("FORGE_EVAL_FAULT") is None
+
+
+# ---- the extractive baseline -----------------------------------------------------------------------------------
+DIALOGUE = ("Summarize this dialogue:\n\nAmanda: I baked cookies. Do you want some?\nJerry: Sure!\n"
+            "[00:14] Dr. Lee: Bring some to the lab too.\nAmanda: I'll bring them tomorrow :-)")
+
+
+def test_lead_units_on_messy_text():
+    units, kind = ev.lead_units(DIALOGUE)  # the instruction line is not a unit; lines, not sentences
+    assert kind == "lines" and units[0].startswith("Amanda: I baked") and len(units) == 4
+    assert units[2].startswith("[00:14] Dr. Lee:")
+    assert ev.lead(DIALOGUE, 2) == "Amanda: I baked cookies. Do you want some?\nJerry: Sure!"
+    wrapped = "Summarize:\nThe bridge closes on Monday for\nrepairs. Buses take the detour.\n\nA new paragraph"
+    units, kind = ev.lead_units(wrapped)  # hard-wrapped prose still splits at sentences, not lines
+    assert kind == "sentences" and units == ["The bridge closes on Monday for repairs.", "Buses take the detour.",
+                                             "A new paragraph"]
+    bare = "buy milk eggs bread and also call the bank about the card"
+    assert ev.lead_units(bare) == ([bare], "sentences") and ev.lead(bare, 3) == bare
+    huge = " ".join(["word"] * 5000) + "."
+    assert ev.lead_units(huge)[0] == [huge]
+    assert ev.lead_units("") == ([], "sentences") and ev.lead("", 2) == "" and ev.lead("   \n\n ", 1) == ""
+
+
+def test_lead_n_follows_reference_lengths_only():
+    sources = ["Summarize:\nOne two three four. Five six seven eight. Nine ten eleven twelve."] * 3
+    assert ev.choose_lead_n(sources, ["a b c d"] * 3) == 1
+    assert ev.choose_lead_n(sources, ["a b c d e f g h"] * 3) == 2
+    scrambled = ["zz yy xx ww vv uu tt ss"] * 3  # other words, same lengths: same N (the text is never read)
+    assert ev.choose_lead_n(sources, scrambled) == ev.choose_lead_n(sources, ["a b c d e f g h"] * 3)
+    huge = " ".join(["word"] * 5000) + "."
+    assert ev.choose_lead_n([huge], ["a short summary of twenty words " * 3]) == 1  # never 0
+    assert ev.choose_lead_n([""], ["anything at all"]) == 1 and ev.choose_lead_n([], []) == 1
+    name, recs = ev.lead_records([{"prompt": "", "expected": "x y"}, {"prompt": sources[0], "expected": "x y"}])
+    assert name == "lead-1" and [r["output"] for r in recs] == ["", "One two three four."]
+    forced = ev.compare_records([dict(r, output="") for r in recs], None, None, baselines="lead-3")
+    assert forced["lead"]["id"] == "lead-3" and forced["lead"]["outputs"][1] == sources[0].split("\n")[1]
+    assert ev.compare_records(recs, None, None, baselines="none")["lead"] is None
+
+
+def test_summary_like_is_prose_shorter_than_the_prompts():
+    summaries, _ = ev.load_prompts(DATA / "eval_summaries.jsonl")
+    src, refs = [p["messages"][-1]["content"] for p in summaries], [p["expected"] for p in summaries]
+    assert ev.is_summary_like(src, refs) and ev.headline_metric(refs) == "rouge_l"
+    reminders = [("remind me to call mom tomorrow at 5", "call mom | tomorrow at 5")] * 3
+    assert not ev.is_summary_like(*zip(*reminders)) and ev.headline_metric([r[1] for r in reminders]) == "exact_match"
+    long_json = ['{"summary": "the council closed the bridge for repairs until spring", "ok": true}'] * 3
+    assert not ev.is_summary_like([s * 3 for s in src[:3]], long_json)
+    assert ev.headline_metric(long_json) == "json_field_accuracy"
+    assert not ev.is_summary_like(refs, src)  # references longer than the prompts
+
+
+def test_rouge_lsum_scores_sentences_and_bleu_resamples_a_real_corpus():
+    ref = "The bridge is closed. Buses take the market street."
+    swapped = "Buses take the market street. The bridge is closed."
+    lsum = ev.summarize([{"expected": ref, "output": swapped, "error": None, "latency_ms": 1}])
+    assert lsum["rouge_lsum"] == pytest.approx(1.0) and lsum["rouge_l"] < 0.8
+    preds = ["the cat sat on the mat", "a dog barked", "", "completely unrelated words"]
+    refs = ["the cat sat on a mat", "the dog barked loudly", "empty output", "the quick brown fox"]
+    stats = ev.example_stats(preds, refs)
+    assert float(ev.score("bleu", stats["bleu"].sum(0))) == pytest.approx(ev.bleu(preds, refs))
+    assert float(ev.score("rouge_l", stats["rouge_l"].sum(0))) == pytest.approx(ev.rouge_l(preds, refs))
+
+
+def test_paired_bootstrap_on_metric_values():
+    refs = [f"item {i} is done today" for i in range(30)]
+    good = ev.example_stats(refs, refs)
+    bad = ev.example_stats(["nothing"] * 30, refs)
+    c = ev.paired_bootstrap(good, bad)
+    assert c["exact_match"]["diff"] == 1.0 and c["exact_match"]["significant"]
+    assert all(c[m]["low"] <= c[m]["diff"] <= c[m]["high"] for m in c)
+    same = ev.paired_bootstrap(good, good)
+    assert all((v["diff"], v["low"], v["high"], v["significant"]) == (0, 0, 0, False) for v in same.values())
+    # one better answer in thirty: a difference, but not one 30 prompts can tell from noise
+    one = ev.example_stats(refs[:1] + ["nothing"] * 29, refs)
+    c = ev.paired_bootstrap(one, bad)["exact_match"]
+    assert c["diff"] == pytest.approx(1 / 30) and c["low"] <= 0 and not c["significant"]
+    assert "not significant" in ev.verdict("base", "exact_match", c)
+    assert ev.paired_bootstrap(good, bad) == ev.paired_bootstrap(good, bad)  # fixed seed: the same interval
+
+
+def test_auto_max_tokens_follows_the_reference_lengths():
+    def count(text):
+        return len(text.split())
+
+    assert ev.auto_max_tokens(["call mom | at 5"] * 10, count) == 16  # at least 16
+    long = ["w " * 100] * 39 + ["w " * 900]  # one outlier past the 95th percentile does not set the budget
+    assert ev.auto_max_tokens(long, count) == 150
+    assert ev.auto_max_tokens(["w " * 5000], count) == 2048  # at most 2048
+    assert ev.auto_max_tokens(["", "  "], count) == 64  # no references to go by
+
+
+# ---- real evaluations ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_real_eval_intervals_model_vs_itself_and_vs_lead(tmp_path):
+    """The bundled model against itself (identical greedy outputs: difference exactly 0, interval [0, 0]) and
+    against lead-N on prompts whose reference is their first sentence (lead-1 is perfect: tuned is clearly worse),
+    through the real CLI, then the report."""
+    from tests.forge.test_cli import forge
+
+    ws = tmp_path / "ws"
+    p = forge(ws, "eval", "base", "--baseline", "base", "--test-file", str(DATA / "eval_summaries.jsonl"), "--json")
+    r = json.loads(p.stdout)
+    assert r["n"] == 6 and r["lead"]["id"] == "lead-1" and r["lead"]["metrics"]["rouge_l"] == pytest.approx(1.0)
+    assert 16 <= r["max_tokens"] <= 40  # auto: 1.5 × p95 of ~16-20-token references
+    assert r["leaks"]["checked"] is False  # the bundled model has no training run here
+    assert set(r["comparisons"]) == {"base", "lead-1"}
+    for metric, c in r["comparisons"]["base"].items():
+        assert (c["diff"], c["low"], c["high"], c["significant"]) == (0, 0, 0, False), metric
+    vs_lead = r["comparisons"]["lead-1"]
+    assert set(vs_lead) == {"exact_match", "rouge_l", "rouge_lsum", "bleu"}
+    for metric, c in vs_lead.items():
+        assert c["low"] <= c["diff"] <= c["high"], metric
+    assert vs_lead["rouge_l"]["high"] < 0 and vs_lead["rouge_l"]["significant"]
+    assert r["summary"][0].startswith("tuned vs base on ROUGE-L: +0.000 (95 % CI +0.000 … +0.000), not significant")
+    assert r["summary"][1].startswith("tuned is worse than lead-1 on ROUGE-L by −")
+    md, js = ev.report(Store.for_workspace(ws), "base", "base", None, tmp_path / "rep")
+    text = md.read_text()
+    assert "tuned is worse than lead-1 on ROUGE-L" in text and "| rouge_lsum |" in text
+    report = json.loads(js.read_text())
+    first = report["prompts"][0]
+    assert report["comparisons"] == r["comparisons"] and first["lead"] == first["expected"]
+    human = forge(ws, "eval", "base", "--baseline", "none", "--baselines", "none", "--max-tokens", "4",
+                  "--test-file", str(DATA / "eval_summaries.jsonl")).stdout
+    assert "rouge_lsum" in human and "lead-" not in human and "max tokens 4" in human
+
+
+@pytest.mark.slow
+def test_eval_excludes_prompts_the_model_trained_on(exported):
+    store, config, run_id, model, _ = exported
+    held = str(DATA / "eval_leaky_heldout.jsonl")  # 4 new requests, 2 paraphrases of training pairs, 1 verbatim
+    r = ev.evaluate(store, model, None, test_file=held, max_tokens=4, config=config)
+    assert r["leaks"]["checked"] and r["leaks"]["runs"] == [run_id]
+    assert r["leaks"]["found"] == 3 and r["leaks"]["excluded"] == 3 and r["n"] == 4
+    assert sorted(it["index"] for it in r["leaks"]["items"]) == [4, 5, 6]
+    assert not any("dentist" in o["prompt"] for o in store.evals(model)[0]["outputs"])
+    assert any("3 of 7 held-out prompts have a near-duplicate" in s and "excluded" in s for s in r["summary"])
+    kept = ev.evaluate(store, model, None, test_file=held, max_tokens=4, config=config, keep_leaks=True)
+    assert kept["n"] == 7 and kept["leaks"]["found"] == 3 and kept["leaks"]["excluded"] == 0
+    assert any("were kept" in s for s in kept["summary"])
+    m = store.evals(model)[0]
+    assert m["metrics"]["eval"]["leaks"]["kept"] and len(m["outputs"]) == 7

@@ -42,8 +42,13 @@ async def test_side_by_side_votes_win_rate_and_report(store, config):
         screen = app.screen
         assert isinstance(screen, EvalScreen)
         assert screen.query_one("#eval-model", Select).value == "tuned-q4"
+        await app.workers.wait_for_complete()
+        await pilot.pause()
         table = screen.query_one("#eval-summary", DataTable)
-        assert [str(c) for c in table.get_row_at(0)] == ["exact_match", "0.667", "0.000"]
+        assert [str(c) for c in table.get_row_at(0)] == ["exact_match", "0.667", "0.000", "+0.667 (+0.000 … +1.000)"]
+        verdict = " ".join(text_of(screen.query_one("#eval-verdict")).split())
+        assert "tuned vs base on exact match: +0.667 (95 % CI +0.000 … +1.000), not significant" in verdict
+        assert "lead-" not in verdict  # short answers: no extractive baseline
         shown = text_of(screen.query_one("#side-model"))
         assert "tuned-q4 ✓" in shown and "call mom | at 5" in shown
         assert "Sure! I will remind you." in text_of(screen.query_one("#side-baseline"))
@@ -57,4 +62,54 @@ async def test_side_by_side_votes_win_rate_and_report(store, config):
         report = json.loads((config.workspace_path() / "exports" / "eval-tuned-q4-vs-base.json").read_text())
         assert report["votes"]["win_rate"] == (2 + 0.5) / 3 and len(report["prompts"]) == 3
         md = (config.workspace_path() / "exports" / "eval-tuned-q4-vs-base.md").read_text()
-        assert "| exact_match | 0.667 | 0.000 |" in md
+        assert "| exact_match | 0.667 | 0.000 | +0.667 (+0.000 … +1.000) |" in md
+        assert "- tuned vs base on exact match: +0.667" in md
+
+
+def seed_summaries(store, config, forgetting: dict) -> None:
+    """A tuned model from a run whose meta carries the forgetting check, evaluated on dialogue summaries."""
+    run_dir = config.workspace_path() / "runs" / "run-1"
+    run_dir.mkdir(parents=True)
+    store.create_run("run-1", str(run_dir), {}, {})
+    store.update_run("run-1", "completed", {"forgetting": forgetting})
+    models = config.workspace_path() / "models"
+    for mid, run in (("base", None), ("tuned", "run-1")):
+        (models / mid).mkdir(parents=True, exist_ok=True)
+        (models / mid / "m.gguf").write_bytes(b"GGUF")
+        store.register_model({"id": mid, "name": mid, "path": str(models / mid / "m.gguf"), "run_id": run},
+                             models_dir=models)
+    dialogues = [("Summarize:\nAnna: Are we still on for lunch at noon?\nBen: Yes, the usual place.\nAnna: Great.",
+                  "Anna and Ben confirm their lunch at noon at the usual place."),
+                 ("Summarize:\nTom: My train is delayed by an hour.\nEve: I will push the meeting to three.\n"
+                  "Tom: Thanks.",
+                  "Tom's train is late, so Eve moves the meeting to three o'clock."),
+                 ("Summarize:\nMia: Did you feed the cat this morning?\nLeo: No, I forgot, sorry.\nMia: I'll do it.",
+                  "Leo forgot to feed the cat this morning, so Mia will do it.")]
+    outs = {"tuned": [e for _, e in dialogues], "base": ["Sure, here is a summary.", "I cannot help.", "Okay."]}
+    info = {"eval": {"baselines": "auto", "max_tokens": 40, "leaks": {"checked": True, "found": 1, "excluded": 1,
+                                                                     "kept": False, "threshold": 0.8}}}
+    for mid, o in outs.items():
+        recs = [{"prompt": p, "expected": e, "output": out, "error": None, "latency_ms": 90.0, "completion_tokens": 9}
+                for (p, e), out in zip(dialogues, o)]
+        store.save_eval(mid, "dialogues.jsonl:abc", {**ev.summarize(recs), **info}, recs)
+
+
+async def test_summary_shows_lead_baseline_intervals_leaks_and_forgetting_warning(store, config):
+    seed_summaries(store, config, {"n": 20, "loss_before": 2.1, "loss_after": 2.9, "change": 0.8, "warn": True,
+                                   "threshold": 0.25})
+    app = make_app(config, store)
+    async with app.run_test(size=(180, 50)) as pilot:
+        await pilot.press("f7")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        screen = app.screen
+        table = screen.query_one("#eval-summary", DataTable)
+        header = [str(c.label) for c in table.columns.values()]
+        # summaries of ~13 words over dialogue lines of ~6: the first two lines
+        assert header[:4] == ["metric", "tuned", "base", "lead-2"] and header[-1] == "tuned − lead-2 (95 % CI)"
+        rouge = [str(c) for c in table.get_row_at(1)]
+        assert rouge[0] == "rouge_l" and rouge[1] == "1.000" and rouge[-1].endswith("*")  # beats lead-1, surely
+        verdict = " ".join(text_of(screen.query_one("#eval-verdict")).split())
+        assert "tuned beats base on ROUGE-L by +1.000" in verdict and "tuned beats lead-2 on ROUGE-L by +" in verdict
+        assert "1 of 4 held-out prompts have a near-duplicate" in verdict and "excluded" in verdict
+        assert "forgetting: loss on the general reference set 2.100 → 2.900" in verdict and "WARNING" in verdict

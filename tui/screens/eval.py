@@ -1,6 +1,7 @@
-"""Eval mode: a model against its baseline on held-out prompts. A summary table of metrics, then prompt by prompt
-the expected, baseline and tuned answers side by side (words that differ from the expected one marked), keys to
-vote, the win rate, and a markdown + JSON report."""
+"""Eval mode: a model against its baseline on held-out prompts. A summary table of metrics (tuned, base and, for
+summary-like tasks, the lead-N extractive baseline, with tuned − each and its paired 95 % interval), the verdict in
+words with the leakage and forgetting notes, then prompt by prompt the expected, baseline and tuned answers side by
+side (words that differ from the expected one marked), keys to vote, the win rate, and a markdown + JSON report."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from forge.config import REPO_ROOT
 from forge.store import StoreError
 from tui.widgets.cluster_members import diff_text
 
-METRICS = ["exact_match", "rouge_l", "bleu", "json_valid", "json_field_accuracy", "latency_p50_ms",
+METRICS = ["exact_match", "rouge_l", "rouge_lsum", "bleu", "json_valid", "json_field_accuracy", "latency_p50_ms",
            "latency_p95_ms", "tokens_per_s", "errors"]
 VOTE_LABEL = {"model": "tuned", "baseline": "base", "tie": "tie"}
 
@@ -36,6 +37,7 @@ class EvalScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.pair: tuple[dict, dict] | None = None
+        self.compared: dict | None = None  # ev.comparison() of the pair, computed in a worker
         self.index = 0
 
     def compose(self) -> ComposeResult:
@@ -49,6 +51,7 @@ class EvalScreen(Screen):
             yield ProgressBar(id="eval-progress", show_eta=True)
             yield Label("", id="eval-status")
             yield DataTable(id="eval-summary", cursor_type="none")
+            yield Static("", id="eval-verdict")
             yield Label("", id="eval-votes")
             with Horizontal(id="eval-side"):
                 yield Static(id="side-expected", classes="side")
@@ -58,7 +61,6 @@ class EvalScreen(Screen):
 
     def on_mount(self) -> None:
         self.sub_title = "eval"
-        self.query_one("#eval-summary", DataTable).add_columns("metric", "tuned", "base")
         self.refresh_models()
 
     def on_screen_resume(self) -> None:
@@ -99,7 +101,22 @@ class EvalScreen(Screen):
     def load_latest(self) -> None:
         model, base = self.ids()
         self.pair = ev.latest_pair(self.app.store, model, base) if model and base else None
+        self.compared = None
         self.index = 0
+        self.show()
+        if self.pair:
+            self.compare(*self.pair)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="eval-compare")
+    def compare(self, m: dict, b: dict) -> None:
+        """Lead-N and the bootstrap intervals: a fraction of a second for a hundred prompts, off the UI thread."""
+        c = ev.comparison(self.app.store, m, b)
+        self.app.call_from_thread(self.show_comparison, m, b, c)
+
+    def show_comparison(self, m: dict, b: dict, c: dict) -> None:
+        if self.pair is None or self.pair[0] is not m or self.pair[1] is not b:  # another pair picked meanwhile
+            return
+        self.compared = c
         self.show()
 
     # ---- running ------------------------------------------------------------------------------------------
@@ -121,10 +138,12 @@ class EvalScreen(Screen):
 
         def progress(mid: str, done: int, total: int) -> None:
             self.app.call_from_thread(bar.update, total=total, progress=done)
-            self.app.call_from_thread(status.update, f"generating with {mid}: {done}/{total}")
+            doing = "checking held-out prompts against the training data" if mid == ev.LEAK_STAGE else \
+                f"generating with {mid}"
+            self.app.call_from_thread(status.update, f"{doing}: {done}/{total}")
 
         try:
-            ev.evaluate(self.app.store, model, base, test_file=test_file, progress=progress)
+            ev.evaluate(self.app.store, model, base, test_file=test_file, progress=progress, config=self.app.config)
         except (StoreError, OSError) as e:
             self.app.call_from_thread(status.update, f"[red]{e}[/]")
         else:
@@ -136,16 +155,35 @@ class EvalScreen(Screen):
     # ---- showing ------------------------------------------------------------------------------------------
     def show(self) -> None:
         table = self.query_one("#eval-summary", DataTable)
-        table.clear()
+        table.clear(columns=True)
+        verdict = self.query_one("#eval-verdict", Static)
         if self.pair is None:
             for sid in ("#side-expected", "#side-baseline", "#side-model"):
                 self.query_one(sid, Static).update("")
+            verdict.update("")
             self.query_one("#eval-votes", Label).update("no evaluation yet: pick a model and press Run (ctrl+g)")
             return
         m, b = self.pair
-        fmt = lambda v: "—" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+        c = self.compared
+        lead = c["lead"] if c else None
+        others = list(c["vs"]) if c else []
+        table.add_columns("metric", "tuned", "base", *([lead["id"]] if lead else []),
+                          *(f"tuned − {o} (95 % CI)" for o in others))
         for k in METRICS:
-            table.add_row(k, fmt(m["metrics"].get(k)), fmt(b["metrics"].get(k)))
+            row = [k, ev.fmt_value(m["metrics"].get(k)), ev.fmt_value(b["metrics"].get(k))]
+            row += [ev.fmt_value(lead["metrics"].get(k))] if lead else []
+            row += [ev.fmt_interval(c["vs"][o].get(k)) if k in ev.QUALITY else "" for o in others]
+            table.add_row(*row)
+        if c is None:
+            verdict.update(Text("comparing…", style="grey50"))
+        else:
+            lines = Text()
+            for sentence in c["sentences"]:
+                lines.append("• " + sentence + "\n", style="bold")
+            for note in c["notes"]:
+                lines.append("• " + note + "\n", style="bold red" if "WARNING" in note else "")
+            lines.append("* the interval excludes 0 (paired bootstrap, 1000 resamples)", style="grey50")
+            verdict.update(lines)
         self.show_prompt()
 
     def show_prompt(self) -> None:
