@@ -70,6 +70,11 @@ def create_app(settings: Settings) -> FastAPI:
             exc.status_code, "invalid_request_error")
         return JSONResponse(error_body(str(exc.detail), type_), exc.status_code, headers=getattr(exc, "headers", None))
 
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception):
+        # A bug: still OpenAI's shape for the client; Starlette logs the traceback after this answer.
+        return JSONResponse(error_body(f"internal error: {type(exc).__name__}: {exc}"[:500], "server_error"), 500)
+
     from companion.routers import admin, health, openai_api, tasks
 
     app.include_router(openai_api.router)

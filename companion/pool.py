@@ -20,6 +20,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import AsyncIterator
 
+import anyio
+
 from forge import child_env
 
 
@@ -63,6 +65,7 @@ class WorkerOptions:
     max_tokens: int = 512
     load_timeout_s: float = 300
     request_timeout_s: float = 300
+    module: str = "companion.worker"  # what runs a model: `python -m MODULE MODEL_PATH OPTIONS_JSON`
 
 
 class Worker:
@@ -102,7 +105,7 @@ class Worker:
                 "n_gpu_layers": self.options.n_gpu_layers, "max_tokens": self.options.max_tokens}
         env = child_env(**(self.env or {}))
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "companion.worker", self.model["path"], json.dumps(opts),
+            sys.executable, "-m", self.options.module, self.model["path"], json.dumps(opts),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env=env, limit=64 * 1024 * 1024)
         self._stderr_task = asyncio.create_task(self._drain_stderr())  # never let a full pipe block the worker
@@ -111,6 +114,9 @@ class Worker:
         except asyncio.TimeoutError:
             await self.kill()
             raise LoadFailed(f"model {self.model['id']} did not load within {self.options.load_timeout_s:.0f} s")
+        except BaseException:  # cancelled (the server stops): a half-loaded model must not outlive us
+            self._kill_now()
+            raise
         if line.get("event") != "ready":
             await self.kill()
             raise LoadFailed(f"model {self.model['id']} failed to load: {line.get('error')}")
@@ -210,14 +216,16 @@ class Worker:
         finally:
             if not finished and self.alive:
                 # The client went away mid-stream: stop the generation and wait for its end, so the next
-                # request on this worker never sees this one's tokens.
-                with contextlib.suppress(Exception):
-                    self.proc.stdin.write((json.dumps({"cancel": rid}) + "\n").encode())
-                    await self.proc.stdin.drain()
-                try:
-                    await asyncio.wait_for(self._until_end(q), 30)
-                except (asyncio.TimeoutError, Exception):
-                    await self.kill()
+                # request on this worker never sees this one's tokens. Shielded: the request's own cancellation
+                # (Starlette cancels a stream whose client left, again at every await) must not cut this short,
+                # or the lease would let the next request in while this one still generates.
+                with anyio.CancelScope(shield=True):
+                    try:
+                        self.proc.stdin.write((json.dumps({"cancel": rid}) + "\n").encode())
+                        await self.proc.stdin.drain()
+                        await asyncio.wait_for(self._until_end(q), 30)
+                    except Exception:  # no end within 30 s, or the pipe is gone: the worker restarts
+                        await self.kill()
             self.pending.pop(rid, None)
 
     @staticmethod
@@ -226,6 +234,11 @@ class Worker:
             msg = await q.get()
             if "end" in msg or "result" in msg or "error" in msg:
                 return
+
+    def _kill_now(self) -> None:
+        if self.proc and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
 
     async def kill(self) -> None:
         if self.proc and self.proc.returncode is None:
@@ -253,8 +266,10 @@ class ModelPool:
     """Holds the current worker; admits requests (bounded queue), swaps models, restarts dead workers."""
 
     def __init__(self, options: WorkerOptions, max_queue: int = 16, queue_timeout_s: float = 120,
-                 drain_timeout_s: float = 600, worker_env: dict | None = None, exclusive_warmup: bool = False):
+                 drain_timeout_s: float = 600, worker_env: dict | None = None, exclusive_warmup: bool = False,
+                 restart_backoff_s: tuple[float, float] = (0.5, 30)):
         self.options = options
+        self.restart_backoff_s = restart_backoff_s
         self.exclusive_warmup = exclusive_warmup
         self.max_queue = max_queue
         self.queue_timeout_s = queue_timeout_s
@@ -267,7 +282,9 @@ class ModelPool:
         self.swap_state: dict | None = None
         self.last_swap: dict | None = None
         self.restarts = 0
+        self.restart_delays_s: list[float] = []  # the back-off waits of the current restart, for /health and tests
         self.problem: str | None = None
+        self.workers: set[Worker] = set()  # every worker started and not yet known to be gone (close() ends them)
         self._tasks: set[asyncio.Task] = set()
 
     def _spawn(self, coro) -> None:
@@ -278,13 +295,37 @@ class ModelPool:
     def _new_worker(self, model: dict) -> Worker:
         w = Worker(model, self.options, self.worker_env)
         w.on_death = self._worker_died
+        self.workers.add(w)
         return w
+
+    async def _start(self, w: Worker, before_smoke=None) -> dict:
+        try:
+            return await w.start(before_smoke)
+        except BaseException:
+            self.workers.discard(w)
+            raise
+
+    def _install(self, new: Worker) -> Worker | None:
+        """Make `new` the serving worker and retire whichever worker serves at this moment (compared as objects:
+        a restart and a swap of the same model id are still two workers). Returns the retired one."""
+        old, self.current = self.current, new
+        self.problem = None
+        self.ready.set()
+        if old is not None and old is not new:
+            self._spawn(self._retire(old))
+        return old
+
+    async def _retire(self, w: Worker, drain_timeout: float | None = None) -> None:
+        try:
+            await w.retire(self.drain_timeout_s if drain_timeout is None else drain_timeout)
+        finally:
+            if w.proc is None or w.proc.returncode is not None:
+                self.workers.discard(w)
 
     async def start(self, model: dict) -> dict:
         w = self._new_worker(model)
-        info = await w.start()
-        self.current = w
-        self.ready.set()
+        info = await self._start(w)
+        self._install(w)
         return info
 
     # ---- requests -----------------------------------------------------------------------------------------
@@ -311,14 +352,20 @@ class ModelPool:
                 w = self.current
                 acquire = asyncio.ensure_future(w.lock.acquire())
                 gone = asyncio.ensure_future(w.gone.wait())
-                done, _ = await asyncio.wait({acquire, gone}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
-                gone.cancel()
+                try:
+                    done, _ = await asyncio.wait({acquire, gone}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                except BaseException:  # the request was cancelled (its client left) while it waited
+                    done = set()
+                    raise
+                finally:
+                    gone.cancel()
+                    if acquire not in done:  # never leave an orphan acquire behind: it would take the lock
+                        acquire.cancel()     # for nobody once the running request releases it
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await asyncio.shield(acquire)
+                        if acquire.done() and not acquire.cancelled():
+                            w.lock.release()
                 if acquire not in done:
-                    acquire.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await acquire
-                    if acquire.done() and not acquire.cancelled():
-                        w.lock.release()
                     continue
                 if w is self.current and w.alive and not w.retired:
                     worker = w
@@ -339,32 +386,37 @@ class ModelPool:
 
     # ---- failures -----------------------------------------------------------------------------------------
     def _worker_died(self, w: Worker) -> None:
+        self.workers.discard(w)
         if w is not self.current:
             return
         self.ready.clear()
         self.problem = w.dead_reason
-        self._spawn(self._restart(w.model))
+        self._spawn(self._restart(w))
 
-    async def _restart(self, model: dict) -> None:
-        delay = 0.5
-        while True:
-            w = self._new_worker(model)
+    async def _restart(self, dead: Worker) -> None:
+        """A fresh worker for the model of `dead`, with back-off while it fails to start. Installed only if
+        `dead` is still the current worker by then: a swap that finished meanwhile wins, and the replacement
+        is retired."""
+        delay, longest = self.restart_backoff_s
+        self.restart_delays_s = []
+        attempt = 0
+        while self.current is dead:
+            attempt += 1
+            w = self._new_worker(dead.model)
             try:
-                await w.start()
+                await self._start(w)
             except LoadFailed as e:
-                self.problem = f"restarting {model['id']} failed: {e.message}; retrying in {delay:.0f} s"
+                self.problem = (f"restarting {dead.model['id']} failed (attempt {attempt}): {e.message}; "
+                                f"retrying in {delay:g} s")
+                self.restart_delays_s.append(delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30)
-                if self.current is not None and self.current.model["id"] != model["id"] and self.current.alive:
-                    return  # a swap replaced the model meanwhile
+                delay = min(delay * 2, longest)
                 continue
-            if self.current is not None and self.current.alive and self.current.model["id"] != model["id"]:
-                await w.retire(0)
-                return
-            self.current = w
-            self.restarts += 1
-            self.problem = None
-            self.ready.set()
+            if self.current is dead:
+                self.restarts += 1
+                self._install(w)
+            else:
+                await self._retire(w, 0)
             return
 
     # ---- swaps --------------------------------------------------------------------------------------------
@@ -396,16 +448,12 @@ class ModelPool:
                 model = await resolve(model_id)
                 self.swap_state["stage"] = "loading"
                 new = self._new_worker(model)
-                info = await new.start(pause_old)
+                info = await self._start(new, pause_old)
                 self.swap_state["stage"] = "switching"
-                self.current = new
-                self.problem = None
-                self.ready.set()
-                if old is not None:
-                    self._spawn(old.retire(self.drain_timeout_s))
+                retired = self._install(new)  # the worker serving now: `old`, or a restart's replacement of it
                 result = {"model": model["id"], "previous": previous, "load_ms": info["load_ms"],
                           "swap_ms": round((time.perf_counter() - t0) * 1000, 1), "smoke": info.get("smoke"),
-                          "old_inflight": old.inflight if old else 0}
+                          "old_inflight": retired.inflight if retired else 0}
                 self.last_swap = {**result, "at": time.time(), "ok": True}
                 return result
             except LoadFailed as e:
@@ -418,7 +466,12 @@ class ModelPool:
                 self.swap_state = None
 
     async def close(self) -> None:
+        """Stop: cancel restarts, let the current worker finish its request (5 s), end every other worker."""
         for t in list(self._tasks):
             t.cancel()
         if self.current:
             await self.current.retire(5)
+        for w in list(self.workers):
+            w.retired = True
+            await w.kill()
+        self.workers.clear()

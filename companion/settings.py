@@ -21,6 +21,7 @@ class Settings:
     admin_token: str
     model: str = "base"
     worker_env: dict = field(default_factory=dict)
+    worker_module: str = "companion.worker"  # the tests' scripted stand-in takes its place (same pipe protocol)
 
     @property
     def companion(self) -> CompanionConfig:
@@ -35,7 +36,7 @@ class Settings:
         c = self.companion
         return WorkerOptions(n_ctx=c.n_ctx, n_threads=c.n_threads, n_gpu_layers=c.n_gpu_layers,
                              max_tokens=c.max_tokens, load_timeout_s=c.load_timeout_s,
-                             request_timeout_s=c.request_timeout_s)
+                             request_timeout_s=c.request_timeout_s, module=self.worker_module)
 
     @classmethod
     def from_config(cls, config: Config, model: str | None = None, **worker_env) -> "Settings":

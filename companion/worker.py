@@ -83,6 +83,8 @@ class Worker:
     def kwargs(self, params: dict) -> dict:
         kw = {k: params[k] for k in SAMPLING if params.get(k) is not None}
         kw.setdefault("max_tokens", self.default_max_tokens)
+        if "seed" in kw:
+            kw["seed"] %= 2 ** 32  # llama.cpp's seed is 32-bit; any integer a client sends maps onto one
         grammar = grammar_for(params.get("response_format"))
         if grammar is not None:
             kw["grammar"] = grammar
@@ -108,6 +110,8 @@ class Worker:
         if op == "chat":
             chunks = self.llm.create_chat_completion(params["messages"], stream=True, **kw)
         elif op == "completion":
+            if not self.prompt_tokens(op, params):  # llama.cpp asserts on an empty prompt (a 500, found by fuzzing)
+                raise BadRequest("the prompt is empty: it has no tokens for the model to continue")
             chunks = self.llm.create_completion(params["prompt"], stream=True, **kw)
         else:
             raise BadRequest(f"unknown op {op!r}")

@@ -326,15 +326,27 @@ def dataset() -> None:
 @click.option("--test", type=float, default=None, help="Test fraction (default from config: 0.1).")
 @click.option("--seed", type=int, default=None, help="Split seed (default from config: 42).")
 @click.option("--format", "fmt", type=click.Choice(["chat", "alpaca"]), default=None)
+@click.option("--keep-leaks", is_flag=True, help="Keep val/test examples that have a near-duplicate in train "
+              "(default: reported and moved into train).")
 @json_option
 @click.pass_obj
-def dataset_export(obj: Ctx, out, val, test, seed, fmt, as_json: bool) -> None:
-    """Write train/val/test JSONL and manifest.json; no example lands in two splits."""
+def dataset_export(obj: Ctx, out, val, test, seed, fmt, keep_leaks, as_json: bool) -> None:
+    """Write train/val/test JSONL and manifest.json; no example lands in two splits, and no val/test example has a
+    near-duplicate (cosine ≥ dedup.threshold) in train unless --keep-leaks."""
     from forge.dataset import export_dataset
 
-    r = run_guarded(as_json, export_dataset, obj.store, out, obj.config, val, test, seed, fmt)
-    emit(r, as_json, lambda d: click.echo(f"train {d['train']}, val {d['val']}, test {d['test']} → {out}\n"
-                                          f"dataset hash {d['dataset_hash']}"))
+    r = run_guarded(as_json, export_dataset, obj.store, out, obj.config, val, test, seed, fmt, keep_leaks)
+
+    def human(d):
+        click.echo(f"train {d['train']}, val {d['val']}, test {d['test']} → {out}\ndataset hash {d['dataset_hash']}")
+        lk = d["leaks"]
+        if lk["test"] or lk["val"]:
+            ids = ", ".join(str(i) for i in lk["test"] + lk["val"])
+            click.echo(f"leakage: {len(lk['test'])} test and {len(lk['val'])} val example(s) have a near-duplicate in "
+                       f"train (cosine ≥ {lk['threshold']:.2f}): {ids} — "
+                       + ("moved into train" if lk["moved"] else "kept (--keep-leaks)"), err=True)
+
+    emit(r, as_json, human)
 
 
 # ---- dedup --------------------------------------------------------------------------------------------------
@@ -553,7 +565,8 @@ def models_add(obj: Ctx, path: str, model_id: str | None, as_json: bool) -> None
 # ---- generate -----------------------------------------------------------------------------------------------
 @main.command()
 @click.option("--base-url", required=True, help="OpenAI-compatible endpoint, e.g. https://openrouter.ai/api/v1")
-@click.option("--model", default=None, help="Model name at that endpoint (default: config generate.model).")
+@click.option("--model", default=None, help="Model name at that endpoint (default: config generate.model, else the "
+              "first model the endpoint lists at GET /v1/models).")
 @click.option("--n", "n", type=int, required=True, help="How many new examples to add.")
 @click.option("--template", default="pairs", show_default=True,
               help="Prompt template id (pairs, variations) or your own text with {k} and {topic}.")
@@ -576,7 +589,64 @@ def generate(obj: Ctx, base_url, model, n, template, topic, from_approved, as_js
     out = r.to_json()
     emit(out, as_json, lambda d: click.echo(
         f"added {d['added']} · duplicates {d['duplicates']} · failed {d['failed']} · tokens "
-        f"{d['prompt_tokens']} in / {d['completion_tokens']} out" + (f"\n  last error: {r.errors[-1]}" if r.errors else "")))
+        f"{d['prompt_tokens']} in / {d['completion_tokens']} out · model {d['model']}"
+        + (f" ({d['model_how']})" if d["model_how"] else "") + (f"\n  last error: {r.errors[-1]}" if r.errors else "")))
+
+
+# ---- backtranslate ------------------------------------------------------------------------------------------
+@main.command()
+@click.option("--base-url", default=None,
+              help="OpenAI-compatible endpoint (default: the local companion, http://127.0.0.1:<companion.port>/v1).")
+@click.option("--model", default=None,
+              help="Model name at that endpoint (default: config backtranslate.model, else the first it lists).")
+@click.option("--source", default=None, metavar="PREFIX",
+              help="Only notes whose source (obsidian:PATH) or vault path starts with PREFIX, e.g. Journal/.")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="At most this many notes in this run.")
+@json_option
+@click.pass_obj
+def backtranslate(obj: Ctx, base_url, model, source, limit, as_json: bool) -> None:
+    """An LLM writes the request each note answers, in place of the template prompt ("Tell me about …").
+
+    The note stays the answer byte for byte; each new prompt is an edit in the decision log (`forge undo` brings the
+    template back), the example stays pending. Notes you approved, rejected or edited are left alone. Stopped
+    (Ctrl-C, --limit, a cap), a re-run goes on with the notes left."""
+    from forge import backtranslate as bt
+
+    def go(progress):
+        def report(r):
+            if progress:
+                progress(r.done + r.failed, r.total)
+
+        return bt.backtranslate(obj.store, obj.config, base_url, model, source, limit, report)
+
+    r = run_guarded(as_json, _progress_run, "writing prompts", as_json, go)
+
+    def human(d):
+        click.echo(f"backtranslated {d['done']} · failed {d['failed']} · skipped {d['skipped']} · tokens "
+                   f"{d['prompt_tokens']} in / {d['completion_tokens']} out · {d['requests']} requests"
+                   + (f" · model {d['model']}" + (f" ({d['model_how']})" if d["model_how"] else "") if d["model"]
+                      else ""))
+        for line in d["errors"][:10]:
+            click.echo(f"  failed {line}", err=True)
+        if len(d["errors"]) > 10:
+            click.echo(f"  … and {len(d['errors']) - 10} more (use --json for all)", err=True)
+        if d["skipped"]:
+            click.echo("  left alone: " + ", ".join(f"{n} {bt.SKIP_REASONS.get(k, k)}"
+                                                    for k, n in d["skipped_by_reason"].items()), err=True)
+        if d["remaining"]:
+            click.echo(f"  {'stopped; ' if d['interrupted'] else ''}{d['remaining']} note(s) still carry the template "
+                       f"prompt: run it again to go on", err=True)
+        elif not d["done"] and not d["failed"]:
+            click.echo("  no note carries the template prompt" + (f" under {source}" if source else ""), err=True)
+        if d["error"]:
+            click.echo(f"forge: error: {d['error']}", err=True)
+
+    out = r.to_json()
+    emit(out, as_json, human)
+    if r.interrupted:
+        sys.exit(130)
+    if r.error:
+        sys.exit(1)
 
 
 # ---- eval ---------------------------------------------------------------------------------------------------
@@ -587,41 +657,70 @@ def generate(obj: Ctx, base_url, model, n, template, topic, from_approved, as_js
               help="Held-out prompts: JSONL in any shape `forge extract jsonl` accepts.")
 @click.option("--dataset", "dataset_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="An exported dataset folder: its test.jsonl is used.")
-@click.option("--max-tokens", type=int, default=64, show_default=True)
+@click.option("--max-tokens", default="auto", show_default=True,
+              help="Output budget per prompt: a number, or auto = 1.5 × the 95th percentile of the reference "
+                   "lengths in the base model's tokens (16…2048).")
 @click.option("--timeout", "timeout_s", type=float, default=60, show_default=True, help="Seconds per prompt.")
+@click.option("--baselines", "baselines", default="auto", show_default=True,
+              help="The lead-N extractive baseline: auto = for summary-like tasks (N from the reference lengths), "
+                   "lead = always, lead-3 = always with N = 3, none = never.")
+@click.option("--keep-leaks", is_flag=True,
+              help="Keep held-out prompts that have a near-duplicate in the model's training data (default: "
+                   "excluded and counted).")
 @json_option
 @click.pass_obj
-def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, max_tokens, timeout_s, as_json: bool) -> None:
-    """Evaluate MODEL_ID against a baseline on held-out prompts (greedy, as served)."""
+def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, max_tokens, timeout_s, baselines, keep_leaks,
+             as_json: bool) -> None:
+    """Evaluate MODEL_ID against a baseline on held-out prompts (greedy, as served), with paired 95 % intervals."""
     from forge import eval as ev
     from forge import export as ex
 
     def go(progress):
         ex.register_bundled_base(obj.store, obj.config)
         return ev.evaluate(obj.store, model_id, None if baseline == "none" else baseline, test_file, dataset_dir,
-                           max_tokens, timeout_s, (lambda m, d, t: progress(d, t)) if progress else None)
+                           max_tokens, timeout_s, (lambda m, d, t: progress(d, t)) if progress else None,
+                           config=obj.config, baselines=baselines, keep_leaks=keep_leaks)
 
     r = run_guarded(as_json, _progress_run, "evaluating", as_json, go)
-    keys = ("exact_match", "rouge_l", "bleu", "json_valid", "latency_p50_ms", "tokens_per_s")
-    out = {"n": r["n"], **{role: {k: r[role][k] for k in keys} for role in ("model", "baseline") if role in r}}
+    drop = ("eval",)
+    out = {"n": r["n"], "dataset": r["dataset"], "max_tokens": r["max_tokens"],
+           **{role: {k: v for k, v in r[role].items() if k not in drop} for role in ("model", "baseline") if role in r},
+           "lead": ({k: v for k, v in r["lead"].items() if k != "outputs"} if r["lead"] else None),
+           "comparisons": r["comparisons"], "summary": r["summary"], "leaks": r["leaks"],
+           "forgetting": r["forgetting"]}
 
     def human(d):
-        click.echo(f"{'metric':<16}{'model':>12}{'baseline':>12}   ({d['n']} prompts)")
-        for k in keys:
-            cells = [d[role][k] if role in d else None for role in ("model", "baseline")]
-            click.echo(f"{k:<16}" + "".join(f"{'—' if v is None else f'{v:.3f}':>12}" for v in cells))
+        systems = [("tuned", d["model"])] + ([("base" if r.get("baseline_id") == "base" else r["baseline_id"],
+                                              d["baseline"])] if "baseline" in d else [])
+        systems += [(d["lead"]["id"], d["lead"]["metrics"])] if d["lead"] else []
+        others = list(d["comparisons"])
+        click.echo(f"{'metric':<20}" + "".join(f"{name:>11}" for name, _ in systems)
+                   + "".join(f"   {'tuned − ' + o + ' (95 % CI)':<34}" for o in others) + f"   ({d['n']} prompts)")
+        for k in d["model"]:
+            cells = "".join(f"{ev.fmt_value(m.get(k)):>11}" for _, m in systems)
+            diffs = "".join(f"   {ev.fmt_interval(d['comparisons'][o].get(k)):<34}" for o in others
+                            if k in ev.QUALITY)
+            click.echo(f"{k:<20}{cells}{diffs}".rstrip())
+        click.echo(f"max tokens {d['max_tokens']} · * = the interval excludes 0")
+        for line in d["summary"]:
+            click.echo(f"- {line}")
 
     emit(out, as_json, human)
 
 
 # ---- demo ---------------------------------------------------------------------------------------------------
 @main.command()
-@click.option("--max-steps", type=int, default=None, help="Override the demo's 120 training steps.")
+@click.option("--task", type=click.Choice(["reminders", "summarize"]), default="reminders", show_default=True,
+              help="reminders: request → '<task> | <when>'; summarize: dialogue → summary with {{RED:…}} markers kept.")
+@click.option("--max-steps", type=int, default=None, help="Override the task's training steps (demo spec).")
 @json_option
 @click.pass_obj
-def demo(obj: Ctx, max_steps, as_json: bool) -> None:
-    """The whole loop on the built-in reminders task in a fresh workspace (data/workspace-demo unless --workspace):
-    import, approve, export, train, export Q4_K_M, evaluate against base. About 10 minutes on a laptop CPU."""
+def demo(obj: Ctx, task, max_steps, as_json: bool) -> None:
+    """The whole loop on a built-in task in a fresh workspace (data/workspace-demo unless --workspace): import,
+    approve, export, train, export Q4_K_M, evaluate on held-out data it never trained on against base (and the
+    lead-N baseline for summaries), with paired 95 % intervals. Reminders take about 15 minutes on a 2-core CPU,
+    summaries about 25."""
+    from forge import eval as ev
     from forge.config import REPO_ROOT
     from forge.demo import DemoError, run_demo
 
@@ -632,19 +731,31 @@ def demo(obj: Ctx, max_steps, as_json: bool) -> None:
             click.echo(msg, err=True)
 
     try:
-        r = run_demo(ws, say, max_steps)
+        r = run_demo(ws, say, max_steps, task=task)
     except DemoError as e:
         fail(str(e), as_json)
-    keys = ("exact_match", "rouge_l", "bleu", "json_valid", "latency_p50_ms", "tokens_per_s")
-    out = {"n": r["n"], "model": {k: r["model"][k] for k in keys}, "baseline": {k: r["baseline"][k] for k in keys},
-           "run_id": r["run_id"], "model_id": r["model_id"], "workspace": r["workspace"], "minutes": r["minutes"]}
+    keys = ("exact_match", "rouge_l", "rouge_lsum", "bleu", "latency_p50_ms", "tokens_per_s")
+    out = {"task": r["task"], "n": r["n"], "max_tokens": r["max_tokens"],
+           "model": {k: r["model"].get(k) for k in keys}, "baseline": {k: r["baseline"].get(k) for k in keys},
+           "lead": ({"id": r["lead"]["id"], **{k: r["lead"]["metrics"].get(k) for k in keys}}
+                    if r.get("lead") else None),
+           "comparisons": r.get("comparisons", {}), "summary": r.get("summary", []), "run_id": r["run_id"],
+           "model_id": r["model_id"], "workspace": r["workspace"], "train_minutes": r["train_minutes"],
+           "minutes": r["minutes"]}
 
     def human(d):
-        click.echo(f"{'':<16}{'tuned':>10}{'base':>10}   ({d['n']} held-out requests, {d['minutes']} min)")
+        systems = [("tuned", d["model"]), ("base", d["baseline"])] + ([(d["lead"]["id"], d["lead"])] if d["lead"] else [])
+        others = list(d["comparisons"])
+        click.echo(f"{d['task']}: {d['n']} held-out prompts · training {d['train_minutes']} min · all {d['minutes']} min")
+        click.echo(f"{'':<16}" + "".join(f"{name:>10}" for name, _ in systems)
+                   + "".join(f"   {'tuned − ' + o + ' (95 % CI)':<34}" for o in others))
         for k in keys:
-            a, b = d["model"][k], d["baseline"][k]
-            click.echo(f"{k:<16}" + "".join(f"{'—' if v is None else f'{v:.3f}':>10}" for v in (a, b)))
-        click.echo(f"exact match gain: {d['model']['exact_match'] - d['baseline']['exact_match']:+.2f}")
+            cells = "".join(f"{ev.fmt_value(m.get(k)):>10}" for _, m in systems)
+            diffs = "".join(f"   {ev.fmt_interval(d['comparisons'][o].get(k)):<34}" for o in others
+                            if k in ev.QUALITY)
+            click.echo(f"{k:<16}{cells}{diffs}".rstrip())
+        for line in d["summary"]:
+            click.echo(f"- {line}")
 
     emit(out, as_json, human)
 

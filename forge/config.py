@@ -171,6 +171,47 @@ class GenerateConfig(_Section):
     """Sampling temperature; higher gives more varied examples."""
 
 
+BACKTRANSLATE_INSTRUCTION = (
+    "Write the question each note answers.\n\n"
+    "Note (Tomatoes): Water the tomatoes every morning and feed them once a week.\n"
+    "Question: How should I look after my tomato plants?\n\n"
+    "Note ({title}): {note}\n"
+    "Question:")
+
+
+class BacktranslateConfig(_Section):
+    """`forge backtranslate`: an LLM writes the request each note answers, in place of the template prompt. How to
+    reach the endpoint (API key variable, timeout, retries, backoff, concurrency) is `generate`'s: one endpoint,
+    one policy. The caps and sampling are this section's, because a run makes one short request per note."""
+
+    model: str | None = None
+    """Model name at the endpoint; --model overrides it. Null: the first model the endpoint lists at
+    GET /v1/models (for the companion, the model it serves)."""
+
+    instruction: str = BACKTRANSLATE_INSTRUCTION
+    """What the model is asked for each note. Placeholders: {note} (the note's text, cut to max_note_chars) and
+    {title}. The default shows one worked example, which even the bundled 135M model follows."""
+
+    max_requests: int = Field(default=1000, gt=0)
+    """Hard cap on requests per run, retries included. A later run goes on with the notes left."""
+
+    max_total_tokens: int = Field(default=2_000_000, gt=0)
+    """Hard cap on prompt + completion tokens per run (from the replies' usage)."""
+
+    max_tokens: int = Field(default=96, gt=0)
+    """max_tokens sent with each request: room for one request, not an essay."""
+
+    temperature: float = Field(default=0.3, ge=0, le=2)
+    """Sampling temperature; low keeps the request close to what the note says."""
+
+    max_note_chars: int = Field(default=6000, gt=0)
+    """At most this many characters of a note are sent. Only the request is cut: the example keeps its whole
+    text."""
+
+    max_prompt_chars: int = Field(default=400, gt=0)
+    """A written request longer than this is refused (counted as failed; the example keeps its template)."""
+
+
 class TaskConfig(_Section):
     system: str
     """System prompt telling the model what the task is; the user turn is the request's `text`."""
@@ -285,6 +326,9 @@ class Config(_Section):
 
     generate: GenerateConfig = GenerateConfig()
     """Generating examples with an OpenAI-compatible endpoint."""
+
+    backtranslate: BacktranslateConfig = BacktranslateConfig()
+    """Prompts written for notes by an LLM (instruction backtranslation)."""
 
     companion: CompanionConfig = CompanionConfig()
     """The local OpenAI-compatible server (`forge serve`)."""

@@ -12,17 +12,17 @@ read from the environment variable named in config and is never stored, logged o
 from __future__ import annotations
 
 import json
-import os
 import random
 import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
 from forge.config import Config
 from forge.extract.common import record_to_messages
 from forge.extract.jsonl import parse_json_text, records_of
+from forge.llm import CallFailed, Endpoint, Usage
 from forge.store import Store, StoreError, content_hash
 from forge.validate import validate_messages
 
@@ -45,38 +45,41 @@ class GenerateError(StoreError):
 
 
 @dataclass
-class Report:
+class Report(Usage):
     added: int = 0
     duplicates: int = 0
-    failed: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    requests: int = 0
-    errors: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    model: str = ""
+    model_how: str = ""
 
     def to_json(self) -> dict:
         return {"added": self.added, "duplicates": self.duplicates, "failed": self.failed,
-                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "model": self.model, "model_how": self.model_how}
 
 
-def _retry_after(exc) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    value = headers.get("retry-after") if hasattr(headers, "get") else None
+def resolve_model(base_url: str, model: str | None, api_key: str | None = None,
+                  timeout_s: float = 10.0) -> tuple[str, str]:
+    """(model, how it was chosen). A given name is used as is (how = ""); otherwise the first model the endpoint
+    lists at GET /v1/models, the way local servers (the companion, llama-server, Ollama) name what they serve."""
+    if model:
+        return model, ""
+    import httpx
+
+    url = base_url.rstrip("/") + "/models"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _retryable(exc) -> bool:
-    import openai
-
-    if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError)):
-        return True
-    status = getattr(exc, "status_code", None)
-    return status == 429 or (status is not None and status >= 500)
+        r = httpx.get(url, headers=headers, timeout=timeout_s)
+        r.raise_for_status()
+        listed = [m.get("id") for m in (r.json().get("data") or []) if isinstance(m, dict) and m.get("id")]
+    except httpx.HTTPStatusError as e:
+        raise GenerateError(f"no --model given and {url} answered {e.response.status_code}: pass --model "
+                            f"(or set it in config.json)") from None
+    except (httpx.HTTPError, ValueError, AttributeError) as e:
+        raise GenerateError(f"no --model given and {url} could not be read ({type(e).__name__}): pass --model") \
+            from None
+    if not listed:
+        raise GenerateError(f"no --model given and {url} lists no model: pass --model")
+    return listed[0], f"first of {len(listed)} listed at {url}" if len(listed) > 1 else f"the one listed at {url}"
 
 
 def parse_examples(text: str) -> list[list[dict]]:
@@ -93,68 +96,42 @@ def parse_examples(text: str) -> list[list[dict]]:
 class Generator:
     def __init__(self, store: Store, config: Config, base_url: str, model: str, api_key: str | None = None,
                  progress: Callable[[Report], None] | None = None):
-        import openai
-
         g = config.generate
         self.store, self.cfg, self.model = store, g, model
-        key = api_key if api_key is not None else os.environ.get(g.api_key_env, "") or "not-needed"
-        # Our own retry loop (Retry-After, jitter, counting): the client's is switched off.
-        self.client = openai.OpenAI(base_url=base_url, api_key=key, timeout=g.timeout_s, max_retries=0)
         self.report = Report()
+        self.endpoint = Endpoint(base_url, model, g, self.report, api_key)
         self.progress = progress or (lambda r: None)
         self.structured = True  # json_schema until the endpoint says it does not support it
-        self.stop = threading.Event()
+        self.stop = self.endpoint.stop
         self.storing = threading.Lock()
 
     # ---- one request --------------------------------------------------------------------------------------
     def _budget_left(self) -> bool:
-        r = self.report
-        return (r.requests < self.cfg.max_requests
-                and r.prompt_tokens + r.completion_tokens < self.cfg.max_total_tokens and not self.stop.is_set())
+        return self.endpoint.budget_left()
+
+    def _request(self, prompt: str) -> dict:
+        kwargs = {"messages": [{"role": "user", "content": prompt}],
+                  "temperature": self.cfg.temperature, "max_tokens": self.cfg.max_tokens}
+        if self.structured:
+            kwargs["response_format"] = {"type": "json_schema", "json_schema": {"name": "examples", "schema": SCHEMA}}
+        return kwargs
+
+    def _refused(self, error: Exception) -> bool:
+        if not self.structured:
+            return False
+        # Endpoints without structured output refuse the request (each in its own words): ask again without
+        # response_format and parse the JSON from the text instead.
+        self.structured = False
+        return True
 
     def _call(self, prompt: str) -> str | None:
-        import openai
-
-        for attempt in range(self.cfg.max_retries + 1):
-            with self.report.lock:
-                if not self._budget_left():
-                    return None
-                self.report.requests += 1
-            kwargs = {"model": self.model, "messages": [{"role": "user", "content": prompt}],
-                      "temperature": self.cfg.temperature, "max_tokens": self.cfg.max_tokens}
-            if self.structured:
-                kwargs["response_format"] = {"type": "json_schema",
-                                             "json_schema": {"name": "examples", "schema": SCHEMA}}
-            try:
-                resp = self.client.chat.completions.create(**kwargs)
-            except openai.BadRequestError as e:
-                if self.structured:
-                    # Endpoints without structured output refuse the request (each in its own words): ask
-                    # again without response_format and parse the JSON from the text instead.
-                    self.structured = False
-                    continue
-                self._record_error(f"request refused: {e.status_code}")
-                return None
-            except Exception as e:  # noqa: BLE001 - anything the client raises is either retried or reported
-                if not _retryable(e) or attempt == self.cfg.max_retries:
-                    self._record_error(f"{type(e).__name__}: {getattr(e, 'status_code', '')}".strip(": "))
-                    return None
-                delay = _retry_after(e)
-                if delay is None:
-                    delay = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * 2 ** attempt)
-                    delay *= random.uniform(0.5, 1.0)  # full-ish jitter: clients that failed together spread out
-                self.stop.wait(delay)
-                continue
-            usage = getattr(resp, "usage", None)
-            with self.report.lock:
-                self.report.prompt_tokens += getattr(usage, "prompt_tokens", 0) or 0
-                self.report.completion_tokens += getattr(usage, "completion_tokens", 0) or 0
-            text = resp.choices[0].message.content if resp.choices else None
-            if parse_examples(text or ""):
-                return text
-            with self.report.lock:  # unparseable: counted, retried, never stored
-                self.report.failed += 1
-        return None
+        try:  # unparseable replies are counted and asked again by the endpoint, never stored
+            reply = self.endpoint.call(lambda: self._request(prompt), lambda text: bool(parse_examples(text)),
+                                       self._refused)
+        except CallFailed as e:
+            self._record_error(str(e))
+            return None
+        return reply.text if reply is not None else None
 
     def _record_error(self, message: str) -> None:
         with self.report.lock:
@@ -228,10 +205,11 @@ def generate(store: Store, config: Config, base_url: str, n: int, model: str | N
              template: str = "pairs", topic: str | None = None, from_approved: bool = False,
              progress: Callable[[Report], None] | None = None) -> Report:
     g = config.generate
-    model = model or g.model
-    if not model:
-        raise GenerateError("no model: pass --model or set generate.model in config.json")
+    from forge.llm import api_key as key_from_env
+
+    model, how = resolve_model(base_url, model or g.model, key_from_env(g.api_key_env), min(g.timeout_s, 10.0))
     gen = Generator(store, config, base_url, model, progress=progress)
+    gen.report.model, gen.report.model_how = model, how
     if from_approved:
         prompts = variation_prompts(store, g.per_request)
     else:

@@ -453,10 +453,13 @@ class Store:
                   (state["status"], canonical_messages(msgs), flatten(msgs), content_hash(msgs),
                    int(state["edited"]), state["reason"], ts, example_id))
 
-    def decide(self, action: str, changes: dict[int, dict], reason: str | None = None) -> int:
+    def decide(self, action: str, changes: dict[int, dict], reason: str | None = None,
+               expect: dict[int, dict] | None = None) -> int:
         """Record one user action that changes one or more examples, and apply it, atomically.
 
-        `changes` maps example id → fields to set (status, messages, reason). Returns the decision id."""
+        `changes` maps example id → fields to set (status, messages, reason). `expect` maps example id → fields
+        (status, messages, edited) it must still have: when another process changed one meanwhile, nothing is
+        applied and StoreError says so. Returns the decision id."""
         if not changes:
             raise StoreError("nothing to change")
         ts = now()
@@ -467,6 +470,11 @@ class Store:
                 if row is None:
                     raise StoreError(f"no example with id {eid}")
                 old = self._state(row)
+                for key, want in (expect or {}).get(eid, {}).items():
+                    same = (canonical_messages(want) == canonical_messages(old[key]) if key == "messages"
+                            else want == old[key])
+                    if not same:
+                        raise StoreError(f"example {eid} changed meanwhile ({key}); left as it is")
                 state = dict(old)
                 state.update({k: v for k, v in new.items() if k in ("status", "messages", "reason")})
                 if "messages" in new and canonical_messages(new["messages"]) != canonical_messages(old["messages"]):
@@ -533,6 +541,20 @@ class Store:
     def redo(self) -> dict:
         """Re-apply the latest undone decision, unless a new decision was made since."""
         return self._replay("redo")
+
+    def last_decision(self, example_id: int, action: str) -> dict | None:
+        """The newest decision of `action` made on example_id (not an undo or redo of one): its id, reason,
+        time, and the example's state before and after it. None if there is none."""
+        with self.lock:
+            row = self.conn.execute(
+                "SELECT id, before, after, reason, created_at FROM decisions WHERE kind='do' AND action=? AND "
+                "EXISTS (SELECT 1 FROM json_each(decisions.example_ids) e WHERE e.value=?) ORDER BY id DESC LIMIT 1",
+                (action, example_id)).fetchone()
+        if row is None:
+            return None
+        key = str(example_id)
+        return {"id": row["id"], "reason": row["reason"], "created_at": row["created_at"],
+                "before": json.loads(row["before"]).get(key), "after": json.loads(row["after"]).get(key)}
 
     def decisions(self, limit: int = 50) -> list[dict]:
         with self.lock:

@@ -1,21 +1,30 @@
 #!/usr/bin/env python3
-"""Generate the built-in demo task: an informal request with a time expression → "<task> | <when>".
+"""Generate the built-in reminders task: an informal request with a time expression → "<task> | <when>".
 
-    "dont let me forget to call mom tomorrow at 5" → "call mom | tomorrow at 5"
+    "set a reminder for tonight: call mom" → "call mom | tonight"
 
-Tasks, time expressions and phrasings are each split into a training pool and a held-out pool, so the held-out
-file tests requests whose task, time AND phrasing never occur in the training file: a model can only score there
-by learning the task, not by remembering strings. Deterministic (seeded); re-run to regenerate:
+The held-out file is a test the training file cannot have prepared the model for by rote. Its requests are built
+from sentence frames written only for it ("note to self: …", "don't let me forget to …", "ping me … to …"), and
+its tasks and time expressions come from pools the training file never draws on. No held-out frame's skeleton (the
+request with the task and the time taken out) is the skeleton of any training frame, and the frames' key words are
+kept apart too (the training side never says "note", "forget", "ping", …). A model scores there only by having
+learned where a task and a time sit in a request. The answer format is the same on both sides.
 
-    python scripts/make_demo_data.py            # writes data/demo/reminders.jsonl and reminders_heldout.jsonl
+The training side is varied on purpose: about fifty frames, the time first or the task first or in the middle,
+with and without filler words and trailing remarks. Deterministic (seeded); re-run to regenerate:
 
-Also an example of making your own task: lists of parts, a few phrasings, a seeded shuffle, a held-out split.
+    python scripts/make_demo_data.py                 # writes data/demo/reminders.jsonl and reminders_heldout.jsonl
+    python scripts/make_demo_data.py --out DIR       # somewhere else (the tests check it reproduces the files)
+
+Also an example of making your own task: lists of parts, frames per side, a seeded shuffle, a held-out split.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
+import re
 from pathlib import Path
 
 TASKS = [
@@ -24,21 +33,31 @@ TASKS = [
     "call the plumber", "submit the expense report", "feed the cat", "return the library books",
     "email the landlord about the heater", "buy a birthday present for sam", "refill my prescription",
     "check the tire pressure", "back up my laptop", "cancel the gym membership", "order more printer ink",
-    "call grandma", "pay rent", "walk the dog", "finish the slides for monday", "text jordan about dinner",
+    "call grandma", "pay rent", "walk the dog", "finish the slides", "text jordan about dinner",
     "update my resume", "clean the fridge", "schedule the car service", "buy stamps", "charge the camera batteries",
     "sign the permission slip", "pick up the kids from school", "take my vitamins", "defrost the chicken",
     "call the bank about the card", "file my taxes", "water the tomatoes", "bring the umbrella", "stretch",
     "review the pull request", "book train tickets to leeds", "reply to the recruiter", "mow the lawn",
     "move the car for street cleaning", "put the bins out", "call the vet", "buy coffee beans",
     "send flowers to aunt rosa", "practice the piano", "drink some water", "start the laundry",
-    "take the chicken out of the oven", "join the standup call", "print the boarding passes",
+    "take the lasagna out of the oven", "join the standup call", "print the boarding passes",
     "pay the credit card", "order the groceries", "check on the neighbours", "back up the photos",
     "buy batteries for the smoke alarm", "send the contract to legal", "pick up the parcel at the post office",
-    "thank jamie for the help", "bake the bread", "check the oven", "bring the laptop charger",
+    "thank jamie for the help", "bake the bread", "turn off the oven", "bring the laptop charger",
     "prepare questions for the interview", "call the insurance company", "read chapter four",
     "water the garden", "replace the air filter", "pack the gym bag", "call dad", "write the weekly report",
     "cancel the dentist", "buy a card for lee", "pick up mia from football", "turn off the sprinklers",
-    "log my hours", "meditate", "defrost the freezer",
+    "log my hours", "meditate", "defrost the freezer", "book a table for two", "wash the car",
+    "return the rental car", "call the school office", "buy dog food", "vacuum the stairs", "iron my shirt",
+    "order a new phone case", "fix the leaking tap", "renew the car insurance", "send the rsvp",
+    "pay the parking fine", "take the bins back in", "change the bed sheets", "buy a gift for the wedding",
+    "confirm the hotel booking", "email my thesis supervisor", "top up my bus card", "clean the bathroom",
+    "check the mailbox", "pick up the prescription", "call the electrician", "make soup for the week",
+    "upload the holiday photos", "pay the phone bill", "ask hannah about the keys", "print the tickets",
+    "go for a run", "water the orchids", "sort out the recycling", "buy new running shoes", "call uncle joe",
+    "book the vet for rex", "submit my timesheet", "return the drill to pete", "unload the dishwasher",
+    "book a haircut", "read the contract", "cancel the newspaper", "change the smoke alarm battery",
+    "take the medicine", "order pizza for the team", "buy flour and eggs", "check in for the flight",
 ]
 
 TIMES = [
@@ -52,20 +71,52 @@ TIMES = [
     "at dawn", "in half an hour", "thursday evening", "at 4", "the day after tomorrow", "on march 2nd",
     "at 6:45 tomorrow", "sunday night", "in 5 minutes", "at midnight", "next saturday", "on the 20th",
     "tomorrow before work", "at 3pm on friday", "this coming monday", "in a week", "at 1",
+    "at 5:30", "on thursday", "in 15 minutes", "at quarter to nine", "tuesday morning", "on the 28th",
+    "next wednesday at 10", "in four hours", "at 7 tomorrow", "on saturday", "after work", "at lunchtime",
+    "on monday", "in 90 minutes", "at 8:15am", "wednesday night", "on the 9th", "in a fortnight",
+    "at 9 tonight", "next sunday", "this friday", "at 12:30", "tomorrow afternoon", "on the 2nd of may",
+    "saturday at 10", "in 30 minutes", "at 3", "before dinner", "on christmas eve", "at 7pm on sunday",
 ]
 
-PHRASINGS = [
-    "remind me to {task} {when}", "dont let me forget to {task} {when}", "{when} i need to {task}",
-    "can you remind me {when} to {task}", "pls remind me to {task} {when}", "i have to {task} {when}",
-    "set a reminder to {task} {when}", "need to {task} {when}", "ping me {when} to {task}",
-    "make sure i {task} {when}", "{when} remind me to {task}", "hey, {task} {when}, ok?",
-    "note to self: {task} {when}", "don't forget, {task} {when}", "yo remind me {task} {when}",
-    "gotta {task} {when}", "could u nudge me to {task} {when}", "reminder: {task} {when}",
-    "i must {task} {when} dont let me forget", "{when}: {task}", "help me remember to {task} {when}",
-    "i should really {task} {when}", "remember to {task} {when} please", "alert me {when} so i {task}",
-    "add a reminder {when} to {task}", "remind me {when} that i need to {task}", "ok so {task} {when}",
-    "put it in my reminders: {task} {when}", "bug me {when} to {task}", "can u make sure i {task} {when}",
+# Each side's frames. `{task}` and `{when}` are the parts the answer copies; everything else is the frame.
+TRAIN_FRAMES = [
+    "remind me to {task} {when}", "{when} remind me to {task}", "can you remind me {when} to {task}",
+    "pls remind me to {task} {when}", "remind me {when}: {task}", "remind me {when} that i need to {task}",
+    "yo remind me {task} {when}", "could you remind me to {task} {when}", "can u remind me to {task} {when}?",
+    "{when} please remind me to {task}", "i have to {task} {when}", "{when} i have to {task}",
+    "i need to {task} {when}", "{when} i need to {task}", "need to {task} {when}", "i must {task} {when}",
+    "i should {task} {when}", "{when} i should {task}", "gotta {task} {when}", "{when} gotta {task}",
+    "set a reminder to {task} {when}", "set a reminder for {when}: {task}", "add a reminder {when} to {task}",
+    "add to my reminders: {task} {when}", "reminder: {task} {when}", "reminder for {when} - {task}",
+    "create reminder {task} {when}", "new reminder - {task} - {when}", "schedule a reminder {when}: {task}",
+    "i want a reminder {when} to {task}", "i need a reminder to {task} {when}", "make a reminder: {task}, {when}",
+    "make sure i {task} {when}", "{when}, make sure i {task}", "can you make sure i {task} {when}?",
+    "remember to {task} {when} please", "please remember: {task} {when}", "help me remember to {task} {when}",
+    "i have to remember to {task} {when}", "alert me {when} so i {task}", "bug me {when} to {task}",
+    "tell me {when} to {task}", "be sure to tell me to {task} {when}", "hey, {task} {when}, ok?",
+    "ok so {task} {when}", "{task} {when}", "{task} {when} pls", "{when}: {task}", "{when} - {task}",
+    "it's important that i {task} {when}", "{task} {when}, thanks", "hey assistant, {task} {when}",
 ]
+HELD_FRAMES = [
+    "note to self: {task} {when}", "don't let me forget to {task} {when}", "ping me {when} to {task}",
+    "heads up for {when}: {task}", "jot this down: {task} {when}", "could you poke me {when}? i gotta {task}",
+    "{when} i'm supposed to {task}", "mental note, {task} {when}", "i'd better {task} {when}",
+    "todo {when}: {task}", "give me a shout {when} so i {task}", "keep me honest: {task} {when}",
+    "flag this for {when}: {task}", "nudge me {when} to {task}", "buzz me {when} to {task}",
+    "{when} — {task}, don't let it slip", "put {task} on my list for {when}", "my plan {when} is to {task}",
+    "do not let me skip this: {task} {when}", "on my radar {when}: {task}",
+]
+# Words only the held-out frames use: the training frames must not contain them (checked by the tests too).
+HELD_ONLY_WORDS = {"note", "self", "forget", "ping", "heads", "jot", "poke", "supposed", "mental", "better", "todo",
+                   "shout", "honest", "flag", "nudge", "buzz", "slip", "list", "plan", "skip", "radar"}
+
+_WORD_RE = re.compile(r"[\w']+")
+
+
+def skeleton(request: str, task: str, when: str) -> str:
+    """The frame of a request: its words once the task and the time are taken out, lower case, in order."""
+    rest = request.lower().replace(task, " ", 1).replace(when, " ", 1)
+    return " ".join(_WORD_RE.findall(rest))
 
 
 def split(items: list[str], rng: random.Random, held: float) -> tuple[list[str], list[str]]:
@@ -75,32 +126,46 @@ def split(items: list[str], rng: random.Random, held: float) -> tuple[list[str],
     return items[k:], items[:k]
 
 
-def compose(tasks, times, phrasings, n, rng) -> list[dict]:
+def compose(tasks, times, frames, n, rng) -> list[dict]:
+    """n distinct requests, each frame used about equally often; a few capitalised or with a trailing mark."""
     seen, out = set(), []
     while len(out) < n:
-        task, when, phrase = rng.choice(tasks), rng.choice(times), rng.choice(phrasings)
-        text = phrase.format(task=task, when=when)
+        task, when, frame = rng.choice(tasks), rng.choice(times), frames[len(out) % len(frames)]
+        text = frame.format(task=task, when=when)
         if rng.random() < 0.15:
-            text = text.capitalize()
+            text = text[0].upper() + text[1:]
+        if rng.random() < 0.1 and text[-1].isalnum():
+            text += rng.choice([".", "!"])
         if text in seen:
             continue
         seen.add(text)
         out.append({"input": text, "output": f"{task} | {when}"})
+    rng.shuffle(out)
     return out
 
 
-def main() -> None:
-    rng = random.Random(2026)
+def build(seed: int = 2026, n_train: int = 640, n_held: int = 100) -> tuple[list[dict], list[dict]]:
+    rng = random.Random(seed)
     train_tasks, held_tasks = split(TASKS, rng, 0.2)
     train_times, held_times = split(TIMES, rng, 0.2)
-    train_phr, held_phr = split(PHRASINGS, rng, 0.2)
-    train = compose(train_tasks, train_times, train_phr, 400, rng)
-    held = compose(held_tasks, held_times, held_phr, 60, rng)
-    out = Path(__file__).resolve().parent.parent / "data" / "demo"
+    return (compose(train_tasks, train_times, TRAIN_FRAMES, n_train, rng),
+            compose(held_tasks, held_times, HELD_FRAMES, n_held, rng))
+
+
+def write(out: Path) -> tuple[int, int]:
+    train, held = build()
     out.mkdir(parents=True, exist_ok=True)
     for name, rows in (("reminders.jsonl", train), ("reminders_heldout.jsonl", held)):
         (out / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    print(f"{len(train)} training and {len(held)} held-out requests → {out}")
+    return len(train), len(held)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "data" / "demo")
+    args = ap.parse_args()
+    n_train, n_held = write(args.out)
+    print(f"{n_train} training and {n_held} held-out requests → {args.out}")
 
 
 if __name__ == "__main__":

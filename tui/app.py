@@ -34,6 +34,7 @@ CURATE_COMMANDS = [
     ("Import…", "Import a vault, CSV or JSONL file (i)", "import"),
     ("Export dataset…", "Write train/val/test JSONL from approved examples (x)", "export"),
     ("Generate examples…", "New pending examples from an OpenAI-compatible LLM (g)", "generate"),
+    ("Write prompts for notes…", "An LLM writes the request each templated note answers (B)", "backtranslate"),
 ]
 
 

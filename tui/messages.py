@@ -26,3 +26,21 @@ class ModelSwapped(Message):
     def __init__(self, result: dict) -> None:
         self.result = result
         super().__init__()
+
+
+class BacktranslationProgressed(Message):
+    """The backtranslate worker finished one more note; `report` is its report so far (forge.backtranslate)."""
+
+    def __init__(self, report: dict, total: int) -> None:
+        self.report = report
+        self.total = total
+        super().__init__()
+
+
+class BacktranslationFinished(Message):
+    """The backtranslate worker ended: `report` when it ran, else `error` (one line)."""
+
+    def __init__(self, report: dict | None, error: str | None = None) -> None:
+        self.report = report
+        self.error = error
+        super().__init__()

@@ -7,9 +7,11 @@ import asyncio
 import hmac
 import ipaddress
 
-from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, ConfigDict
+from fastapi import APIRouter, Depends, HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
 
+from companion.openapi import errors
 from companion.routers.health import model_state
 from companion.settings import check_model_id, lookup_model, remember_served
 
@@ -23,31 +25,36 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def require_admin(request: Request) -> None:
+bearer = HTTPBearer(auto_error=False, description="The admin token: companion.admin_token, else $FORGE_ADMIN_TOKEN, "
+                                                  "else the file <workspace>/companion/admin_token")
+
+
+def require_admin(request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> None:
     settings = request.app.state.settings
     client = request.client.host if request.client else None  # the socket's peer, never a forwarded header
     if not settings.companion.allow_remote_admin and not is_loopback(client):
         raise HTTPException(403, f"admin is only accepted from loopback clients (this one is {client}); "
                                  "set companion.allow_remote_admin to change that")
-    scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
     expected = settings.admin_token or ""
-    if not (scheme.lower() == "bearer" and expected
-            and hmac.compare_digest(given.strip().encode(), expected.encode())):
+    if not (credentials and expected
+            and hmac.compare_digest(credentials.credentials.strip().encode(), expected.encode())):
         raise HTTPException(401, "missing or wrong admin token (Authorization: Bearer <token>)",
                             headers={"WWW-Authenticate": "Bearer"})
 
 
 class ReloadRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model_id: str
+    model_config = ConfigDict(extra="forbid", strict=True)
+    # checked by check_model_id (its message says what an id is); the pattern tells clients the same
+    model_id: str = Field(json_schema_extra={"pattern": r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"})
 
 
-@router.get("/model", dependencies=[Depends(require_admin)])
+@router.get("/model", dependencies=[Depends(require_admin)], responses=errors(401, 403))
 async def current_model(request: Request) -> dict:
     return model_state(request)
 
 
-@router.post("/reload-model", dependencies=[Depends(require_admin)])
+@router.post("/reload-model", dependencies=[Depends(require_admin)],
+             responses=errors(400, 401, 403, 404, 409, 422))
 async def reload_model(body: ReloadRequest, request: Request) -> dict:
     settings = request.app.state.settings
     pool = request.app.state.pool

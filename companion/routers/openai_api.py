@@ -9,50 +9,87 @@ import calendar
 import contextlib
 import json
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, AsyncIterator, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
+from companion.openapi import GENERATION, errors
 from companion.pool import CompanionError, error_body
 from companion.settings import list_models
 
 router = APIRouter(prefix="/v1")
 
 
+# Requests are validated strictly (JSON's own types: `"stream": 0` or `"seed": false` is a 400, never guessed at);
+# fields clients send that we do not use are accepted and ignored (user, metadata, …).
+REQUEST = ConfigDict(extra="allow", strict=True)
+
+
+class TextPart(BaseModel):
+    model_config = REQUEST
+    type: Literal["text"]  # a text model serves text parts only
+    text: str = ""
+
+
 class Message(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = REQUEST
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[dict] | None = None
+    content: str | list[TextPart] | None = None
 
     def plain(self) -> dict:
         content = self.content
-        if isinstance(content, list):  # content parts: only text can be served by a text model
-            parts = []
-            for part in content:
-                if part.get("type") != "text":
-                    raise CompanionError(f"content part type {part.get('type')!r} is not supported (text only)",
-                                         400, "invalid_request_error")
-                parts.append(part.get("text") or "")
-            content = "".join(parts)
+        if isinstance(content, list):
+            content = "".join(part.text for part in content)
         return {"role": "system" if self.role == "developer" else self.role, "content": content or ""}
 
 
+class TextFormat(BaseModel):
+    model_config = REQUEST
+    type: Literal["text"]
+
+
+class JsonObjectFormat(BaseModel):
+    """Any JSON object, or (llama.cpp's extension) one following `schema`."""
+
+    model_config = REQUEST
+    type: Literal["json_object"]
+    schema_: dict | None = Field(default=None, alias="schema")
+
+
+class JsonSchemaSpec(BaseModel):
+    model_config = REQUEST
+    name: str | None = None
+    schema_: dict = Field(alias="schema")
+    strict: bool | None = None
+
+
+class JsonSchemaFormat(BaseModel):
+    """JSON following json_schema.schema (generation is constrained by a llama.cpp grammar)."""
+
+    model_config = REQUEST
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaSpec
+
+
+ResponseFormat = Annotated[TextFormat | JsonObjectFormat | JsonSchemaFormat, Field(discriminator="type")]
+
+
 class Sampling(BaseModel):
-    model_config = ConfigDict(extra="allow")  # clients send fields we ignore (user, metadata, …)
+    model_config = REQUEST
     model: str | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     max_tokens: int | None = Field(default=None, gt=0)
     max_completion_tokens: int | None = Field(default=None, gt=0)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = None  # any integer; llama.cpp takes it modulo 2**32
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     stream: bool = False
     stream_options: dict | None = None
-    n: int = 1
+    n: int = Field(default=1, json_schema_extra={"minimum": 1, "maximum": 1})  # the validator says why
 
     @field_validator("n")
     @classmethod
@@ -70,11 +107,18 @@ class Sampling(BaseModel):
 
 class ChatRequest(Sampling):
     messages: list[Message] = Field(min_length=1)
-    response_format: dict | None = None
+    response_format: ResponseFormat | None = None
+
+    def format(self) -> dict | None:
+        return self.response_format.model_dump(by_alias=True, exclude_none=True) if self.response_format else None
+
+
+ONE_PROMPT = {"anyOf": [{"type": "string", "minLength": 1},
+                        {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": 1}]}
 
 
 class CompletionRequest(Sampling):
-    prompt: str | list[str]
+    prompt: Annotated[str | list[str], WithJsonSchema(ONE_PROMPT)]  # the validator gives the reasons
 
     @field_validator("prompt")
     @classmethod
@@ -82,7 +126,9 @@ class CompletionRequest(Sampling):
         if isinstance(v, list):
             if len(v) != 1:
                 raise ValueError("only one prompt per request is supported")
-            return v[0]
+            v = v[0]
+        if not v:
+            raise ValueError("the prompt is empty (give the model some text to continue)")
         return v
 
 
@@ -113,8 +159,9 @@ async def _whole(request: Request, op: str, params: dict) -> dict:
         async with pool.lease() as worker:
             model_id = worker.model["id"]
             result = None
-            async for msg in worker.call(op, params, stream=False):
-                result = msg.get("result")
+            async with contextlib.aclosing(worker.call(op, params, stream=False)) as messages:
+                async for msg in messages:
+                    result = msg.get("result")
     except CompanionError:
         stats.failed += 1
         raise
@@ -126,10 +173,10 @@ async def _whole(request: Request, op: str, params: dict) -> dict:
     return result
 
 
-async def run_whole(request: Request, op: str, params: dict) -> dict:
-    """One generation, whole reply. A client that hangs up (its own timeout) leaves the queue, or has its
-    generation stopped, instead of keeping the model busy for nobody."""
-    task = asyncio.ensure_future(_whole(request, op, params))
+async def until_done_or_gone(request: Request, awaitable):
+    """Await one model request (its wait in the queue, its generation). A client that hangs up meanwhile (its own
+    timeout) has it cancelled instead of keeping the model busy for nobody: 499."""
+    task = asyncio.ensure_future(awaitable)
     while True:
         done, _ = await asyncio.wait({task}, timeout=0.5)
         if done:
@@ -141,58 +188,92 @@ async def run_whole(request: Request, op: str, params: dict) -> dict:
             raise CompanionError("the client closed the connection", 499, "client_closed_request")
 
 
+async def run_whole(request: Request, op: str, params: dict) -> dict:
+    """One generation, whole reply."""
+    return await until_done_or_gone(request, _whole(request, op, params))
+
+
 def sse(obj: Any) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
 
-async def run_stream(request: Request, op: str, params: dict, include_usage: bool) -> StreamingResponse:
-    """SSE: the lease is taken before the response starts, so a full queue is a real 429, not a broken stream."""
-    pool, stats = request.app.state.pool, request.app.state.stats
+async def stream_events(pool, stats, op: str, params: dict, include_usage: bool) -> AsyncIterator[str]:
+    """The SSE events of one streamed generation. This generator owns the lease: its first item (None) means the
+    model is held; the lease ends when the generation has ended, a client that left included (Worker.call stops
+    the generation and waits for its end before the lease lets the next request in)."""
     t0 = time.perf_counter()
-    lease = pool.lease()
-    try:
-        worker = await lease.__aenter__()
-    except CompanionError:
-        stats.failed += 1
-        raise
-    model_id = worker.model["id"]
-
-    async def events():
+    async with pool.lease() as worker:
+        model_id = worker.model["id"]
+        yield None
         try:
-            async for msg in worker.call(op, params, stream=True):
-                if "chunk" in msg:
-                    chunk = msg["chunk"]
-                    chunk["model"] = model_id
-                    yield sse(chunk)
-                elif "end" in msg:
-                    end = msg["end"]
-                    stats.record((time.perf_counter() - t0) * 1000, end["usage"]["completion_tokens"], end["forge_ms"])
-                    if include_usage:
-                        yield sse({"id": f"usage-{int(t0 * 1000)}", "object": "chat.completion.chunk"
-                                   if op == "chat" else "text_completion", "created": int(time.time()),
-                                   "model": model_id, "choices": [],
-                                   "usage": end["usage"]})
+            async with contextlib.aclosing(worker.call(op, params, stream=True)) as messages:
+                async for msg in messages:
+                    if "chunk" in msg:
+                        chunk = msg["chunk"]
+                        chunk["model"] = model_id
+                        yield sse(chunk)
+                    elif "end" in msg:
+                        end = msg["end"]
+                        stats.record((time.perf_counter() - t0) * 1000, end["usage"]["completion_tokens"],
+                                     end["forge_ms"])
+                        if include_usage:
+                            yield sse({"id": f"usage-{int(t0 * 1000)}", "object": "chat.completion.chunk"
+                                       if op == "chat" else "text_completion", "created": int(time.time()),
+                                       "model": model_id, "choices": [], "usage": end["usage"]})
             yield "data: [DONE]\n\n"
-        except CompanionError as e:
+        except CompanionError as e:  # the stream has started: the error goes in it, in OpenAI's shape
             stats.failed += 1
             yield sse(error_body(e.message, e.type))
+
+
+class EventStream(StreamingResponse):
+    """SSE over a primed `stream_events` generator, which is closed however the response ends (a client gone
+    before the first byte, when the body is never started, included): the lease it holds always goes back."""
+
+    def __init__(self, events: AsyncIterator[str]):
+        self.events = events
+        super().__init__(self._body(), media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def _body(self) -> AsyncIterator[str]:
+        async for event in self.events:
+            yield event
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
         finally:
-            await lease.__aexit__(None, None, None)
-
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            await self.events.aclose()
 
 
-@router.post("/chat/completions")
+async def run_stream(request: Request, op: str, params: dict, include_usage: bool) -> StreamingResponse:
+    """SSE. The lease is taken before the response starts (the generator is primed here), so a full queue is a
+    real 429, not a broken stream."""
+    pool, stats = request.app.state.pool, request.app.state.stats
+    events = stream_events(pool, stats, op, params, include_usage)
+    try:
+        await until_done_or_gone(request, anext(events))
+    except CompanionError as e:
+        await events.aclose()
+        if e.status != 499:
+            stats.failed += 1
+        raise
+    return EventStream(events)
+
+
+GENERATED = {200: {"description": "The reply: a whole JSON object, or with `stream` an SSE stream of chunks ending "
+                                 "in `data: [DONE]`", "content": {"text/event-stream": {}}}, **errors(*GENERATION)}
+
+
+@router.post("/chat/completions", responses=GENERATED)
 async def chat_completions(body: ChatRequest, request: Request):
-    params = {**body.params(), "messages": [m.plain() for m in body.messages],
-              "response_format": body.response_format}
+    params = {**body.params(), "messages": [m.plain() for m in body.messages], "response_format": body.format()}
     if body.stream:
         return await run_stream(request, "chat", params, bool((body.stream_options or {}).get("include_usage")))
     return await run_whole(request, "chat", params)
 
 
-@router.post("/completions")
+@router.post("/completions", responses=GENERATED)
 async def completions(body: CompletionRequest, request: Request):
     params = {**body.params(), "prompt": body.prompt}
     if body.stream:

@@ -10,6 +10,7 @@ import time
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from companion.openapi import GENERATION, errors
 from companion.pool import CompanionError
 from companion.routers.openai_api import run_whole
 
@@ -17,20 +18,20 @@ router = APIRouter(prefix="/api")
 
 
 class TaskRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     text: str = Field(min_length=1)
 
 
 class GenerateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     prompt: str = Field(min_length=1)
     system: str | None = None
     max_tokens: int | None = Field(default=None, gt=0)
     temperature: float = Field(default=0.0, ge=0, le=2)
-    seed: int | None = None
+    seed: int | None = None  # any integer; llama.cpp takes it modulo 2**32
 
 
-@router.post("/generate")
+@router.post("/generate", responses=errors(*GENERATION))
 async def generate(body: GenerateRequest, request: Request) -> dict:
     """The plain endpoint for clients that are not OpenAI clients: one prompt in (rendered with the model's chat
     template), the text out."""
@@ -50,7 +51,7 @@ async def list_tasks(request: Request) -> dict:
     return {"tasks": {name: {"system": t.system, "schema": t.schema_} for name, t in tasks.items()}}
 
 
-@router.post("/{task}")
+@router.post("/{task}", responses=errors(*GENERATION, 404, 502))
 async def run_task(task: str, body: TaskRequest, request: Request, response: Response) -> dict:
     import jsonschema
 

@@ -1,26 +1,54 @@
-"""`forge demo` end to end in a reduced form (2 training steps, 3 held-out prompts), and its safety rule."""
+"""`forge demo` end to end in a reduced form (1 training step, 3 held-out prompts) on the summaries task, the one
+with the lead-N baseline and risk markers; the reminders task runs the same code with another data file and spec.
+And its safety rules."""
+
+import json
 
 import pytest
 
-from forge.demo import MARKER, DemoError, run_demo
+from forge.demo import DEMO_DIR, MARKER, TASKS, DemoError, run_demo
 
 
 @pytest.mark.slow
-def test_demo_pipeline_end_to_end_reduced(tmp_path, base_model_dir):
+def test_demo_summaries_end_to_end_reduced(tmp_path, base_model_dir):
     lines = []
-    r = run_demo(tmp_path / "demo-ws", lines.append, max_steps=2, heldout_limit=3, base_model=str(base_model_dir))
-    assert r["n"] == 3 and r["model_id"].startswith(r["run_id"]) and r["model_id"].endswith("q4_k_m")
+    r = run_demo(tmp_path / "demo-ws", lines.append, max_steps=1, heldout_limit=3, base_model=str(base_model_dir),
+                 task="summarize")
+    assert r["task"] == "summarize" and r["model_id"].startswith(r["run_id"]) and r["model_id"].endswith("q4_k_m")
+    assert r["n"] == 3, r["leaks"]  # the held-out dialogues have no near-duplicate in training
     for role in ("model", "baseline"):
-        assert set(r[role]) >= {"exact_match", "rouge_l", "bleu", "latency_p50_ms", "tokens_per_s"}
-    assert any("approved 400" in line for line in lines)
+        assert set(r[role]) >= {"exact_match", "rouge_l", "rouge_lsum", "bleu", "latency_p50_ms", "tokens_per_s"}
+    # Summaries get the extractive baseline and a paired interval against it and against base.
+    assert r["lead"]["id"].startswith("lead-") and set(r["comparisons"]) == {"base", r["lead"]["id"]}
+    assert any(r["lead"]["id"] in s for s in r["summary"])
+    assert r["max_tokens"] >= 16 and r["train_minutes"] <= r["minutes"]
+    n_train = len((DEMO_DIR / TASKS["summarize"].train_file).read_text().splitlines())
+    assert any(f"approved {n_train} dialogues" in line for line in lines)
     assert (tmp_path / "demo-ws" / MARKER).exists()
-    # Held-out requests are never imported: nothing of them is in the store the model trained from.
+    # The held-out file is never imported: none of its speakers is in the store the model trained from.
     from forge.store import Store
 
+    held = [json.loads(x) for x in (DEMO_DIR / TASKS["summarize"].heldout_file).read_text().splitlines()]
+    held_speakers = {ln.split(":")[0] for h in held for ln in h["messages"][0]["content"].split("\n")[2:]}
     store = Store(tmp_path / "demo-ws" / "forge.db")
-    texts = " ".join(m["content"] for e in store.examples() for m in e.messages)
-    assert "reminders_heldout" not in texts and store.counts()["total"] == 400
+    speakers = {ln.split(":")[0] for e in store.examples() for ln in e.messages[0]["content"].split("\n")[2:]}
+    assert store.counts()["total"] == n_train and speakers and not speakers & held_speakers
     store.close()
+
+
+def test_every_demo_task_has_its_files_and_a_valid_spec():
+    from forge.train.spec import TrainSpec
+
+    for name, task in TASKS.items():
+        assert (DEMO_DIR / task.train_file).exists() and (DEMO_DIR / task.heldout_file).exists(), name
+        spec = TrainSpec(**task.spec)
+        assert spec.max_steps and spec.max_steps <= 400, name  # bounded: a demo must finish on a laptop CPU
+
+
+def test_demo_refuses_an_unknown_task_before_touching_the_folder(tmp_path):
+    with pytest.raises(DemoError, match="unknown demo task 'poems'.*reminders, summarize"):
+        run_demo(tmp_path / "ws", lambda s: None, task="poems")
+    assert not (tmp_path / "ws").exists()
 
 
 def test_demo_never_wipes_a_folder_it_did_not_make(tmp_path):

@@ -1,34 +1,142 @@
-"""The built-in demo data: a few hundred requests, and a held-out set that shares no task and no time
-expression with the training file (so scoring on it means the task was learned, not memorised)."""
+"""The built-in demo data: each task's held-out file was not written from the training file's parts.
+
+Reminders: no held-out sentence frame (the request with its task and time taken out) is a training frame, each
+held-out frame has a word no training frame uses, and tasks and times are disjoint too; the answer format is the
+same on both sides. Summaries: other speakers, other lines, risk markers copied byte for byte into the summary and
+kept so through import and dataset export. Both generators reproduce the committed files exactly."""
 
 import json
+import re
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import REPO
 
 DEMO = REPO / "data" / "demo"
+MESSY = REPO / "tests" / "data" / "demo_markers_messy.jsonl"
+WORD = re.compile(r"[\w']+")
+MARKER = re.compile(r"\{\{RED:.*?\}\}", re.DOTALL)
+SPEAKER = re.compile(r"^([A-Z][a-z]+): (.+)$")
 
 
-def rows(name):
-    return [json.loads(line) for line in (DEMO / name).read_text().splitlines()]
+def rows(name, folder=DEMO):
+    return [json.loads(line) for line in (folder / name).read_text(encoding="utf-8").splitlines()]
 
 
-def test_demo_data_is_committed_and_reproducible(tmp_path):
+def frame(row):
+    """The request's words with the answer's task and time taken out: its sentence frame."""
+    task, when = row["output"].split(" | ")
+    rest = row["input"].lower()
+    assert task in rest and when in rest, row  # the answer copies spans of the request
+    return " ".join(WORD.findall(rest.replace(task, " ", 1).replace(when, " ", 1)))
+
+
+def dialogue(row):
+    user, assistant = row["messages"]
+    assert user["role"] == "user" and assistant["role"] == "assistant"
+    instruction, body = user["content"].split("\n\n", 1)
+    return instruction, [SPEAKER.match(line).groups() for line in body.split("\n")], assistant["content"]
+
+
+@pytest.mark.parametrize("script, names", [
+    ("make_demo_data.py", ("reminders.jsonl", "reminders_heldout.jsonl")),
+    ("make_summaries_data.py", ("summaries.jsonl", "summaries_heldout.jsonl")),
+])
+def test_generators_reproduce_the_committed_files(tmp_path, script, names):
+    for run in ("a", "b"):
+        subprocess.run([sys.executable, str(REPO / "scripts" / script), "--out", str(tmp_path / run)], check=True,
+                       capture_output=True)
+    for name in names:
+        committed = (DEMO / name).read_bytes()
+        assert (tmp_path / "a" / name).read_bytes() == committed == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_reminders_held_out_frames_are_not_training_frames():
     train, held = rows("reminders.jsonl"), rows("reminders_heldout.jsonl")
-    assert len(train) >= 300 and len(held) >= 50
-    assert all(set(r) == {"input", "output"} and r["output"].count(" | ") == 1 for r in train + held)
-    for r in train + held:  # the answer copies spans of the request
-        task, when = r["output"].split(" | ")
-        assert task in r["input"].lower() and when in r["input"].lower()
-    before = (DEMO / "reminders.jsonl").read_bytes()
-    subprocess.run([sys.executable, str(REPO / "scripts" / "make_demo_data.py")], check=True, capture_output=True)
-    assert (DEMO / "reminders.jsonl").read_bytes() == before
+    assert len(train) >= 500 and len(held) >= 80
+    train_frames, held_frames = {frame(r) for r in train}, {frame(r) for r in held}
+    assert len(train_frames) >= 40 and len(held_frames) >= 15  # many frames on each side
+    assert not train_frames & held_frames
+    train_words = {w for f in train_frames for w in f.split()}
+    for f in held_frames:  # a word of its own in every held-out frame: "note", "forget", "ping", ...
+        assert set(f.split()) - train_words, f
+    # The training side puts the time first, last and in the middle (a model must learn where it sits).
+    starts = {r["input"].lower().startswith(r["output"].split(" | ")[1]) for r in train}
+    ends = {r["input"].lower().rstrip(".!?").endswith(r["output"].split(" | ")[1]) for r in train}
+    assert starts == {True, False} and ends == {True, False}
 
 
-def test_held_out_tasks_and_times_never_occur_in_training():
+def test_reminders_tasks_times_disjoint_and_the_answer_format_the_same():
     train, held = rows("reminders.jsonl"), rows("reminders_heldout.jsonl")
     parts = lambda rs, i: {r["output"].split(" | ")[i] for r in rs}  # noqa: E731
     assert not parts(train, 0) & parts(held, 0)
     assert not parts(train, 1) & parts(held, 1)
-    assert not {r["input"] for r in train} & {r["input"] for r in held}
+    answer = re.compile(r"^[a-z0-9' ,:-]+ \| [a-z0-9' :]+$")
+    for r in train + held:
+        assert set(r) == {"input", "output"} and answer.match(r["output"]), r
+
+
+def test_summaries_held_out_shares_no_speaker_or_line_with_training():
+    train, held = rows("summaries.jsonl"), rows("summaries_heldout.jsonl")
+    assert len(train) >= 300 and len(held) >= 60
+    tr, he = [dialogue(r) for r in train], [dialogue(r) for r in held]
+    assert {i for i, _, _ in tr} == {i for i, _, _ in he}  # the same instruction: the same task
+    speakers = lambda ds: {who for _, lines, _ in ds for who, _ in lines}  # noqa: E731
+    assert not speakers(tr) & speakers(he)
+    lines = lambda ds: {text for _, ls, _ in ds for _, text in ls}  # noqa: E731
+    assert not lines(tr) & lines(he)
+    for _, ls, summary in tr + he:
+        said = " ".join(text for _, text in ls)
+        assert 8 <= len(summary.split()) < len(said.split())
+        # The summary is written, not lifted: none of its sentences is a line of the dialogue, nor are the first
+        # lines (greetings and small talk) what it is about.
+        for sentence in re.split(r"(?<=\.) ", summary):
+            assert sentence.rstrip(".") not in said
+        assert ls[0][1] not in summary
+
+
+def test_summaries_carry_every_risk_marker_byte_for_byte():
+    for name in ("summaries.jsonl", "summaries_heldout.jsonl"):
+        with_markers = 0
+        for r in rows(name):
+            _, lines, summary = dialogue(r)
+            said = MARKER.findall("\n".join(text for _, text in lines))
+            assert MARKER.findall(summary) == said
+            with_markers += bool(said)
+        assert with_markers >= 10, name  # enough on each side that a model must learn to keep them
+
+
+def test_markers_survive_import_and_dataset_export_byte_for_byte(tmp_path, store, config):
+    from forge.dataset import export_dataset
+    from forge.extract import run_extract
+
+    source = tmp_path / "mix.jsonl"
+    marked = [r for r in rows("summaries.jsonl") if "{{RED:" in r["messages"][1]["content"]][:20]
+    source.write_text("".join(json.dumps(r) + "\n" for r in marked) + MESSY.read_text(encoding="utf-8"),
+                      encoding="utf-8")
+    expected = {}
+    for line in source.read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        texts = ([m["content"] for m in rec["messages"]] if "messages" in rec else [rec["input"], rec["output"]])
+        for t in texts:
+            for m in MARKER.findall(t):
+                expected[m] = expected.get(m, 0) + 1
+    assert "{{RED:I  stopped\ttaking my   meds}}" in expected  # the messy file's odd spaces inside a marker
+
+    report = run_extract(store, "jsonl", source, config)
+    assert report["added"] == len(marked) + 4
+    for i in store.ids(status="pending"):
+        store.set_status(i, "approved")
+    export_dataset(store, tmp_path / "ds", config)
+    found = {}
+    for split in ("train", "val", "test"):
+        for r in rows(f"{split}.jsonl", tmp_path / "ds"):
+            for m in r["messages"]:
+                for marker in MARKER.findall(m["content"]):
+                    found[marker] = found.get(marker, 0) + 1
+    assert found == expected
+    # and the text around them was normalised (CRLF, tabs, runs of spaces), so normalisation did run
+    messy = next(e.messages[0]["content"] for e in store.examples() if "\nBo: " in e.messages[0]["content"])
+    assert "\r" not in messy and "Ada: Hi. How are you?\nBo:" in messy

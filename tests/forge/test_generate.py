@@ -5,24 +5,16 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from forge import generate as gen
 from forge.config import Config
 from tests.conftest import REPO
+from tests.forge.llm_server import scripted_server
 
 SECRET = "sk-test-SECRET-never-stored-0123456789"
-
-
-def completion(content: str, prompt_tokens=11, completion_tokens=22) -> dict:
-    return {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens}}
 
 
 def good(i: int) -> str:
@@ -30,67 +22,11 @@ def good(i: int) -> str:
                                     for k in range(2)]})
 
 
-class Script:
-    """Answers in order: each entry is ('status', code, headers) / ('json', content) / ('slow', seconds, content)
-    / ('text', raw_body). After the script, good replies."""
-
-    def __init__(self, steps):
-        self.steps = list(steps)
-        self.requests = []
-        self.lock = threading.Lock()
-        self.count = 0
-
-    def next(self):
-        with self.lock:
-            self.count += 1
-            return self.steps.pop(0) if self.steps else ("json", good(self.count))
-
-
 @pytest.fixture
 def server():
-    holder = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            script = holder["script"]
-            script.requests.append({"auth": self.headers.get("Authorization"), "body": body})
-            step = script.next()
-            if step[0] == "status":
-                self.send_response(step[1])
-                for k, v in step[2].items():
-                    self.send_header(k, v)
-                payload = json.dumps({"error": {"message": "busy", "type": "x"}}).encode()
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-                return
-            if step[0] == "slow":
-                time.sleep(step[1])
-                step = ("json", step[2])
-            payload = (json.dumps(completion(step[1])) if step[0] == "json" else step[1]).encode()
-            try:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-
-    def start(steps):
-        holder["script"] = Script(steps)
-        return f"http://127.0.0.1:{httpd.server_address[1]}/v1", holder["script"]
-
-    yield start
-    httpd.shutdown()
+    """start(steps) → (url, script); after the script, good replies."""
+    with scripted_server(lambda n, body: ("json", good(n))) as start:
+        yield start
 
 
 def cfg(tmp_path, **generate):
@@ -163,9 +99,28 @@ def test_cli_contract_and_the_key_never_leaks(server, tmp_path):
                        capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
-    assert set(out) == {"added", "duplicates", "failed", "prompt_tokens", "completion_tokens"} and out["added"] == 3
+    assert set(out) == {"added", "duplicates", "failed", "prompt_tokens", "completion_tokens", "model",
+                        "model_how"} and out["added"] == 3 and (out["model"], out["model_how"]) == ("m", "")
     assert script.requests[0]["auth"] == f"Bearer {SECRET}"  # sent to the endpoint, and only there
     assert SECRET not in p.stdout + p.stderr
     for f in ws.rglob("*"):
         if f.is_file():
             assert SECRET.encode() not in f.read_bytes(), f
+
+
+def test_without_model_the_first_listed_is_used_and_said(server, tmp_path):
+    """--model is optional: a local server names what it serves at GET /v1/models; the output says which."""
+    url, script = server([], models=("served-one", "other"))
+    ws = tmp_path / "ws"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("FORGE_")}}
+    p = subprocess.run([sys.executable, "-m", "forge.cli", "--workspace", str(ws), "generate", "--base-url", url,
+                        "--n", "2", "--topic", "reminders"], capture_output=True, text=True, cwd=REPO, env=env,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "model served-one (first of 2 listed at" in p.stdout
+    assert {r["body"]["model"] for r in script.requests} == {"served-one"}
+    url, _ = server([], models=())
+    p = subprocess.run([sys.executable, "-m", "forge.cli", "--workspace", str(ws), "generate", "--base-url", url,
+                        "--n", "2", "--topic", "reminders"], capture_output=True, text=True, cwd=REPO, env=env,
+                       timeout=120)
+    assert p.returncode == 1 and "lists no model: pass --model" in p.stderr and "Traceback" not in p.stderr

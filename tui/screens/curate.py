@@ -13,8 +13,9 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input
 
-from forge import curate
+from forge import backtranslate, curate
 from forge.store import STATUSES, StoreError
+from tui.screens.backtranslate_dialog import BacktranslateScreen
 from tui.screens.edit import EditScreen
 from tui.screens.export_dialog import ExportScreen
 from tui.screens.generate_dialog import GenerateScreen
@@ -41,6 +42,7 @@ class CurateScreen(Screen):
         Binding("i", "import", "Import"),
         Binding("x", "export", "Export dataset"),
         Binding("g", "generate", "Generate", show=False),
+        Binding("B", "backtranslate", "Write prompts", show=False),
         Binding("escape", "leave_input", "Back", show=False),
     ]
 
@@ -117,7 +119,10 @@ class CurateScreen(Screen):
                         f"Press i to import again: for a vault, the survey shows its tags and folders to pick from.")
             view.show(None, empty_message=hint)
             return
-        view.show(self.store.get(eid), f"{self.index + 1}/{len(self.ids)}")
+        ex = self.store.get(eid)
+        prov = backtranslate.provenance(self.store, ex)
+        view.show(ex, f"{self.index + 1}/{len(self.ids)}",
+                  provenance=backtranslate.describe_provenance(prov) if prov else "")
 
     def _count_change(self, before: str, after: str) -> None:
         self.counts[before] -= 1
@@ -247,6 +252,13 @@ class CurateScreen(Screen):
                 self.reload(keep_id=self.current_id)
 
         self.app.push_screen(GenerateScreen(), closed)
+
+    def action_backtranslate(self) -> None:
+        def closed(report: dict | None) -> None:
+            if report is not None:
+                self.reload(keep_id=self.current_id)
+
+        self.app.push_screen(BacktranslateScreen(), closed)
 
     def action_export(self) -> None:
         self.app.push_screen(ExportScreen(str(self.app.config.workspace_path() / "exports" / "dataset")))

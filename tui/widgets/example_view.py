@@ -15,7 +15,7 @@ ROLE_STYLE = {"system": "magenta", "user": "cyan", "assistant": "green"}
 STATUS_STYLE = {"pending": "yellow", "approved": "bold green", "rejected": "bold red"}
 
 
-def render_example(ex: Example, position: str = "") -> Group:
+def render_example(ex: Example, position: str = "", provenance: str = "") -> Group:
     head = Text()
     head.append(f"#{ex.id} ", style="bold")
     head.append(ex.status.upper(), style=STATUS_STYLE[ex.status])
@@ -30,9 +30,10 @@ def render_example(ex: Example, position: str = "") -> Group:
         where = f"{ex.note_path}:{ex.line}" + (f"  § {ex.heading}" if ex.heading else "")
     meta = Text(f"source {where}", style="dim")
     tags = Text("tags " + (" ".join(f"#{t}" for t in ex.tags) if ex.tags else "—"), style="dim")
+    lines = [head, meta, tags] + ([Text(provenance, style="italic cyan")] if provenance else [])
     turns = [Panel(Markdown(m["content"] or "*(empty)*"), title=m["role"], title_align="left",
                    border_style=ROLE_STYLE.get(m["role"], "white")) for m in ex.messages]
-    return Group(head, meta, tags, Text(""), *turns)
+    return Group(*lines, Text(""), *turns)
 
 
 class ExampleView(VerticalScroll):
@@ -41,10 +42,11 @@ class ExampleView(VerticalScroll):
     def compose(self):
         yield Static(id="example-body")
 
-    def show(self, ex: Example | None, position: str = "", empty_message: str = "") -> None:
+    def show(self, ex: Example | None, position: str = "", empty_message: str = "", provenance: str = "") -> None:
+        """`provenance`: one line saying who wrote the prompt, for an example whose prompt an LLM wrote."""
         body = self.query_one("#example-body", Static)
         if ex is None:
             body.update(Text(empty_message or "No examples here.", style="dim italic"))
         else:
-            body.update(render_example(ex, position))
+            body.update(render_example(ex, position, provenance))
         self.scroll_home(animate=False)
