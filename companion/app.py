@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from companion.pool import CompanionError, ModelPool, error_body
 from companion.settings import Settings, lookup_model
 from companion.stats import Stats
+from forge.errors import format_validation_error, validation_key
 
 
 async def start_pool(app: FastAPI) -> dict:
@@ -59,10 +60,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
-        first = exc.errors()[0]
-        loc = [str(p) for p in first["loc"] if p != "body"]
-        param = ".".join(loc) or None
-        return JSONResponse(error_body(f"{param or 'body'}: {first['msg']}", "invalid_request_error", param), 400)
+        param = validation_key(exc) or None
+        return JSONResponse(error_body(format_validation_error(exc, None if param else "body"),
+                                       "invalid_request_error", param), 400)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):

@@ -9,6 +9,9 @@ Protocol, one JSON object per line:
   stdin:          {"id": N, "op": "chat" | "completion", "params": {...}, "stream": bool}   |   {"cancel": N}
   stdout:         {"id": N, "chunk": {...}} while streaming, then {"id": N, "end": {...}};
                   {"id": N, "result": {...}} for a whole reply;  {"id": N, "error": {"status", "type", "message"}}
+                  {"id": N, "op": "adapter_add", "params": {"adapter_id", "path"}} | {"op": "adapter_remove",
+                  "params": {"adapter_id"}}: LoRA adapters loaded on this base (llama_adapter_lora_init); a chat or
+                  completion whose params carry "adapter" runs with that one applied, none without.
 Requests are handled one at a time (the API sends the next only after the previous one ended).
 FORGE_WORKER_FAULT=crash-smoke:TEXT (testing only) aborts in the smoke test of a model whose path contains TEXT (a
 crash inside llama.cpp looks the same from outside).
@@ -35,6 +38,61 @@ def _emit(obj: dict) -> None:
 
 class BadRequest(Exception):
     pass
+
+
+class AdapterNotLoaded(Exception):
+    pass
+
+
+class Adapters:
+    """LoRA adapters loaded once on the base; at most one applied at a time. Switching clears the KV cache: the
+    cached prompt was computed with other weights, and llama-cpp-python would otherwise reuse its prefix."""
+
+    def __init__(self, llm):
+        self.llm = llm
+        self.loaded: dict[str, object] = {}  # adapter id → llama_adapter_lora pointer
+        self.active: str | None = None
+
+    def add(self, adapter_id: str, path: str) -> None:
+        import llama_cpp
+
+        if adapter_id in self.loaded:
+            return
+        ptr = llama_cpp.llama_adapter_lora_init(self.llm._model.model, path.encode("utf-8"))
+        if not ptr:  # llama.cpp logs why: wrong architecture, a tensor whose shape does not fit this base, …
+            raise BadRequest(f"llama.cpp could not load adapter {adapter_id} on this base ({path})")
+        self.loaded[adapter_id] = ptr
+
+    def remove(self, adapter_id: str) -> None:
+        import llama_cpp
+
+        ptr = self.loaded.pop(adapter_id, None)
+        if ptr is None:
+            return
+        if self.active == adapter_id:
+            self.apply(None)
+        llama_cpp.llama_adapter_lora_free(ptr)
+
+    def apply(self, adapter_id: str | None) -> None:
+        import ctypes
+
+        import llama_cpp
+
+        if adapter_id == self.active:
+            return
+        if adapter_id is not None and adapter_id not in self.loaded:
+            raise AdapterNotLoaded(f"adapter {adapter_id} is not loaded")
+        ctx = self.llm._ctx.ctx
+        if adapter_id is None:
+            rc = llama_cpp.llama_set_adapters_lora(ctx, None, 0, None)
+        else:
+            rc = llama_cpp.llama_set_adapters_lora(ctx, (llama_cpp.llama_adapter_lora_p_ctypes * 1)(
+                self.loaded[adapter_id]), 1, (ctypes.c_float * 1)(1.0))
+        if rc != 0:
+            raise RuntimeError(f"llama_set_adapters_lora returned {rc}")
+        self.llm.reset()
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+        self.active = adapter_id
 
 
 def grammar_for(response_format: dict | None):
@@ -67,6 +125,7 @@ class Worker:
         self.default_max_tokens = default_max_tokens
         self.cancelled: set[int] = set()
         self.inbox: queue.Queue = queue.Queue()
+        self.adapters = Adapters(llm)
 
     def read_stdin(self) -> None:
         for line in sys.stdin:
@@ -105,6 +164,16 @@ class Worker:
         """Every generation streams inside the worker, so a cancel (client gone) stops it between tokens; a
         whole reply is assembled here in OpenAI's shape."""
         rid, op, params, stream = req["id"], req["op"], req.get("params") or {}, bool(req.get("stream"))
+        if op in ("adapter_add", "adapter_remove"):
+            t0 = time.perf_counter()
+            if op == "adapter_add":
+                self.adapters.add(params["adapter_id"], params["path"])
+            else:
+                self.adapters.remove(params["adapter_id"])
+            _emit({"id": rid, "result": {"loaded": sorted(self.adapters.loaded),
+                                         "forge_ms": round((time.perf_counter() - t0) * 1000, 1)}})
+            return
+        self.adapters.apply(params.get("adapter"))
         kw = self.kwargs(params)
         t0 = time.perf_counter()
         if op == "chat":
@@ -152,6 +221,8 @@ class Worker:
         while (req := self.inbox.get()) is not None:
             try:
                 self.handle(req)
+            except AdapterNotLoaded as e:
+                _emit({"id": req.get("id"), "error": {"status": 404, "type": "model_not_found", "message": str(e)}})
             except (BadRequest, ValueError) as e:  # ValueError: llama-cpp-python's prompt-too-long, bad arguments
                 _emit({"id": req.get("id"), "error": {"status": 400, "type": "invalid_request_error",
                                                       "message": str(e)}})
@@ -168,6 +239,13 @@ def main() -> None:
                          n_gpu_layers=opts.get("n_gpu_layers", 0), seed=0)
     except Exception as e:
         _emit({"event": "failed", "error": f"{type(e).__name__}: {e}"})
+        sys.exit(1)
+    adapters = Adapters(llm)
+    try:  # the adapters the pool serves come along to a restarted or swapped-in worker, before it takes traffic
+        for adapter_id, adapter_path in (opts.get("adapters") or {}).items():
+            adapters.add(adapter_id, adapter_path)
+    except BadRequest as e:
+        _emit({"event": "failed", "error": str(e)})
         sys.exit(1)
     load_ms = round((time.perf_counter() - t0) * 1000, 1)
     # Loaded. The smoke test computes with every thread, so the API may first pause the worker it replaces (on a
@@ -186,9 +264,11 @@ def main() -> None:
         sys.exit(1)
     _emit({"event": "ready", "load_ms": load_ms, "smoke_ms": round((time.perf_counter() - t1) * 1000, 1),
            "smoke": smoke["choices"][0]["message"]["content"], "n_ctx": llm.n_ctx(),
-           "metadata": provenance(llm),
+           "metadata": provenance(llm), "adapters": sorted(adapters.loaded),
            "pid": os.getpid()})
-    Worker(llm, opts.get("max_tokens", 512)).serve()
+    worker = Worker(llm, opts.get("max_tokens", 512))
+    worker.adapters = adapters
+    worker.serve()
 
 
 if __name__ == "__main__":

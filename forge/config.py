@@ -11,15 +11,16 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from forge import REPO_ROOT  # re-exported: forge.config.REPO_ROOT
+from forge.errors import ForgeError, format_validation_error
 
 DEFAULT_CONFIG_PATH = REPO_ROOT / "config.json"
 ENV_PREFIX = "FORGE_"
 
 
-class ConfigError(Exception):
+class ConfigError(ForgeError):
     """A config file or override is invalid; the message names the file and the key."""
 
 
@@ -240,6 +241,46 @@ CONVERT_TASK = {
 }
 
 
+class BackendConfig(_Section):
+    """What answers the companion's requests: its own llama.cpp worker, or an OpenAI-compatible engine elsewhere."""
+
+    kind: Literal["llama.cpp", "openai"] = "llama.cpp"
+    """llama.cpp: a worker process on this machine runs a GGUF from forge's registry. openai: every request goes to
+    the engine at base_url (vLLM, llama-server, Ollama, SGLang, another `forge serve`); forge's companion keeps its
+    queue, health, task endpoints and error shapes in front of it."""
+
+    base_url: str | None = None
+    """The engine's OpenAI-compatible address ending in /v1, e.g. http://127.0.0.1:8000/v1 (kind openai)."""
+
+    model: str | None = None
+    """The engine's model to serve at start (kind openai). Null: the first it lists at GET /v1/models. A swap picks
+    another model the engine lists (for engines that load on demand, such as Ollama, that is their own load)."""
+
+    api_key_env: str | None = None
+    """Environment variable holding the engine's API key, if it wants one. The key is never stored or logged."""
+
+    admin_token_env: str | None = None
+    """For an engine that serves one model at a time and says which (another `forge serve`): the environment
+    variable holding its admin token, so a swap here swaps it there (POST /admin/reload-model). Without it such a
+    swap is refused as not supported by this backend."""
+
+    timeout_s: float = Field(default=10, gt=0)
+    """Seconds to wait for the engine to connect and answer GET /v1/models."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("give the engine's http(s) address ending in /v1")
+        return v.rstrip("/") if v else v
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> "BackendConfig":
+        if self.kind == "openai" and not self.base_url:
+            raise ValueError("kind openai needs base_url (the engine's address ending in /v1)")
+        return self
+
+
 class CompanionConfig(_Section):
     host: str = "127.0.0.1"
     """Address the companion binds to. Loopback by default; another address exposes the API to the network."""
@@ -296,6 +337,9 @@ class CompanionConfig(_Section):
     verify_sha256: bool = True
     """Check a model file against the registry's sha256 before loading it (refuses a corrupted or replaced
     file)."""
+
+    backend: BackendConfig = BackendConfig()
+    """What generates: forge's own llama.cpp worker (default) or an external OpenAI-compatible engine."""
 
     tasks: dict[str, TaskConfig] = {"convert": TaskConfig.model_validate(CONVERT_TASK)}
     """Task endpoints: POST /api/<name> {"text": ...} returns JSON following the task's schema."""
@@ -355,7 +399,8 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, tuple[list
     """FORGE_DATASET__SEED=7 → dataset.seed = 7. Values parse as JSON when they can, else as strings."""
     environ = os.environ if environ is None else environ
     out = {}
-    skip = {"FORGE_ADMIN_TOKEN", "FORGE_CONFIG", "FORGE_EVAL_FAULT", "FORGE_WORKER_FAULT"}  # not settings
+    skip = {"FORGE_ADMIN_TOKEN", "FORGE_CONFIG", "FORGE_EVAL_FAULT", "FORGE_WORKER_FAULT",
+            "FORGE_TRAIN_FAULT"}  # not settings
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or name in skip:
             continue
@@ -365,22 +410,16 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, tuple[list
     return out
 
 
-def _format_error(err: ValidationError, source: str) -> str:
-    first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(root)"
-    if first["type"] == "extra_forbidden":
-        return f"{source}: unknown key '{key}' (check the spelling; `forge config --help` lists settings)"
-    return f"{source}: key '{key}': {first['msg']}"
-
-
 def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
     """Load config.json (or `path`), apply FORGE_* overrides, validate. Raises ConfigError."""
     environ = os.environ if environ is None else environ
     path = Path(path or environ.get("FORGE_CONFIG") or DEFAULT_CONFIG_PATH)
     data: dict = {}
+    text = None
     if path.exists():
         try:
-            data = json.loads(path.read_text(encoding="utf-8-sig"))
+            text = path.read_text(encoding="utf-8-sig")
+            data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
         if not isinstance(data, dict):
@@ -388,13 +427,14 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
     try:
         Config.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_error(e, str(path))) from None
+        raise ConfigError(format_validation_error(e, str(path), text, hint="`forge config` lists settings")) from None
     for name, (keys, raw) in env_overrides(environ).items():
         _set_path(data, keys, raw, name)
         try:
             Config.model_validate(data)
         except ValidationError as e:
-            raise ConfigError(_format_error(e, f"environment {name}")) from None
+            raise ConfigError(format_validation_error(e, f"environment {name}",
+                                                      hint="`forge config` lists settings")) from None
     return Config.model_validate(data)
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, AsyncIterator, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 from companion.openapi import GENERATION, errors
 from companion.pool import CompanionError, error_body
@@ -25,6 +25,16 @@ router = APIRouter(prefix="/v1")
 # Requests are validated strictly (JSON's own types: `"stream": 0` or `"seed": false` is a 400, never guessed at);
 # fields clients send that we do not use are accepted and ignored (user, metadata, …).
 REQUEST = ConfigDict(extra="allow", strict=True)
+
+
+def _integral(value):
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# An integer as JSON Schema counts one: 5 or 5.0 (JSON has one number type; many clients serialise 5.0), never
+# "5", true or 5.5 (found by schemathesis: `"max_tokens": 83188.0` was a 400).
+JsonInt = Annotated[int, BeforeValidator(_integral)]
+PositiveJsonInt = Annotated[int, Field(gt=0), BeforeValidator(_integral)]  # constraint first: the schema keeps it
 
 
 class TextPart(BaseModel):
@@ -81,15 +91,15 @@ class Sampling(BaseModel):
     model: str | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    max_tokens: int | None = Field(default=None, gt=0)
-    max_completion_tokens: int | None = Field(default=None, gt=0)
+    max_tokens: PositiveJsonInt | None = None
+    max_completion_tokens: PositiveJsonInt | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None  # any integer; llama.cpp takes it modulo 2**32
+    seed: JsonInt | None = None  # any integer; llama.cpp takes it modulo 2**32
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     stream: bool = False
     stream_options: dict | None = None
-    n: int = Field(default=1, json_schema_extra={"minimum": 1, "maximum": 1})  # the validator says why
+    n: JsonInt = Field(default=1, json_schema_extra={"minimum": 1, "maximum": 1})  # the validator says why
 
     @field_validator("n")
     @classmethod

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from companion.openapi import GENERATION, errors
 from companion.pool import CompanionError
-from companion.routers.openai_api import run_whole
+from companion.routers.openai_api import JsonInt, PositiveJsonInt, run_whole
 
 router = APIRouter(prefix="/api")
 
@@ -26,9 +26,9 @@ class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     prompt: str = Field(min_length=1)
     system: str | None = None
-    max_tokens: int | None = Field(default=None, gt=0)
+    max_tokens: PositiveJsonInt | None = None
     temperature: float = Field(default=0.0, ge=0, le=2)
-    seed: int | None = None  # any integer; llama.cpp takes it modulo 2**32
+    seed: JsonInt | None = None  # any integer; llama.cpp takes it modulo 2**32
 
 
 @router.post("/generate", responses=errors(*GENERATION))
