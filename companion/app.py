@@ -29,6 +29,21 @@ async def start_pool(app: FastAPI) -> dict:
     return info
 
 
+def methods_of(routes, scope) -> set[str]:
+    """Every method some route answers at the scope's path, through FastAPI's included routers (ours are
+    included without a further prefix, so each route's own pattern is the path it answers)."""
+    from starlette.routing import Match
+
+    allowed: set[str] = set()
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            allowed |= methods_of(inner.routes, scope)
+        elif getattr(route, "methods", None) and route.matches(scope)[0] != Match.NONE:
+            allowed |= set(route.methods)
+    return allowed
+
+
 def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -68,7 +83,13 @@ def create_app(settings: Settings) -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException):
         type_ = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}.get(
             exc.status_code, "invalid_request_error")
-        return JSONResponse(error_body(str(exc.detail), type_), exc.status_code, headers=getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # Starlette's Allow names the first route of the path only (GET and POST
+            # /admin/adapters are two routes; found by schemathesis): name every method the path answers
+            allowed = methods_of(request.app.router.routes, request.scope)
+            if allowed:
+                headers["Allow"] = ", ".join(sorted(allowed))
+        return JSONResponse(error_body(str(exc.detail), type_), exc.status_code, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception):

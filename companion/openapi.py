@@ -26,7 +26,8 @@ WHY = {
           "it), or the model cannot serve it (prompt too long, unsupported response_format)"),
     401: "Missing or wrong admin token (Authorization: Bearer <token>)",
     403: "Admin is accepted from loopback clients only (companion.allow_remote_admin)",
-    404: "No such model in the registry, or no such task",
+    404: ("No such model in the registry, no such task, or `model` names a LoRA adapter that is not loaded on this "
+          "companion"),
     409: ("A swap is already in progress, or the external engine serves one model at a time and cannot be swapped "
           "from here"),
     422: "The model file is missing, changed since export, or failed to load or to pass its smoke test",

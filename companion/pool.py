@@ -89,6 +89,7 @@ class Worker:
         self._reader: asyncio.Task | None = None
         self.on_death = None  # callback(worker) set by the pool
         self.stderr_tail: deque[str] = deque(maxlen=40)
+        self.adapters: dict[str, dict] = {}  # LoRA adapters (registry records) loaded with the model at start
 
     @property
     def pid(self) -> int | None:
@@ -103,6 +104,8 @@ class Worker:
         with the reason; the process is gone then."""
         opts = {"n_ctx": self.options.n_ctx, "n_threads": self.options.n_threads,
                 "n_gpu_layers": self.options.n_gpu_layers, "max_tokens": self.options.max_tokens}
+        if self.adapters:
+            opts["adapters"] = {i: a["path"] for i, a in self.adapters.items()}
         env = child_env(**(self.env or {}))
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", self.options.module, self.model["path"], json.dumps(opts),
@@ -286,14 +289,18 @@ class ModelPool:
         self.problem: str | None = None
         self.workers: set[Worker] = set()  # every worker started and not yet known to be gone (close() ends them)
         self._tasks: set[asyncio.Task] = set()
+        self.adapters: dict[str, dict] = {}  # LoRA adapters served on the current base: id → registry record
+        self.adapter_users: dict[str, int] = {}  # requests admitted per adapter and not yet holding the model
+        self.removing: set[str] = set()
 
     def _spawn(self, coro) -> None:
         t = asyncio.create_task(coro)
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
 
-    def _new_worker(self, model: dict) -> Worker:
+    def _new_worker(self, model: dict, adapters: dict[str, dict] | None = None) -> Worker:
         w = Worker(model, self.options, self.worker_env)
+        w.adapters = dict(self.adapters if adapters is None else adapters)  # a restart brings them along
         w.on_death = self._worker_died
         self.workers.add(w)
         return w
@@ -447,13 +454,16 @@ class ModelPool:
             try:
                 model = await resolve(model_id)
                 self.swap_state["stage"] = "loading"
-                new = self._new_worker(model)
+                keep, refused = self.adapters_for(model)
+                new = self._new_worker(model, keep)
                 info = await self._start(new, pause_old)
+                self.adapters = keep
                 self.swap_state["stage"] = "switching"
                 retired = self._install(new)  # the worker serving now: `old`, or a restart's replacement of it
                 result = {"model": model["id"], "previous": previous, "load_ms": info["load_ms"],
                           "swap_ms": round((time.perf_counter() - t0) * 1000, 1), "smoke": info.get("smoke"),
-                          "old_inflight": retired.inflight if retired else 0}
+                          "old_inflight": retired.inflight if retired else 0,
+                          "adapters": sorted(keep), "adapters_refused": refused}
                 self.last_swap = {**result, "at": time.time(), "ok": True}
                 return result
             except LoadFailed as e:
@@ -464,6 +474,95 @@ class ModelPool:
                 if paused is not None:
                     paused.lock.release()
                 self.swap_state = None
+
+    # ---- LoRA adapters on the current base ----------------------------------------------------------------
+    @staticmethod
+    def adapter_fits(adapter: dict, model: dict) -> str | None:
+        """None when `adapter` was made for `model` (its registry id, or the same file by sha256), else why not."""
+        meta = adapter.get("meta") or {}
+        base_sha = (meta.get("provenance") or {}).get("forge.base_sha256")
+        if meta.get("base_id") == model["id"] or (base_sha and base_sha == model.get("sha256")):
+            return None
+        return (f"adapter {adapter['id']} was made for base {meta.get('base_id')!r}, not for {model['id']!r}; "
+                f"serve {meta.get('base_id')} to use it")
+
+    def adapters_for(self, model: dict) -> tuple[dict[str, dict], dict[str, str]]:
+        """The served adapters that fit `model` (they come along in a swap), and the reasons for the others."""
+        keep, refused = {}, {}
+        for adapter_id, record in self.adapters.items():
+            why = self.adapter_fits(record, model)
+            if why is None and adapter_id not in self.removing:
+                keep[adapter_id] = record
+            elif why is not None:
+                refused[adapter_id] = why
+        return keep, refused
+
+    @contextlib.contextmanager
+    def adapter_use(self, adapter_id: str | None):
+        """Count a request for `adapter_id` from admission until it holds the model, so a DELETE waits for it;
+        404 (OpenAI's shape) when the adapter is not served or is being removed."""
+        if adapter_id is None:
+            yield
+            return
+        if adapter_id not in self.adapters or adapter_id in self.removing:
+            state = "is being removed" if adapter_id in self.removing else "is not loaded"
+            raise CompanionError(f"adapter {adapter_id} {state} (POST /admin/adapters loads it)", 404,
+                                 "model_not_found")
+        self.adapter_users[adapter_id] = self.adapter_users.get(adapter_id, 0) + 1
+        try:
+            yield
+        finally:
+            self.adapter_users[adapter_id] -= 1
+
+    async def _adapter_op(self, op: str, params: dict) -> dict:
+        async with self.lease() as worker:
+            result = None
+            async with contextlib.aclosing(worker.call(op, params, stream=False)) as messages:
+                async for msg in messages:
+                    result = msg.get("result")
+            return {**(result or {}), "worker": worker}
+
+    async def add_adapter(self, record: dict) -> dict:
+        """Load a LoRA adapter on the serving base, without reloading it (the queue order is kept: the load waits
+        for the running request). 422 when it was made for another base or llama.cpp refuses it."""
+        async with self.swap_lock:  # never half-way through a swap
+            if self.current is None:
+                raise CompanionError("no model is loaded yet; retry shortly", 503, "worker_unavailable")
+            why = self.adapter_fits(record, self.current.model)
+            if why:
+                raise CompanionError(why, 422, "adapter_mismatch")
+            t0 = time.perf_counter()
+            if record["id"] not in self.adapters:
+                try:
+                    r = await self._adapter_op("adapter_add", {"adapter_id": record["id"], "path": record["path"]})
+                except CompanionError as e:
+                    raise CompanionError(e.message, 422 if e.status in (400, 500) else e.status,
+                                         "adapter_load_failed") from None
+                r["worker"].adapters[record["id"]] = record
+                self.adapters[record["id"]] = record
+            self.removing.discard(record["id"])
+            return {"adapter_id": record["id"], "base": self.current.model["id"], "loaded": sorted(self.adapters),
+                    "load_ms": round((time.perf_counter() - t0) * 1000, 1)}
+
+    async def remove_adapter(self, adapter_id: str) -> dict:
+        """Stop admitting requests for the adapter, let the admitted ones finish, then free it in the worker."""
+        if adapter_id not in self.adapters:
+            raise CompanionError(f"adapter {adapter_id} is not loaded", 404, "model_not_found")
+        self.removing.add(adapter_id)
+        t0 = time.perf_counter()
+        deadline = time.monotonic() + self.drain_timeout_s
+        while self.adapter_users.get(adapter_id) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        async with self.swap_lock:
+            try:
+                if adapter_id in self.adapters:
+                    r = await self._adapter_op("adapter_remove", {"adapter_id": adapter_id})
+                    r["worker"].adapters.pop(adapter_id, None)
+            finally:
+                self.adapters.pop(adapter_id, None)
+                self.removing.discard(adapter_id)
+        return {"adapter_id": adapter_id, "loaded": sorted(self.adapters),
+                "removed_ms": round((time.perf_counter() - t0) * 1000, 1)}
 
     async def close(self) -> None:
         """Stop: cancel restarts, let the current worker finish its request (5 s), end every other worker."""

@@ -15,11 +15,13 @@ from forge import __version__
 
 
 class Ctx:
-    def __init__(self, workspace: str | None, config_path: str | None):
+    def __init__(self, workspace: str | None, config_path: str | None, debug: bool = False):
         self._workspace = workspace
         self._config_path = config_path
         self._config = None
         self._store = None
+        self.debug = debug
+        self.as_json = False  # set by --json on the subcommand, for errors caught outside run_guarded
 
     @property
     def config(self):
@@ -60,14 +62,31 @@ def fail(message: str, as_json: bool, code: int = 1):
     sys.exit(code)
 
 
-def _user_errors():
-    from forge.config import ConfigError
-    from forge.store import StoreError
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """What a user can cause: forge's own ForgeError, and pydantic's ValidationError (a bad value set in code from
+    user input). A KeyError or FileNotFoundError is a bug in forge and keeps its traceback."""
+    from pydantic import ValidationError
 
-    from forge.train.base_model import BaseModelError
-    from forge.train.spec import SpecError
+    from forge.errors import ForgeError
 
-    return (ConfigError, StoreError, FileNotFoundError, KeyError, SpecError, BaseModelError)
+    return (ForgeError, ValidationError)
+
+
+def user_error(e: BaseException, as_json: bool):
+    """Report a user error as one line (with the traceback too under `forge --debug`) and exit 1."""
+    from pydantic import ValidationError
+
+    from forge.errors import format_validation_error
+
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_object(Ctx) if ctx else None
+    if obj is not None and obj.debug:
+        import traceback
+
+        click.echo("".join(traceback.format_exception(type(e), e, e.__traceback__)).rstrip(), err=True)
+    message = (format_validation_error(e, e.title) if isinstance(e, ValidationError)
+               else str(e.args[0]) if e.args else str(e))
+    fail(message, as_json)
 
 
 def run_guarded(as_json: bool, fn, *args, **kwargs):
@@ -75,25 +94,45 @@ def run_guarded(as_json: bool, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except _user_errors() as e:
-        fail(str(e.args[0]) if e.args else str(e), as_json)
+        user_error(e, as_json)
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON document.")
+def _note_json(ctx: click.Context, param, value):
+    obj = ctx.find_object(Ctx)
+    if obj is not None and value:
+        obj.as_json = True
+    return value
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+json_option = click.option("--json", "as_json", is_flag=True, callback=_note_json,
+                           help="Print exactly one JSON document.")
+
+
+class _Main(click.Group):
+    """The top-level group: a user error that no run_guarded caught (one raised while a command builds its
+    arguments, say) is still one line, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except _user_errors() as e:
+            user_error(e, bool(getattr(ctx.obj, "as_json", False)))
+
+
+@click.group(cls=_Main, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--workspace", "-w", type=click.Path(file_okay=False), default=None,
               help="Workspace folder (forge.db, runs/, models/, exports/). Default: config.json's `workspace`.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Config file (default: config.json at the repo root, or $FORGE_CONFIG).")
+@click.option("--debug", is_flag=True, help="Print the traceback of an error too (for a bug report).")
 @click.version_option(__version__, prog_name="forge")
 @click.pass_context
-def main(ctx: click.Context, workspace: str | None, config_path: str | None) -> None:
+def main(ctx: click.Context, workspace: str | None, config_path: str | None, debug: bool = False) -> None:
     """forge — turn your notes and data into a fine-tuned model you can serve.
 
     Run without a command to open the terminal UI.
     """
-    ctx.obj = Ctx(workspace, config_path)
+    ctx.obj = Ctx(workspace, config_path, debug)
     if ctx.invoked_subcommand is None:
         # The UI registers itself as the `tui` command (tui/launch.py); the core knows nothing of it.
         default = main.get_command(ctx, "tui")
@@ -135,6 +174,10 @@ def _report_extract(report: dict) -> None:
         click.echo(f"  {chunked['notes']} long note(s) split at headings into {chunked['examples']} examples that fit "
                    f"extract.obsidian.max_tokens" + (f" ({chunked['hard_splits']} paragraph(s) split mid-way)"
                                                      if chunked.get("hard_splits") else ""), err=True)
+    ds = report.get("dataset")
+    if ds:
+        click.echo(f"  split {ds['split']}" + (f" of {', '.join(ds['splits'])}" if len(ds["splits"]) > 1 else "")
+                   + (f" · {ds['shape']}" if ds.get("shape") else ""), err=True)
     if report.get("reasons"):
         from forge.extract.common import SKIP_CODES
 
@@ -162,7 +205,7 @@ def _extract(obj: Ctx, kind: str, path: str, as_json: bool, **options) -> None:
 
 @main.group()
 def extract() -> None:
-    """Turn a vault, CSV file or LLM output into pending examples (idempotent: re-run freely)."""
+    """Turn a vault, CSV/TSV file, LLM output or dataset file into pending examples (idempotent: re-run freely)."""
 
 
 @extract.command("obsidian")
@@ -195,7 +238,7 @@ def extract_obsidian(obj: Ctx, path: str, tags, all_notes, folders, exclude_fold
 @json_option
 @click.pass_obj
 def extract_csv(obj: Ctx, path: str, prompt_column, response_column, system_column, as_json: bool) -> None:
-    """Rows of a CSV file (any common encoding)."""
+    """Rows of a CSV or TSV file (any common encoding; .tsv/.tab files are tab-separated)."""
     _extract(obj, "csv", path, as_json, prompt_column=prompt_column, response_column=response_column,
              system_column=system_column)
 
@@ -205,8 +248,28 @@ def extract_csv(obj: Ctx, path: str, prompt_column, response_column, system_colu
 @json_option
 @click.pass_obj
 def extract_jsonl(obj: Ctx, path: str, as_json: bool) -> None:
-    """LLM output: JSONL/JSON in chat, Alpaca, input/output or prompt/completion shapes, fenced or not."""
+    """LLM output: JSONL/JSON in chat, Alpaca, Self-Instruct, input/output or prompt/completion shapes, fenced or
+    not."""
     _extract(obj, "jsonl", path, as_json)
+
+
+@extract.command("dataset")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--split", default=None, help="Split of a save_to_disk folder (default: train, or the only one).")
+@click.option("--prompt-column", default=None, help="Column with the user turn (default: detected).")
+@click.option("--response-column", default=None, help="Column with the assistant turn (default: detected).")
+@click.option("--system-column", default=None, help="Optional column with a system prompt.")
+@click.option("--messages-column", default=None, help="Column with whole conversations (default: messages or "
+              "conversations, when there is one).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Read at most this many rows.")
+@json_option
+@click.pass_obj
+def extract_dataset(obj: Ctx, path: str, split, prompt_column, response_column, system_column, messages_column, limit,
+                    as_json: bool) -> None:
+    """Rows of a Parquet or Arrow file, a `datasets.save_to_disk` folder, or a folder of Parquet shards: chat
+    (messages/conversations), Self-Instruct, Alpaca, or the prompt/response columns you name."""
+    _extract(obj, "dataset", path, as_json, split=split, prompt_column=prompt_column, response_column=response_column,
+             system_column=system_column, messages_column=messages_column, limit=limit)
 
 
 # ---- curate -------------------------------------------------------------------------------------------------
@@ -387,18 +450,49 @@ def dedup(obj: Ctx, threshold, do_apply: bool, as_json: bool) -> None:
 @click.option("--dataset", "dataset_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="Train on an exported dataset folder instead of the approved examples now.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec field, e.g. lora_r=8.")
+@click.option("--recipe", type=click.Choice(["short-answers", "summaries", "style"]), default=None,
+              help="Start from a task recipe's defaults (forge/train/recipes.py); --spec and --set override them.")
+@click.option("--allow-truncation", is_flag=True,
+              help="Train even if an explicit max_seq_len truncates more than 2 % of the examples.")
 @json_option
 @click.pass_obj
-def train(obj: Ctx, max_steps, backend, resume_id, spec_path, dataset_dir, overrides, as_json: bool) -> None:
-    """Train a LoRA adapter in its own process and follow it to the end (Ctrl-C saves and stops)."""
+def train(obj: Ctx, max_steps, backend, resume_id, spec_path, dataset_dir, overrides, recipe, allow_truncation,
+          as_json: bool) -> None:
+    """Train a LoRA adapter in its own process and follow it to the end (Ctrl-C saves and stops).
+
+    Before it starts, the training examples' lengths are measured and shown (max_seq_len auto covers 98 % of
+    them); an explicit max_seq_len that truncates more than 2 % is refused without --allow-truncation."""
     import signal as _signal
 
     from forge.train import runs
     from forge.train.events import as_float
+    from forge.train.recipes import recipe_spec
     from forge.train.spec import SpecError, TrainSpec
 
+    lengths_seen: dict = {}
+
+    def check_lengths(report: dict) -> bool:
+        lengths_seen.update(report)
+        if not as_json:
+            from forge.train.lengths import summary_lines
+
+            for line in summary_lines(report):
+                click.echo(line, err=True)
+        return allow_truncation or not report["needs_confirm"]
+
     def build_spec():
-        data = json.loads(Path(spec_path).read_text()) if spec_path else {}
+        from pydantic import ValidationError
+
+        from forge.errors import format_validation_error
+
+        text = Path(spec_path).read_text() if spec_path else None
+        try:
+            data = json.loads(text) if text else {}
+        except json.JSONDecodeError as e:
+            raise SpecError(f"{spec_path}:{e.lineno}: not valid JSON: {e.msg}") from None
+        if not isinstance(data, dict):
+            raise SpecError(f"{spec_path}: the top level must be a JSON object")
+        data = {**recipe_spec(recipe), **data}
         for item in overrides:
             key, _, raw = item.partition("=")
             try:
@@ -411,8 +505,8 @@ def train(obj: Ctx, max_steps, backend, resume_id, spec_path, dataset_dir, overr
             data["backend"] = backend
         try:
             return TrainSpec.model_validate(data)
-        except Exception as e:  # pydantic's message names the field
-            raise SpecError(f"train spec: {str(e).splitlines()[1] if len(str(e).splitlines()) > 1 else e}") from None
+        except ValidationError as e:
+            raise SpecError(format_validation_error(e, spec_path or "train spec", text)) from None
 
     def go():
         if resume_id:
@@ -420,7 +514,7 @@ def train(obj: Ctx, max_steps, backend, resume_id, spec_path, dataset_dir, overr
             run_dir = runs.run_dir_of(obj.store, run_id)
         else:
             run_id, run_dir = runs.create_run(obj.store, obj.config, build_spec(),
-                                              Path(dataset_dir) if dataset_dir else None)
+                                              Path(dataset_dir) if dataset_dir else None, check_lengths)
         proc = runs.launch(run_dir, resume=bool(resume_id))
         previous = _signal.signal(_signal.SIGINT, lambda *a: runs.stop(proc))
 
@@ -439,14 +533,15 @@ def train(obj: Ctx, max_steps, backend, resume_id, spec_path, dataset_dir, overr
                 click.echo(f"status: {e['status']}" + (f" ({e['message']})" if e.get("message") else ""), err=True)
 
         try:
-            final = runs.wait(proc, run_dir, show)
+            runs.wait(proc, run_dir, show)
         finally:
             _signal.signal(_signal.SIGINT, previous)
-        if final.get("status") == "failed":
-            obj.store.update_run(run_id, "failed", {"message": final.get("message")})
+        final = runs.finalize(obj.store, run_id, run_dir, proc.returncode)
         return {"run_id": run_id, "status": final.get("status"), "first_loss": as_float(final.get("first_loss")),
                 "last_loss": as_float(final.get("last_loss")), "adapter_dir": final.get("adapter_dir"),
-                "step": final.get("step"), "message": final.get("message")}
+                "step": final.get("step"), "message": final.get("message"),
+                "lengths": lengths_seen or None, "padding_share": as_float(final.get("padding_share")),
+                "forgetting": final.get("forgetting")}
 
     r = run_guarded(as_json, go)
     emit(r, as_json, lambda d: click.echo(f"{d['run_id']}: {d['status']}"
@@ -462,8 +557,14 @@ def train(obj: Ctx, max_steps, backend, resume_id, spec_path, dataset_dir, overr
 @json_option
 @click.pass_obj
 def runs_cmd(obj: Ctx, as_json: bool) -> None:
-    """Training runs, newest first."""
-    rows = run_guarded(as_json, obj.store.runs)
+    """Training runs, newest first (a run whose runner died unseen is marked failed here, with the reason)."""
+    def go():
+        from forge.train import runs
+
+        runs.settle(obj.store)
+        return obj.store.runs()
+
+    rows = run_guarded(as_json, go)
     out = [{"run_id": r["id"], "status": r["status"], "created_at": r["created_at"], "run_dir": r["run_dir"],
             **{k: r["meta"].get(k) for k in ("step", "first_loss", "last_loss", "adapter_dir", "message")}}
            for r in rows]
@@ -484,9 +585,15 @@ def runs_cmd(obj: Ctx, as_json: bool) -> None:
                    "safetensors folder (vLLM, SGLang, TGI); peft: the adapter folder (vLLM --enable-lora, PEFT).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for --format hf/peft (default: <workspace>/exports/RUN_ID-FORMAT).")
+@click.option("--adapter", is_flag=True,
+              help="Write only the LoRA, as a llama.cpp GGUF adapter of its base (seconds, a few MB); registered "
+                   "under its base, served with `llama-server --lora` or the companion's /admin/adapters.")
+@click.option("--base", "base_id", default=None,
+              help="With --adapter: the registered GGUF the adapter applies to (default: the run's base).")
 @json_option
 @click.pass_obj
-def export(obj: Ctx, run_id, quant, template_file, allow_template_mismatch, fmt, out, as_json: bool) -> None:
+def export(obj: Ctx, run_id, quant, template_file, allow_template_mismatch, fmt, out, adapter, base_id,
+           as_json: bool) -> None:
     """Merge RUN_ID's adapter, convert to GGUF, quantize, check, and register the model (or, with --format, write
     the folder vLLM / SGLang / TGI / PEFT load). Prints the commands that serve the result."""
     from forge import export as ex
@@ -501,6 +608,16 @@ def export(obj: Ctx, run_id, quant, template_file, allow_template_mismatch, fmt,
             click.echo(f"  {engine:<13} {cmd}", err=True)
         click.echo(f"(also in {d['readme']})", err=True)
 
+    if adapter:
+        r = run_guarded(as_json, ex.export_adapter, obj.store, obj.config, run_id, base_id, say)
+
+        def human(d):
+            click.echo(f"{d['model_id']}: {d['path']} ({d['bytes'] / 1e6:.1f} MB LoRA adapter of {d['base_id']}, "
+                       f"r={d['lora']['rank']}, alpha={d['lora']['alpha']:g})")
+            show_commands(d)
+
+        emit(r, as_json, human)
+        return
     if fmt != "gguf":
         from forge.handoff import export_handoff
 
@@ -538,12 +655,15 @@ def models(ctx: click.Context, as_json: bool) -> None:
         ex.register_bundled_base(obj.store, obj.config)
         return [{"model_id": m["id"], "name": m["name"], "path": m["path"], "quant": m["quant"], "bytes": m["bytes"],
                  "sha256": m["sha256"], "run_id": m["run_id"], "status": m["status"], "created_at": m["created_at"],
-                 "template_parity": m["meta"].get("template_parity"), "provenance": m["meta"].get("provenance")}
-                for m in obj.store.models()]
+                 "template_parity": m["meta"].get("template_parity"), "provenance": m["meta"].get("provenance"),
+                 "kind": m["meta"].get("kind", "model"), "base_id": m["meta"].get("base_id")}
+                for m in ex.models_with_adapters(obj.store.models())]
 
     rows = run_guarded(as_json, go)
-    emit(rows, as_json, lambda rows: [click.echo(f"{r['model_id']:<40} {r['quant'] or '?':<7} "
-                                                 f"{r['bytes'] / 1e6:8.1f} MB  {r['status']}") for r in rows])
+    emit(rows, as_json, lambda rows: [click.echo(f"{('  └ ' if r['kind'] == 'adapter' else '') + r['model_id']:<40} "
+                                                 f"{r['quant'] or '?':<7} {r['bytes'] / 1e6:8.1f} MB  {r['status']}"
+                                                 + (f"  (adapter of {r['base_id']})" if r['kind'] == 'adapter' else ""))
+                                      for r in rows])
 
 
 @models.command("add")
@@ -653,8 +773,9 @@ def backtranslate(obj: Ctx, base_url, model, source, limit, as_json: bool) -> No
 @main.command("eval")
 @click.argument("model_id")
 @click.option("--baseline", default="base", show_default=True, help="Model to compare against ('none' for no baseline).")
-@click.option("--test-file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Held-out prompts: JSONL in any shape `forge extract jsonl` accepts.")
+@click.option("--test-file", type=click.Path(exists=True), default=None,
+              help="Held-out prompts in any format `forge extract` reads: JSONL in any shape, CSV/TSV, Parquet or "
+                   "Arrow files, save_to_disk folders.")
 @click.option("--dataset", "dataset_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="An exported dataset folder: its test.jsonl is used.")
 @click.option("--max-tokens", default="auto", show_default=True,
@@ -667,10 +788,16 @@ def backtranslate(obj: Ctx, base_url, model, source, limit, as_json: bool) -> No
 @click.option("--keep-leaks", is_flag=True,
               help="Keep held-out prompts that have a near-duplicate in the model's training data (default: "
                    "excluded and counted).")
+@click.option("--prompt-column", default=None, help="CSV/TSV/dataset test file: column with the prompt (default: "
+              "detected).")
+@click.option("--response-column", default=None, help="CSV/TSV/dataset test file: column with the reference answer.")
+@click.option("--system-column", default=None, help="CSV/TSV/dataset test file: optional system prompt column.")
+@click.option("--messages-column", default=None, help="Dataset test file: column with whole conversations.")
+@click.option("--split", default=None, help="save_to_disk test folder: the split (default: test, else validation).")
 @json_option
 @click.pass_obj
 def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, max_tokens, timeout_s, baselines, keep_leaks,
-             as_json: bool) -> None:
+             prompt_column, response_column, system_column, messages_column, split, as_json: bool) -> None:
     """Evaluate MODEL_ID against a baseline on held-out prompts (greedy, as served), with paired 95 % intervals."""
     from forge import eval as ev
     from forge import export as ex
@@ -679,7 +806,10 @@ def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, max_tokens, t
         ex.register_bundled_base(obj.store, obj.config)
         return ev.evaluate(obj.store, model_id, None if baseline == "none" else baseline, test_file, dataset_dir,
                            max_tokens, timeout_s, (lambda m, d, t: progress(d, t)) if progress else None,
-                           config=obj.config, baselines=baselines, keep_leaks=keep_leaks)
+                           config=obj.config, baselines=baselines, keep_leaks=keep_leaks,
+                           columns={"prompt_column": prompt_column, "response_column": response_column,
+                                    "system_column": system_column, "messages_column": messages_column},
+                           split=split)
 
     r = run_guarded(as_json, _progress_run, "evaluating", as_json, go)
     drop = ("eval",)
@@ -722,7 +852,7 @@ def demo(obj: Ctx, task, max_steps, as_json: bool) -> None:
     summaries about 25."""
     from forge import eval as ev
     from forge.config import REPO_ROOT
-    from forge.demo import DemoError, run_demo
+    from forge.demo import run_demo
 
     ws = Path(obj._workspace) if obj._workspace else REPO_ROOT / "data" / "workspace-demo"
 
@@ -730,10 +860,7 @@ def demo(obj: Ctx, task, max_steps, as_json: bool) -> None:
         if not as_json:
             click.echo(msg, err=True)
 
-    try:
-        r = run_demo(ws, say, max_steps, task=task)
-    except DemoError as e:
-        fail(str(e), as_json)
+    r = run_guarded(as_json, run_demo, ws, say, max_steps, task=task)
     keys = ("exact_match", "rouge_l", "rouge_lsum", "bleu", "latency_p50_ms", "tokens_per_s")
     out = {"task": r["task"], "n": r["n"], "max_tokens": r["max_tokens"],
            "model": {k: r["model"].get(k) for k in keys}, "baseline": {k: r["baseline"].get(k) for k in keys},
@@ -741,7 +868,7 @@ def demo(obj: Ctx, task, max_steps, as_json: bool) -> None:
                     if r.get("lead") else None),
            "comparisons": r.get("comparisons", {}), "summary": r.get("summary", []), "run_id": r["run_id"],
            "model_id": r["model_id"], "workspace": r["workspace"], "train_minutes": r["train_minutes"],
-           "minutes": r["minutes"]}
+           "minutes": r["minutes"], "markers": r.get("markers")}
 
     def human(d):
         systems = [("tuned", d["model"]), ("base", d["baseline"])] + ([(d["lead"]["id"], d["lead"])] if d["lead"] else [])
@@ -754,6 +881,10 @@ def demo(obj: Ctx, task, max_steps, as_json: bool) -> None:
             diffs = "".join(f"   {ev.fmt_interval(d['comparisons'][o].get(k)):<34}" for o in others
                             if k in ev.QUALITY)
             click.echo(f"{k:<16}{cells}{diffs}".rstrip())
+        for name, m in (d["markers"] or {}).items():
+            if m:
+                extra = f", {m['invented']} with a marker not in the dialogue" if m["invented"] else ""
+                click.echo(f"markers kept byte for byte, {name}: {m['kept']}/{m['n']} ({m['share']:.0%}){extra}")
         for line in d["summary"]:
             click.echo(f"- {line}")
 

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from forge.config import REPO_ROOT, Config
+from forge.errors import ForgeError
 from forge.store import Store
+from forge.validate import MARKER_RE
 
 DEMO_DIR = REPO_ROOT / "data" / "demo"
 MARKER = ".forge-demo-workspace"
@@ -51,8 +54,24 @@ TASKS = {
 }
 
 
-class DemoError(Exception):
+class DemoError(ForgeError):
     """The demo cannot run; the message says why."""
+
+
+def markers_kept(prompts: list[str], outputs: list[str]) -> dict | None:
+    """Seed 003's rule, measured: every `{{RED:…}}`-style marker of a source must come back byte for byte.
+
+    kept: of the `n` items whose source has a marker, those whose output has each of them exactly (as often);
+    invented: items whose output has a marker that is not in the source (made up, or altered by a single byte).
+    None when no source has a marker."""
+    n = kept = invented = 0
+    for prompt, output in zip(prompts, outputs):
+        source, said = Counter(MARKER_RE.findall(prompt)), Counter(MARKER_RE.findall(output or ""))
+        invented += bool(said - source)
+        if source:
+            n += 1
+            kept += not (source - said)
+    return {"n": n, "kept": kept, "share": kept / n, "invented": invented} if n else None
 
 
 def fresh_workspace(path: Path) -> Path:
@@ -69,7 +88,8 @@ def fresh_workspace(path: Path) -> Path:
 def run_demo(workspace: Path, say: Callable[[str], None] = print, max_steps: int | None = None,
              heldout_limit: int | None = None, base_model: str | None = None, task: str = "reminders") -> dict:
     """Run the loop for `task` (a key of TASKS) in a fresh `workspace`; the eval result (forge.eval.evaluate's
-    dict) plus run_id, model_id, workspace, task, and minutes (all) and train_minutes (training alone)."""
+    dict) plus run_id, model_id, workspace, task, minutes (all) and train_minutes (training alone), and markers:
+    system → markers_kept (None for each when no held-out source has a marker)."""
     from forge import eval as ev
     from forge import export as ex
     from forge.dataset import export_dataset
@@ -105,9 +125,10 @@ def run_demo(workspace: Path, say: Callable[[str], None] = print, max_steps: int
             say(e.get("message", ""))
 
     t_train = time.perf_counter()
-    final = runs.wait(runs.launch(run_dir), run_dir, on_event)
+    proc = runs.launch(run_dir)
+    runs.wait(proc, run_dir, on_event)
     train_minutes = round((time.perf_counter() - t_train) / 60, 1)
-    store.update_run(run_id, final.get("status", "failed"), {k: v for k, v in final.items() if k != "status"})
+    final = runs.finalize(store, run_id, run_dir, proc.returncode)
     if final.get("status") != "completed":
         raise DemoError(f"training {final.get('status')}: {final.get('message')}")
     say("exporting Q4_K_M…")
@@ -129,6 +150,13 @@ def run_demo(workspace: Path, say: Callable[[str], None] = print, max_steps: int
 
     result = ev.evaluate(store, model["model_id"], "base", test_file=str(held), max_tokens=spec_task.max_tokens,
                          progress=progress, config=config)
+    stored = ev.latest_pair(store, model["model_id"], "base", result["dataset"])
+    if stored:
+        prompts = [r["prompt"] for r in stored[0]["outputs"]]
+        systems = {"tuned": stored[0]["outputs"], "base": stored[1]["outputs"]}
+        result["markers"] = {name: markers_kept(prompts, ev.outputs_of(recs)) for name, recs in systems.items()}
+        if result.get("lead"):
+            result["markers"][result["lead"]["id"]] = markers_kept(prompts, result["lead"]["outputs"])
     result.update({"run_id": run_id, "model_id": model["model_id"], "workspace": str(ws), "task": task,
                    "train_minutes": train_minutes, "minutes": round((time.perf_counter() - t0) / 60, 1)})
     store.close()

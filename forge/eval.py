@@ -347,12 +347,49 @@ def dataset_id(name: str, prompts: list[dict]) -> str:
     return f"{name}:{digest}"
 
 
-def load_prompts(test_file: str | Path | None = None, dataset_dir: str | Path | None = None) -> tuple[list[dict], str]:
-    """[{messages (up to the last user turn), expected}] and a dataset id (its content hash)."""
+def read_heldout(path: Path, columns: dict | None = None, split: str | None = None, config: Config | None = None):
+    """The examples in a held-out file, read by the extractor `forge extract` uses for its kind: JSONL in any shape,
+    CSV/TSV (with the column flags and config's prompt template, as extraction applies them), Parquet/Arrow files and
+    save_to_disk folders (`split` default: test, else validation, else the only one)."""
+    from forge.extract import file_kind
+    from forge.extract.common import ExtractError
+
+    columns = {k: v for k, v in (columns or {}).items() if v}
+    kind = file_kind(path)
+    try:
+        if kind == "csv":
+            from forge.config import CsvConfig
+            from forge.extract.tabular import extract_csv
+
+            if split:
+                raise ExtractError(f"{path} is one file with no splits: leave out --split")
+            if columns.pop("messages_column", None):
+                raise ExtractError(f"{path}: --messages-column is for Parquet/Arrow files and dataset folders; a "
+                                   f"CSV row is a prompt and a response column")
+            cfg = config.extract.csv if config is not None else CsvConfig()
+            return extract_csv(path, cfg, 200_000_000, 2_000_000, **columns)
+        if kind == "dataset":
+            from forge.extract.dataset import HELD_OUT_SPLITS, extract_dataset
+
+            return extract_dataset(path, 2_000_000, split=split, prefer=HELD_OUT_SPLITS, **columns)
+        if columns or split:
+            raise ExtractError(f"{path}: the column flags and --split apply to CSV/TSV, Parquet and "
+                               f"Arrow files and dataset folders; JSONL records are read by their shape")
+    except ExtractError as e:
+        raise EvalError(str(e)) from e
     from forge.extract.jsonl import extract_jsonl
 
+    return extract_jsonl(path, 200_000_000, 2_000_000)
+
+
+def load_prompts(test_file: str | Path | None = None, dataset_dir: str | Path | None = None, *,
+                 columns: dict | None = None, split: str | None = None,
+                 config: Config | None = None) -> tuple[list[dict], str]:
+    """[{messages (up to the last user turn), expected}] and a dataset id (its content hash). The test file may be in
+    any format `forge extract` reads; `columns` (prompt_column, response_column, system_column, messages_column) and
+    `split` as `forge extract csv|dataset` take them."""
     path = _prompts_path(test_file, dataset_dir)
-    found = extract_jsonl(path, 200_000_000, 2_000_000)
+    found = read_heldout(path, columns, split, config)
     if not found.items:
         reason = found.skipped[0].reason if found.skipped else "empty"
         raise EvalError(f"{path}: no usable examples ({reason})")
@@ -536,7 +573,7 @@ BASELINE_MODES = ("auto", "lead", "none")
 def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_file: str | None = None,
              dataset_dir: str | None = None, max_tokens: int | str = "auto", timeout_s: float = 60,
              progress: Progress | None = None, *, config: Config | None = None, baselines: str = "auto",
-             keep_leaks: bool = False) -> dict:
+             keep_leaks: bool = False, columns: dict | None = None, split: str | None = None) -> dict:
     """Generate with the model and the baseline model on the held-out prompts, store both, and compare.
 
     Before generating: prompts with a near-duplicate in the training data of the compared models' runs are
@@ -556,7 +593,7 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
             raise EvalError("--max-tokens: give a positive whole number or 'auto'")
     config = config or Config(workspace=str(store.path.parent))
     path = _prompts_path(test_file, dataset_dir)
-    prompts, _ = load_prompts(path)
+    prompts, _ = load_prompts(path, columns=columns, split=split, config=config)
     roles = [(role, mid) for role, mid in (("model", model_id), ("baseline", baseline)) if mid is not None]
     models = {mid: store.get_model(mid) for _, mid in roles}  # an unknown id fails before any work
     leaks = check_leaks(store, config, list(models), prompts,

@@ -21,7 +21,7 @@ from typing import Callable
 
 from forge import __version__
 from forge.config import Config
-from forge.llama_child import QUANT_FTYPES, ChildFailed, run_child
+from forge.llama_child import QUANT_FTYPES, ChildFailed, finish_child, run_child, start_child
 from forge.store import Store, StoreError, sha256_file
 
 Progress = Callable[[str, str], None]  # (stage, message)
@@ -434,3 +434,173 @@ def gguf_readme(model_id: str, run_id: str, cmds: dict[str, str]) -> str:
     for engine, cmd in cmds.items():
         lines += [f"**{engine}**", "", "```", cmd, "```", ""]
     return "\n".join(lines)
+
+
+# ---- LoRA adapter as a llama.cpp GGUF adapter -------------------------------------------------------------------
+ADAPTER_STAGES = ("base", "convert", "check")
+ADAPTER_KEYS = ("forge.run_id", "forge.base_model", "forge.base_model_id", "forge.base_sha256", "forge.dataset_hash",
+                "forge.version", "forge.created", "forge.kind")  # what llama.cpp must read back from the adapter
+
+
+def is_adapter(model: dict) -> bool:
+    return (model.get("meta") or {}).get("kind") == "adapter"
+
+
+def _bundled_base_dir(base_dir: Path) -> bool:
+    """Was this HF folder materialised from the bundled SmolLM2 GGUF (so its GGUF is the registry's `base`)?"""
+    from forge.train.base_model import MARKER, bundled_gguf
+
+    try:
+        source = json.loads((Path(base_dir) / MARKER).read_text()).get("source")
+        return source is not None and Path(source).resolve() == bundled_gguf().resolve()
+    except (OSError, ValueError):
+        return False
+
+
+def adapter_base(store: Store, config: Config, info: dict, base_id: str | None = None) -> dict:
+    """The registered GGUF an adapter of this run applies to: `base_id` when given, the bundled base for runs
+    trained on the bundled SmolLM2, else a registered model exported from the same base folder."""
+    from forge.train.base_model import DEFAULT_BASE
+
+    if base_id:
+        base = store.get_model(base_id, missing_ok=True)
+        if base is None:
+            raise ExportError(f"--base {base_id}: no such model; `forge models` lists them")
+        if is_adapter(base):
+            raise ExportError(f"--base {base_id} is itself an adapter; name the GGUF it applies to")
+        return base
+    base_path = info.get("base_path") or ""
+    if info.get("base_model") == DEFAULT_BASE or (base_path and _bundled_base_dir(Path(base_path))):
+        return register_bundled_base(store, config)
+    for m in store.models():
+        if not is_adapter(m) and base_path and m["meta"].get("base_path") == base_path:
+            return m
+    raise ExportError(f"no registered GGUF of the base {info.get('base_model') or base_path!r}: register one with "
+                      "`forge models add FILE --id ID`, then export with --base ID")
+
+
+def export_adapter(store: Store, config: Config, run_id: str, base_id: str | None = None,
+                   progress: Progress | None = None) -> dict:
+    """RUN_ID's LoRA as a llama.cpp GGUF adapter of a registered base GGUF: converted with llama.cpp's own model
+    classes (forge.lora_gguf), provenance written by the converter, then loaded on its base by llama.cpp in a child
+    process (which checks every tensor's shape against the base) and read back before it is registered."""
+    for var, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_VERBOSITY", "error"), ("TQDM_DISABLE", "1")):
+        os.environ.setdefault(var, value)
+    say = progress or (lambda stage, msg: None)
+    run = store.get_run(run_id)
+    run_dir = Path(run["run_dir"])
+    adapter = run_dir / "adapter"
+    info = check_adapter(adapter)
+    timings = {}
+    t = time.perf_counter()
+    say("base", "finding the base model's GGUF in the registry")
+    base = adapter_base(store, config, info, base_id)
+    base_dir = info.get("base_path")
+    if not base_dir or not (Path(base_dir) / "config.json").exists():
+        from forge.train.base_model import resolve_base
+
+        base_dir = str(resolve_base(info.get("base_model", ""), config.workspace_path()))
+    timings["base_s"] = time.perf_counter() - t
+    models_dir = config.workspace_path() / "models"
+    model_id = f"{run_id}-lora"
+    n = 2
+    while store.get_model(model_id, missing_ok=True):
+        model_id, n = f"{run_id}-lora-{n}", n + 1
+    work = models_dir / f".{model_id}.partial"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    # The check's child starts now and loads the base while the converter runs; it gets the adapter's path after.
+    checker = start_child("adapter_smoke", model=base["path"], prompt=held_out_prompts(run_dir, 1)[0][-1]["content"],
+                          keys=list(ADAPTER_KEYS))
+    try:
+        t = time.perf_counter()
+        say("convert", "writing the LoRA as a GGUF adapter with llama.cpp's converter")
+        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        keys = {"forge.run_id": run_id, "forge.base_model": info.get("base_model", ""),
+                "forge.base_model_id": base["id"], "forge.base_sha256": base.get("sha256") or "",
+                "forge.dataset_hash": run["meta"].get("dataset_hash") or "", "forge.version": __version__,
+                "forge.created": created, "forge.kind": "lora-adapter"}
+        final = work / f"{model_id}.gguf"
+        from forge.lora_gguf import LoraConversionError, convert_adapter
+
+        try:
+            conv = convert_adapter(adapter, Path(base_dir), final, keys, f"forge {run_id} (LoRA)")
+        except LoraConversionError as e:
+            raise ExportError(f"convert: {e}") from None
+        timings["convert_s"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        say("check", f"loading the adapter on {base['id']} with llama.cpp and generating a few tokens")
+        smoke = finish_child(checker, "adapter_smoke", f"{final}\n", timeout=300)
+        if smoke["metadata"] != keys:  # llama.cpp itself must read the provenance back
+            raise ExportError(f"provenance: llama.cpp read {smoke['metadata']} back from {final.name}, "
+                              "not what was written")
+        timings["check_s"] = time.perf_counter() - t
+
+        target = models_dir / model_id
+        target.mkdir(parents=True, exist_ok=True)
+        os.replace(final, target / final.name)
+        path = target / final.name
+        lora = {k: conv[k] for k in ("rank", "alpha", "target_modules", "tensors")}
+        record = {"id": model_id, "name": f"{run_id} LoRA adapter of {base['id']}", "path": str(path),
+                  "quant": "f16", "bytes": path.stat().st_size, "sha256": sha256_file(path), "run_id": run_id,
+                  "status": "ready",
+                  "meta": {"kind": "adapter", "base_id": base["id"], "provenance": keys, "lora": lora,
+                           "template_parity": None, "smoke": smoke["text"],
+                           "timings": {k: round(v, 2) for k, v in timings.items()}}}
+        (target / "provenance.json").write_text(json.dumps(record, indent=2))
+        cmds = adapter_commands(path, base, model_id)
+        (target / "Modelfile").write_text(f"FROM {base['path']}\nADAPTER ./{path.name}\n")
+        (target / "README.md").write_text(gguf_readme(model_id, run_id, cmds).replace(
+            "A GGUF exported", f"A LoRA adapter (GGUF) of `{base['id']}`, exported", 1))
+        store.register_model(record, models_dir=models_dir)
+    except ChildFailed as e:
+        raise ExportError(str(e)) from None
+    finally:
+        if checker.poll() is None:  # the conversion failed: the child is still waiting for a path
+            checker.kill()
+            checker.communicate()
+        shutil.rmtree(work, ignore_errors=True)
+    return {"model_id": model_id, "path": record["path"], "base_id": base["id"], "bytes": record["bytes"],
+            "sha256": record["sha256"], "lora": lora, "smoke": smoke["text"], "timings": record["meta"]["timings"],
+            "commands": cmds, "readme": str(target / "README.md")}
+
+
+def adapter_commands(path: Path, base: dict, model_id: str) -> dict[str, str]:
+    import shlex
+
+    q = shlex.quote
+    return {"llama-server": f"llama-server -m {q(base['path'])} --lora {q(str(Path(path).resolve()))} "
+                            f"--host 127.0.0.1 --port 8080",
+            "ollama": f"ollama create {q('forge-' + model_id)} -f {q(str(Path(path).parent / 'Modelfile'))}",
+            "forge": f"forge serve --model {q(base['id'])}   # then POST /admin/adapters "
+                     f"{{\"adapter_id\": \"{model_id}\"}}"}
+
+
+def models_with_adapters(models: list[dict]) -> list[dict]:
+    """Registry order (newest first) with each base's adapters right after it; adapters whose base is gone last."""
+    adapters: dict[str, list[dict]] = {}
+    for m in models:
+        if is_adapter(m):
+            adapters.setdefault(m["meta"].get("base_id"), []).append(m)
+    out = []
+    for m in models:
+        if not is_adapter(m):
+            out.append(m)
+            out.extend(adapters.pop(m["id"], []))
+    return out + [a for rest in adapters.values() for a in rest]
+
+
+def adapter_parity(base_gguf: Path, adapter_gguf: Path, merged_gguf: Path, prompts: list[list[dict]],
+                   template: str, max_tokens: int = 24, timeout: float = 1800) -> dict:
+    """Greedy text of base + adapter (llama.cpp applying the LoRA at run time) vs the merged export, each in its own
+    child process, every prompt rendered with the same template; the bare base shows whether the adapter changes
+    anything at all (if it does not, identical outputs prove little)."""
+    args = {"conversations": prompts, "template": template, "max_tokens": max_tokens, "timeout": timeout}
+    with_adapter = run_child("greedy", model=str(base_gguf), lora=str(adapter_gguf), **args)["texts"]
+    merged = run_child("greedy", model=str(merged_gguf), **args)["texts"]
+    bare = run_child("greedy", model=str(base_gguf), **args)["texts"]
+    same = [a == b for a, b in zip(with_adapter, merged)]
+    return {"prompts": len(prompts), "identical": sum(same), "share_identical": sum(same) / max(1, len(same)),
+            "adapter_changes_output": sum(a != c for a, c in zip(with_adapter, bare)),
+            "pairs": [{"adapter": a, "merged": b, "base": c} for a, b, c in zip(with_adapter, merged, bare)]}

@@ -39,7 +39,8 @@ def _base_dir(info: dict, config: Config) -> str:
 
 
 def _gguf_of_run(store: Store, run_id: str) -> dict | None:
-    models = [m for m in store.models() if m.get("run_id") == run_id and m["status"] == "ready"]
+    models = [m for m in store.models() if m.get("run_id") == run_id and m["status"] == "ready"
+              and (m.get("meta") or {}).get("kind") != "adapter"]  # an adapter is not a model llama-server runs alone
     return models[0] if models else None
 
 

@@ -98,7 +98,91 @@ def render_with_gguf_template(model: str, conversations: list[list[dict]]) -> di
             "metadata": provenance(llm)}
 
 
-ACTIONS = {"quantize": quantize, "smoke": smoke, "render": render_with_gguf_template}
+def adapter_metadata(adapter, keys: list[str]) -> dict:
+    """String metadata of a loaded LoRA adapter, as llama.cpp read it."""
+    import ctypes
+
+    import llama_cpp
+
+    out = {}
+    buf = ctypes.create_string_buffer(4096)
+    for key in keys:
+        if llama_cpp.llama_adapter_meta_val_str(adapter, key.encode(), buf, len(buf)) >= 0:
+            out[key] = buf.value.decode("utf-8", "replace")
+    return out
+
+
+def adapter_smoke(model: str, prompt: str, keys: list[str], lora: str | None = None, max_tokens: int = 4) -> dict:
+    """Load `lora` on `model` (llama.cpp checks each tensor against the base), read its metadata back, generate.
+    Without `lora` the base is loaded first and the adapter's path is then read from stdin, so the base loads
+    while the parent is still writing the adapter."""
+    import ctypes
+
+    import llama_cpp
+
+    llm = load_llama(model, n_ctx=256, n_threads=os.cpu_count() or 1)
+    lora = lora or sys.stdin.readline().strip()
+    if not lora:
+        return {"text": None, "metadata": {}}  # the parent gave up (its conversion failed)
+    adapter = llama_cpp.llama_adapter_lora_init(llm._model.model, lora.encode("utf-8"))
+    if not adapter:
+        raise RuntimeError(f"llama.cpp could not load {lora} as an adapter of {model} (wrong base or shapes)")
+    if llama_cpp.llama_set_adapters_lora(llm._ctx.ctx, (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter), 1,
+                                         (ctypes.c_float * 1)(1.0)):
+        raise RuntimeError("llama_set_adapters_lora failed")
+    # a raw prompt, not the chat template's long system turn: the point is that the graph runs with the adapter
+    out = llm.create_completion(prompt, max_tokens=max_tokens, temperature=0)
+    return {"text": out["choices"][0]["text"], "metadata": adapter_metadata(adapter, keys)}
+
+
+def greedy(model: str, conversations: list[list[dict]], template: str, lora: str | None = None,
+           max_tokens: int = 24) -> dict:
+    """Greedy completions of each conversation rendered with `template` (one template for every model compared,
+    so only the weights differ), optionally with a LoRA adapter applied."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    llm = load_llama(model, n_ctx=1024, n_threads=os.cpu_count() or 1, lora_path=lora)
+    piece = lambda i: llm.detokenize([i], special=True).decode("utf-8", "replace")  # noqa: E731
+    bos_id = int(llm.metadata.get("tokenizer.ggml.bos_token_id", llm.token_bos()))
+    fmt = Jinja2ChatFormatter(template=template, eos_token=piece(eos_id(llm)), bos_token=piece(bos_id),
+                              add_generation_prompt=True)
+    texts = []
+    for conv in conversations:
+        ids = llm.tokenize(fmt(messages=conv).prompt.encode("utf-8"), add_bos=False, special=True)
+        out = llm.create_completion(ids, max_tokens=max_tokens, temperature=0.0, top_k=1)
+        texts.append(out["choices"][0]["text"])
+    return {"texts": texts}
+
+
+ACTIONS = {"quantize": quantize, "smoke": smoke, "render": render_with_gguf_template, "adapter_smoke": adapter_smoke,
+           "greedy": greedy}
+
+
+def start_child(action: str, **kwargs) -> subprocess.Popen:
+    """Start an action that reads more input from stdin (finish it with `finish_child`)."""
+    return subprocess.Popen([sys.executable, "-m", "forge.llama_child", action, json.dumps(kwargs)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=child_env())
+
+
+def finish_child(p: subprocess.Popen, action: str, stdin: str, timeout: float = 600) -> dict:
+    try:
+        out, err = p.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise ChildFailed(f"{action}: llama.cpp did not finish within {timeout:.0f} s") from None
+    return _child_result(action, p.returncode, out, err)
+
+
+def _child_result(action: str, returncode: int, stdout: str, stderr: str) -> dict:
+    if returncode < 0:
+        raise ChildFailed(f"{action}: llama.cpp crashed (signal {-returncode}); nothing was registered")
+    lines = stdout.strip().splitlines()
+    if returncode != 0 or not lines:
+        tail = (stderr.strip().splitlines() or ["no output"])[-1]
+        raise ChildFailed(f"{action} failed: {tail}")
+    return json.loads(lines[-1])
 
 
 def run_child(action: str, timeout: float = 600, **kwargs) -> dict:

@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from forge.errors import ForgeError
+
 STATUSES = ("pending", "approved", "rejected")
 DB_NAME = "forge.db"
 
@@ -51,7 +53,7 @@ def flatten(messages: list[dict]) -> str:
 MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")  # registry ids: never a path
 
 
-class StoreError(Exception):
+class StoreError(ForgeError):
     """A request the store refuses (unknown id, nothing to undo, invalid example); the message says why."""
 
 

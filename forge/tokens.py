@@ -15,11 +15,13 @@ import threading
 from pathlib import Path
 from typing import Callable
 
+from forge.errors import ForgeError
+
 _lock = threading.Lock()
 _cache: dict[str, Callable[[str], int]] = {}
 
 
-class TokenizerUnavailable(Exception):
+class TokenizerUnavailable(ForgeError):
     """No tokenizer could be found or made; the message says why."""
 
 

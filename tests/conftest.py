@@ -71,9 +71,10 @@ def trained_workspace(tmp_path_factory, base_model_dir):
     spec = TrainSpec(base_model=str(base_model_dir), max_steps=2, batch_size=4, max_seq_len=64, lora_r=8,
                      target_modules=["q_proj", "v_proj"])
     run_id, run_dir = runs.create_run(store, config, spec)
-    final = runs.wait(runs.launch(run_dir), run_dir)
+    proc = runs.launch(run_dir)
+    runs.wait(proc, run_dir)
+    final = runs.finalize(store, run_id, run_dir, proc.returncode)
     assert final["status"] == "completed", final
-    store.update_run(run_id, "completed", final)
     return store, config, run_id, run_dir
 
 

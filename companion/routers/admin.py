@@ -1,4 +1,5 @@
-"""Admin: GET /admin/model and POST /admin/reload-model {"model_id": ...}. Bearer token compared in constant time;
+"""Admin: GET /admin/model, POST /admin/reload-model {"model_id": ...}, GET/POST /admin/adapters {"adapter_id"} and
+DELETE /admin/adapters/{adapter_id}. Bearer token compared in constant time;
 loopback clients only unless companion.allow_remote_admin; registry ids only, never paths."""
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
+from companion.adapters import is_adapter, lookup_adapter
 from companion.openapi import errors
+from companion.pool import CompanionError
 from companion.routers.health import model_state
 from companion.settings import check_model_id, lookup_model, remember_served
 
@@ -79,8 +82,45 @@ async def reload_model(body: ReloadRequest, request: Request) -> dict:
     check_model_id(body.model_id, remote=settings.companion.backend.kind == "openai")
 
     async def resolve(model_id: str) -> dict:  # registry look-up and file check, under the swap lock
-        return await asyncio.to_thread(lookup_model, settings.config, model_id, settings.companion.verify_sha256)
+        record = await asyncio.to_thread(lookup_model, settings.config, model_id, settings.companion.verify_sha256)
+        if is_adapter(record):
+            raise CompanionError(f"{model_id} is a LoRA adapter of {record['meta'].get('base_id')}: serve that base "
+                                 "and POST /admin/adapters to add it", 422, "model_load_failed")
+        return record
 
     result = await pool.swap(body.model_id, resolve)
     await asyncio.to_thread(remember_served, settings.config, body.model_id)
     return result
+
+
+class AdapterRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    adapter_id: str = Field(json_schema_extra={"pattern": r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"})
+
+
+@router.get("/adapters", dependencies=[Depends(require_admin)], responses=errors(401, 403))
+async def list_adapters(request: Request) -> dict:
+    pool = request.app.state.pool
+    return {"base": pool.current.model["id"] if pool.current else None,
+            "adapters": [{"adapter_id": i, "path": a["path"], "removing": i in pool.removing,
+                          "provenance": (a.get("meta") or {}).get("provenance")} for i, a in pool.adapters.items()]}
+
+
+@router.post("/adapters", dependencies=[Depends(require_admin)],
+             responses=errors(400, 401, 403, 404, 422, 429, 503))
+async def add_adapter(body: AdapterRequest, request: Request) -> dict:
+    """Load a registered LoRA adapter on the serving base without reloading it; requests whose `model` is the
+    adapter's id then run with it applied."""
+    settings = request.app.state.settings
+    if settings.companion.backend.kind == "openai":
+        raise CompanionError("adapters are served by the local llama.cpp backend only", 400, "invalid_request_error")
+    check_model_id(body.adapter_id)
+    record = await asyncio.to_thread(lookup_adapter, settings.config, body.adapter_id,
+                                     settings.companion.verify_sha256)
+    return await request.app.state.pool.add_adapter(record)
+
+
+@router.delete("/adapters/{adapter_id}", dependencies=[Depends(require_admin)], responses=errors(401, 403, 404))
+async def remove_adapter(adapter_id: str, request: Request) -> dict:
+    """Stop routing requests to the adapter; those already admitted finish with it; then it is freed."""
+    return await request.app.state.pool.remove_adapter(adapter_id)

@@ -20,7 +20,8 @@ def model_state(request: Request) -> dict:
     return {"model": w.model["id"] if w else None, "model_name": w.model.get("name") if w else None,
             "quant": w.model.get("quant") if w else None, "loaded_at": iso(w.loaded_at if w else None),
             "worker_pid": w.pid if w and w.alive else None, "provenance": (w.info.get("metadata") if w else None),
-            "swap": pool.swap_state, "last_swap": pool.last_swap, "restarts": pool.restarts}
+            "swap": pool.swap_state, "last_swap": pool.last_swap, "restarts": pool.restarts,
+            "adapters": sorted(pool.adapters)}
 
 
 @router.get("/health")

@@ -1,6 +1,7 @@
 """OpenAI-compatible endpoints: GET /v1/models, POST /v1/chat/completions (whole or SSE stream), POST
-/v1/completions. Any `model` name is accepted and answered by the loaded model, whose registry id the reply
-carries (clients written for other servers keep working across a swap)."""
+/v1/completions. A `model` naming a loaded LoRA adapter runs with that adapter applied; any other name is accepted
+and answered by the loaded model, whose registry id the reply carries (clients written for other servers keep
+working across a swap), except a registered adapter that is not loaded: 404."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
+from companion.adapters import registered_adapter
 from companion.openapi import GENERATION, errors
 from companion.pool import CompanionError, error_body
 from companion.settings import list_models
@@ -156,8 +158,11 @@ async def models(request: Request) -> dict:
             prov.update(pool.current.info["metadata"])
         created = calendar.timegm(time.strptime(m["created_at"][:19], "%Y-%m-%dT%H:%M:%S")) \
             if m.get("created_at") else 0  # stored in UTC
-        data.append({"id": m["id"], "object": "model", "created": created, "owned_by": "forge",
-                     "loaded": m["id"] == loaded, "name": m["name"], "quant": m["quant"], "bytes": m["bytes"],
+        adapter = (m["meta"] or {}).get("kind") == "adapter"
+        extra = {"kind": "adapter", "parent": m["meta"].get("base_id"), "lora": m["meta"].get("lora")} \
+            if adapter else {"kind": "model"}  # `parent`: the base, as vLLM lists its LoRA modules
+        data.append({"id": m["id"], "object": "model", "created": created, "owned_by": "forge", **extra,
+                     "loaded": m["id"] in pool.adapters if adapter else m["id"] == loaded, "name": m["name"], "quant": m["quant"], "bytes": m["bytes"],
                      "run_id": m["run_id"], "sha256": m["sha256"], "provenance": prov})
     return {"object": "list", "data": data}
 
@@ -167,7 +172,7 @@ async def _whole(request: Request, op: str, params: dict) -> dict:
     t0 = time.perf_counter()
     try:
         async with pool.lease() as worker:
-            model_id = worker.model["id"]
+            model_id = params.get("adapter") or worker.model["id"]
             result = None
             async with contextlib.aclosing(worker.call(op, params, stream=False)) as messages:
                 async for msg in messages:
@@ -213,7 +218,7 @@ async def stream_events(pool, stats, op: str, params: dict, include_usage: bool)
     the generation and waits for its end before the lease lets the next request in)."""
     t0 = time.perf_counter()
     async with pool.lease() as worker:
-        model_id = worker.model["id"]
+        model_id = params.get("adapter") or worker.model["id"]
         yield None
         try:
             async with contextlib.aclosing(worker.call(op, params, stream=True)) as messages:
@@ -272,20 +277,41 @@ async def run_stream(request: Request, op: str, params: dict, include_usage: boo
 
 
 GENERATED = {200: {"description": "The reply: a whole JSON object, or with `stream` an SSE stream of chunks ending "
-                                 "in `data: [DONE]`", "content": {"text/event-stream": {}}}, **errors(*GENERATION)}
+                                 "in `data: [DONE]`", "content": {"text/event-stream": {}}}, **errors(*GENERATION, 404)}
+
+
+async def adapter_for(request: Request, name: str | None) -> str | None:
+    """The LoRA adapter a request's `model` names, None for the base. Any other name is answered by the base, as
+    before adapters; but a registered adapter that is not loaded is a 404, never the base's answer silently."""
+    pool = request.app.state.pool
+    if not name or (pool.current is not None and name == pool.current.model["id"]):
+        return None
+    if name in pool.adapters or name in pool.removing:
+        return name
+    if request.app.state.settings.companion.backend.kind != "openai" and await asyncio.to_thread(
+            registered_adapter, request.app.state.settings.config, name):
+        raise CompanionError(f"adapter {name} is registered but not loaded on this companion "
+                             f"(POST /admin/adapters {{\"adapter_id\": \"{name}\"}} loads it)", 404, "model_not_found")
+    return None
+
+
+async def generate(request: Request, op: str, params: dict, body: Sampling):
+    adapter = await adapter_for(request, body.model)
+    if adapter:
+        params["adapter"] = adapter
+    with request.app.state.pool.adapter_use(adapter):  # a DELETE of the adapter waits for this request
+        if body.stream:
+            return await run_stream(request, op, params, bool((body.stream_options or {}).get("include_usage")))
+        return await run_whole(request, op, params)
 
 
 @router.post("/chat/completions", responses=GENERATED)
 async def chat_completions(body: ChatRequest, request: Request):
     params = {**body.params(), "messages": [m.plain() for m in body.messages], "response_format": body.format()}
-    if body.stream:
-        return await run_stream(request, "chat", params, bool((body.stream_options or {}).get("include_usage")))
-    return await run_whole(request, "chat", params)
+    return await generate(request, "chat", params, body)
 
 
 @router.post("/completions", responses=GENERATED)
 async def completions(body: CompletionRequest, request: Request):
     params = {**body.params(), "prompt": body.prompt}
-    if body.stream:
-        return await run_stream(request, "completion", params, bool((body.stream_options or {}).get("include_usage")))
-    return await run_whole(request, "completion", params)
+    return await generate(request, "completion", params, body)

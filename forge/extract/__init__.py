@@ -5,10 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from forge.config import Config
-from forge.extract.common import Extraction, Progress
+from forge.extract.common import Extraction, ExtractError, Progress
 from forge.store import Store
 
-KINDS = ("obsidian", "csv", "jsonl")
+KINDS = ("obsidian", "csv", "jsonl", "dataset")
+
+
+def file_kind(path: str | Path) -> str:
+    """The extractor for a file or folder of held-out or imported examples, by what it is: CSV/TSV by extension,
+    Parquet/Arrow files and folders (save_to_disk, or Parquet shards) as a dataset, anything else as JSONL."""
+    from forge.extract.dataset import is_dataset_path
+    from forge.extract.tabular import TSV_SUFFIXES
+
+    if Path(path).suffix.lower() in (".csv",) + TSV_SUFFIXES:
+        return "csv"
+    return "dataset" if is_dataset_path(path) else "jsonl"
 
 
 def extract(kind: str, path: str | Path, config: Config, progress: Progress | None = None, **options) -> Extraction:
@@ -28,7 +39,11 @@ def extract(kind: str, path: str | Path, config: Config, progress: Progress | No
         from forge.extract.jsonl import extract_jsonl
 
         return extract_jsonl(path, ex.max_file_bytes, ex.max_line_bytes, progress)
-    raise ValueError(f"unknown source kind {kind!r}: use one of {', '.join(KINDS)}")
+    if kind == "dataset":
+        from forge.extract.dataset import extract_dataset
+
+        return extract_dataset(path, ex.max_line_bytes, progress, **options)
+    raise ExtractError(f"unknown source kind {kind!r}: use one of {', '.join(KINDS)}")
 
 
 VAULT_FILTER_KEYS = ("tags", "all_notes", "folders", "exclude_folders")
@@ -114,6 +129,8 @@ def run_extract(store: Store, kind: str, path: str | Path, config: Config, progr
         report["filter"] = {"origin": origin, "include_tags": cfg.include_tags,
                             "include_folders": cfg.include_folders, "exclude_folders": cfg.exclude_folders}
         report["chunked"] = result.chunked or {"notes": 0, "examples": 0, "hard_splits": 0}
+    if kind == "dataset":
+        report["dataset"] = result.survey  # the split, columns and shape read
     if not result.items:
         report["hint"] = nothing_found_hint(kind, path, result, cfg)
     summary = {k: report[k] for k in ("added", "updated", "unchanged", "kept", "duplicates", "read", "reasons",

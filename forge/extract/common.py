@@ -7,9 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from forge.errors import ForgeError
 from forge.validate import ROLES, normalize_messages
 
 Progress = Callable[[int, int], None]
+
+
+class ExtractError(ForgeError):
+    """A source cannot be read as asked (unknown kind, columns not found); the message says what to pass."""
 
 
 # Why a file, note, row or line gave no example. Every skip carries one of these codes (the report counts them)
@@ -70,9 +75,15 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
     """Text and the encoding it was read with: UTF-8 (with or without BOM), UTF-16 with BOM, else the best guess of
     charset-normalizer among the single-byte encodings people's exports come in (cp1252, latin-1, ...)."""
     if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8"), "utf-8-sig"
+        try:
+            return data[3:].decode("utf-8"), "utf-8-sig"
+        except UnicodeDecodeError:
+            data = data[3:]  # a BOM before bytes that are not UTF-8 (files re-saved by hand): guess, as below
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16"), "utf-16"
+        try:
+            return data.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError:
+            pass  # an odd byte count or a lone surrogate: not UTF-16 after all
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -139,3 +150,94 @@ def record_to_messages(obj: object) -> list[dict] | None:
         if isinstance(obj.get(p), str) and isinstance(obj.get(r), str):
             return messages_from_pair(obj[p], obj[r], system)
     return None
+
+
+CHAT_KEYS = ("messages", "conversations", "conversation")
+
+
+@dataclass
+class Found:
+    """One example in a record, or why there is none: `label` is "" for the record itself and "instance N" for one
+    of a Self-Instruct task's instances; `messages` is None when skipped (then `code` and `reason` say why)."""
+
+    label: str
+    messages: list[dict] | None
+    code: str = ""
+    reason: str = ""
+
+
+def _kind_of(value: object) -> str:
+    return "null" if value is None else {"str": "text", "dict": "an object", "list": "a list"}.get(
+        type(value).__name__, f"a {type(value).__name__}")
+
+
+def why_not(rec: object) -> tuple[str, str]:
+    """(code, reason) for a record record_to_messages found no conversation in."""
+    if not isinstance(rec, dict):
+        return "bad-record", f"{_kind_of(rec)} where a record was expected"
+    for key in CHAT_KEYS:
+        if key in rec:
+            if rec[key] in (None, [], ""):
+                return "empty", f"'{key}' is empty"
+            return "bad-record", f"'{key}' is not a list of {{role, content}} turns with known roles"
+    if isinstance(rec.get("instruction"), str):
+        if "output" not in rec:
+            return "bad-record", "has 'instruction' but no 'output'"
+        if rec["output"] is None:
+            return "empty", "'output' is null"
+        return "bad-record", f"'output' is {_kind_of(rec['output'])}, not text"
+    keys = ", ".join(sorted(map(str, rec))) or "no keys"
+    return "bad-record", (f"not a known example shape (has: {keys}); expected messages, instruction/output, "
+                          f"input/output or prompt/completion")
+
+
+def empty_turn(msgs: list[dict]) -> str | None:
+    """Why a conversation is unusable because a user or assistant turn is blank, or None."""
+    for m in msgs:
+        if m["role"] in ("user", "assistant") and not m["content"].strip():
+            return f"the {m['role']} turn is empty"
+    if not any(m["role"] == "assistant" for m in msgs):
+        return "no assistant turn"
+    return None
+
+
+def found_in(rec: object, label: str = "") -> Found:
+    msgs = record_to_messages(rec)
+    if msgs is None:
+        return Found(label, None, *why_not(rec))
+    empty = empty_turn(msgs)
+    if empty:
+        return Found(label, None, "empty", empty)
+    return Found(label, msgs)
+
+
+def is_self_instruct(rec: object) -> bool:
+    return (isinstance(rec, dict) and "instances" in rec and isinstance(rec.get("instruction"), str)
+            and not any(k in rec for k in CHAT_KEYS))
+
+
+def examples_of(rec: object) -> list[Found]:
+    """Every example in one record. A Self-Instruct seed task ({"instruction", "instances": [{"input", "output"}],
+    "is_classification"}) gives one per instance: the instruction and the instance's input as the user turn, its
+    output as the assistant turn; a bad instance is skipped on its own. Any other record gives one."""
+    if not is_self_instruct(rec):
+        return [found_in(rec)]
+    instances = rec["instances"]
+    if instances is None or instances == []:
+        return [Found("", None, "empty", "a Self-Instruct task with an empty 'instances' list")]
+    if not isinstance(instances, list):
+        return [Found("", None, "bad-record", f"'instances' is {_kind_of(instances)}, not a list")]
+    out = []
+    for k, inst in enumerate(instances, start=1):
+        label = f"instance {k}"
+        if not isinstance(inst, dict):
+            out.append(Found(label, None, "bad-record", f"{label} is {_kind_of(inst)}, not {{input, output}}"))
+            continue
+        one = {"instruction": rec["instruction"], "input": inst.get("input"), "output": inst.get("output")}
+        if "output" not in inst:
+            one.pop("output")
+        if isinstance(rec.get("system"), str):
+            one["system"] = rec["system"]
+        f = found_in(one, label)
+        out.append(Found(label, f.messages, f.code, f"{label}: {f.reason}" if f.reason else ""))
+    return out

@@ -1,6 +1,6 @@
 """LLM output → conversations. Accepts JSONL (or a JSON array) of the common shapes: {"messages": [...]}, Alpaca,
-{input, output}, {prompt, completion}, OpenAI chat-completion objects whose message content holds one of those, and
-JSON inside ```json fences, as models like to write it."""
+{input, output}, {prompt, completion}, Self-Instruct seed tasks (one example per instance), OpenAI chat-completion
+objects whose message content holds one of those, and JSON inside ```json fences, as models like to write it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import re
 from pathlib import Path
 
-from forge.extract.common import Extraction, Progress, decode_bytes, record_to_messages
+from forge.extract.common import Extraction, Progress, decode_bytes, examples_of
 from forge.store import content_hash
 
 FENCE_RE = re.compile(r"```(?:json|jsonl)?\s*\n(.*?)```", re.DOTALL | re.IGNORECASE)
@@ -67,18 +67,19 @@ def extract_jsonl(path: str | Path, max_file_bytes: int, max_line_bytes: int,
 
     def add(value: object, line: int) -> None:
         recs = records_of(value)
+        result.read += max(len(recs), 1)  # records read
         if not recs:
             result.skip(f"{path}:{line}", "no examples inside this record")
         for rec in recs:
-            msgs = record_to_messages(rec)
-            if msgs is None:
-                keys = ", ".join(sorted(rec)) if isinstance(rec, dict) else type(rec).__name__
-                result.skip(f"{path}:{line}", f"not a known example shape (has: {keys}); expected messages, "
-                                              f"instruction/output, input/output or prompt/completion")
-                continue
-            result.items.append({"extract_key": f"{source_kind}:{path.name}:{content_hash(msgs)}",
-                                 "source_kind": source_kind, "source_ref": f"{path.name}:{line}", "line": line,
-                                 "tags": [], "messages": msgs})
+            for found in examples_of(rec):  # a Self-Instruct task gives one per instance
+                if found.messages is None:
+                    where = f"{path}:{line}" + (f" ({found.label})" if found.label else "")
+                    result.skip(where, found.reason, found.code)
+                    continue
+                msgs = found.messages
+                result.items.append({"extract_key": f"{source_kind}:{path.name}:{content_hash(msgs)}",
+                                     "source_kind": source_kind, "source_ref": f"{path.name}:{line}", "line": line,
+                                     "tags": [], "messages": msgs})
 
     with open(path, "rb") as f:
         raw = f.read()
@@ -112,11 +113,13 @@ def extract_jsonl(path: str | Path, max_file_bytes: int, max_line_bytes: int,
             continue
         if len(line) > max_line_bytes:
             result.skip(f"{path}:{line_no}", f"line is over the {max_line_bytes}-byte limit (extract.max_line_bytes)")
+            result.read += 1
             continue
         try:
             value = json.loads(line)
         except json.JSONDecodeError as e:
             result.skip(f"{path}:{line_no}", f"not valid JSON: {e.msg} at column {e.colno}")
+            result.read += 1
             continue
         add(value, line_no)
         if progress and line_no % 1000 == 0:

@@ -1,4 +1,4 @@
-"""CSV files → conversations, with encoding detection and configurable prompt/response/system columns."""
+"""CSV and TSV files → conversations, with encoding detection and configurable prompt/response/system columns."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 from forge.config import CsvConfig
-from forge.extract.common import Extraction, Progress, decode_bytes, messages_from_pair
+from forge.extract.common import Extraction, ExtractError, Progress, decode_bytes, messages_from_pair
 from forge.store import content_hash
+
+TSV_SUFFIXES = (".tsv", ".tab")
 
 # Column pairs seen in the seed projects, tried in order when no columns are configured.
 KNOWN_PAIRS = [("prompt", "response"), ("prompt", "completion"), ("instruction", "output"), ("input", "output"),
@@ -22,14 +24,44 @@ def _pick_columns(header: list[str], cfg: CsvConfig, prompt: str | None, respons
     if prompt or response:
         missing = [c for c in (prompt, response) if c is None or (c not in header and c.lower() not in lower)]
         if missing:
-            raise KeyError(f"column {missing[0]!r} not found; the header has: {', '.join(header)}" if missing[0]
+            raise ExtractError(f"column {missing[0]!r} not found; the header has: {', '.join(header)}" if missing[0]
                            else "give both --prompt-column and --response-column")
         return lower.get(prompt.lower(), prompt), lower.get(response.lower(), response)
     for p, r in KNOWN_PAIRS:
         if p in lower and r in lower:
             return lower[p], lower[r]
-    raise KeyError(f"cannot tell which columns hold the prompt and the response (header: {', '.join(header)}); "
+    raise ExtractError(f"cannot tell which columns hold the prompt and the response (header: {', '.join(header)}); "
                    f"pass --prompt-column and --response-column")
+
+
+def _misfits(text: str, quoting: int) -> int:
+    """How many rows of a tab-separated text look wrong read this way: not the header's number of fields, or a field
+    running over a line end."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=quoting)
+    try:
+        width = len(next(reader))
+    except (StopIteration, csv.Error):
+        return 0
+    bad = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return bad
+        except csv.Error:
+            bad += 1
+            continue
+        bad += bool(row) and (len(row) != width or any("\n" in f or "\r" in f for f in row))
+
+
+def tsv_quoting(text: str) -> int:
+    """Whether a TSV quotes its fields (as pandas and Excel write them: tabs and newlines inside "…") or takes quotes
+    as plain text (as tab-separated corpora such as MRPC do: `" The pie business …` opens no quoted field). Read the
+    wrong way, a stray quote swallows the rows after it into one field, or quoted tabs split a field: the way that
+    leaves fewer rows of the wrong width or spanning lines wins, quoted on a tie."""
+    if '"' not in text:
+        return csv.QUOTE_MINIMAL
+    return csv.QUOTE_NONE if _misfits(text, csv.QUOTE_NONE) < _misfits(text, csv.QUOTE_MINIMAL) else csv.QUOTE_MINIMAL
 
 
 def extract_csv(path: str | Path, cfg: CsvConfig, max_file_bytes: int, max_field_bytes: int,
@@ -47,10 +79,15 @@ def extract_csv(path: str | Path, cfg: CsvConfig, max_file_bytes: int, max_field
         result.skip(str(path), f"cannot read: {e.strerror or e}")
         return result
     csv.field_size_limit(min(max_field_bytes, sys.maxsize))
-    # The delimiter is the one the header line uses most (the csv Sniffer misreads prose-heavy rows).
+    # A .tsv/.tab file is tab-separated whatever its header holds; otherwise the delimiter is the one the header line
+    # uses most (the csv Sniffer misreads prose-heavy rows).
     first = text.split("\n", 1)[0]
-    delimiter = max([",", ";", "\t", "|"], key=first.count) if any(d in first for d in ",;\t|") else ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    if path.suffix.lower() in TSV_SUFFIXES:
+        delimiter = "\t"
+    else:
+        delimiter = max([",", ";", "\t", "|"], key=first.count) if any(d in first for d in ",;\t|") else ","
+    quoting = tsv_quoting(text) if delimiter == "\t" else csv.QUOTE_MINIMAL
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
     try:
         header = next(reader)
     except (StopIteration, csv.Error):
@@ -58,8 +95,8 @@ def extract_csv(path: str | Path, cfg: CsvConfig, max_file_bytes: int, max_field
         return result
     try:
         pcol, rcol = _pick_columns(header, cfg, prompt_column, response_column)
-    except KeyError as e:
-        result.skip(str(path), str(e.args[0]))
+    except ExtractError as e:
+        result.skip(str(path), str(e))
         return result
     scol = system_column or cfg.system_column
     if scol and scol not in header:
@@ -76,12 +113,14 @@ def extract_csv(path: str | Path, cfg: CsvConfig, max_file_bytes: int, max_field
             break
         except csv.Error as e:
             result.skip(f"{path}:{line}", f"bad CSV row: {e}")
+            result.read += 1
             line = reader.line_num + 1
             continue
         where = f"{path}:{line}"
         line = reader.line_num + 1
         if not any(c.strip() for c in row):
             continue
+        result.read += 1  # rows read (blank lines are not rows)
         if len(row) < len(header):
             row = row + [""] * (len(header) - len(row))
         prompt, response = row[idx[pcol]], row[idx[rcol]]

@@ -15,11 +15,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from forge.errors import ForgeError
+
 DEFAULT_BASE = "smollm2-135m-instruct"
 MARKER = "FORGE_COMPLETE"
 
 
-class BaseModelError(Exception):
+class BaseModelError(ForgeError):
     """The base model cannot be found or prepared; the message says what to install or configure."""
 
 
@@ -36,9 +38,40 @@ def bundled_gguf() -> Path:
 
 
 def materialise(target: Path, progress: Callable[[str], None] | None = None) -> Path:
-    """Write the bundled SmolLM2 as an HF model folder at `target` (once; later calls return at once)."""
+    """Write the bundled SmolLM2 as an HF model folder at `target` (once; later calls return at once).
+
+    Several processes may ask at once (the ranks of a multi-process run, two runs started together): a file lock
+    lets one write while the others wait, then find it done."""
+    import fcntl
+
     target = Path(target)
     if (target / MARKER).exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(target.name + ".lock"), "w") as lock:
+        if progress and _locked(lock):
+            progress("waiting for the base model (another process is preparing it)…")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _materialise(target, progress)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _locked(f) -> bool:
+    """True when another process holds the lock now (tried without waiting; released again at once)."""
+    import fcntl
+
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+
+def _materialise(target: Path, progress: Callable[[str], None] | None) -> Path:
+    if (target / MARKER).exists():  # another process finished it while we waited
         return target
     say = progress or (lambda msg: None)
     gguf = bundled_gguf()

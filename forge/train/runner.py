@@ -2,8 +2,9 @@
 
 setup / train / save_checkpoint / cleanup, as torchtune's recipes. RUN_DIR holds spec.json and data/ (train
 and val JSONL in chat format); the runner writes events.jsonl, checkpoints/checkpoint-N (complete only once
-`forge_complete.json` is written, last), adapter/ (the final LoRA adapter with tokenizer and chat template) and
-status.json. SIGINT/SIGTERM saves a checkpoint and stops; a NaN/inf loss fails the run with its step; running
+`forge_complete.json` is written, last), adapter/ (the final LoRA adapter with tokenizer and chat template),
+forgetting.json (the general reference set's loss before and after) and status.json (with the padding share).
+Examples longer than max_seq_len follow the spec's truncation policy (forge/train/lengths.py). SIGINT/SIGTERM saves a checkpoint and stops; a NaN/inf loss fails the run with its step; running
 out of memory fails it with a suggestion.
 """
 
@@ -17,16 +18,24 @@ import sys
 import time
 from pathlib import Path
 
+from forge.errors import ForgeError
 from forge.store import sha256_file
 from forge.train.events import DiskLogger
-from forge.train.spec import SpecError, TrainSpec, default_targets, pick_backend
+from forge.train.lengths import assistant_spans, tokenize  # noqa: F401 - the runner's tokenization
+from forge.train.spec import TrainSpec, default_targets, pick_backend
 
 MARKER = "forge_complete.json"
 ADAPTER_FILE = "adapter_model.safetensors"
 
 
-class RunFailed(Exception):
+class RunFailed(ForgeError):
     """The run cannot go on; the message is what the user sees."""
+
+
+def _fault(stage: str) -> None:
+    """Testing only: FORGE_TRAIN_FAULT=<stage> SIGKILLs the runner there, as the OOM killer or a power cut would."""
+    if os.environ.get("FORGE_TRAIN_FAULT") == stage:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def write_marker(ckpt: Path, step: int) -> None:
@@ -95,38 +104,76 @@ def load_split(path: Path) -> list[list[dict]]:
     return out
 
 
-def assistant_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the character spans of each assistant turn (content and end-of-turn)."""
-    full = tokenizer.apply_chat_template(messages, tokenize=False)
-    spans = []
-    for i, m in enumerate(messages):
-        if m["role"] != "assistant":
-            continue
-        prompt = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
-        upto = tokenizer.apply_chat_template(messages[:i + 1], tokenize=False)
-        if full.startswith(upto) and upto.startswith(prompt):
-            spans.append((len(prompt), len(upto)))
-        else:  # a template without the prefix property: fall back to the content itself
-            start = full.find(m["content"])
-            if start >= 0:
-                spans.append((start, start + len(m["content"])))
-    return full, spans
+def grouping(config_cls, group: bool) -> dict:
+    """The TrainingArguments that batch examples of similar length together (renamed in transformers 5)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    if "train_sampling_strategy" in names:
+        return {"train_sampling_strategy": "group_by_length" if group else "random"}
+    return {"group_by_length": group}
 
 
-def tokenize(tokenizer, conversations: list[list[dict]], max_len: int) -> tuple[list[dict], int]:
-    """input_ids with labels only on assistant tokens (-100 elsewhere); and how many were truncated."""
-    rows, truncated = [], 0
-    for msgs in conversations:
-        text, spans = assistant_spans(tokenizer, msgs)
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids, offsets = enc["input_ids"], enc["offset_mapping"]
-        labels = [tok if any(a <= s < b for a, b in spans) else -100 for tok, (s, _) in zip(ids, offsets)]
-        if len(ids) > max_len:
-            truncated += 1
-            ids, labels = ids[:max_len], labels[:max_len]
-        if any(lab != -100 for lab in labels):
-            rows.append({"input_ids": ids, "labels": labels})
-    return rows, truncated
+def label_positions_supported(model) -> bool:
+    """Whether the model takes a boolean `logits_to_keep` mask (transformers 5 causal LMs)."""
+    import inspect
+
+    try:
+        from transformers.modeling_utils import slice_logits_to_keep  # noqa: F401 - the mask form's helper
+    except ImportError:
+        return False
+    target = model
+    for attr in ("base_model", "model"):  # PeftModel → LoraModel → the causal LM
+        target = getattr(target, attr, target)
+    return "logits_to_keep" in inspect.signature(target.forward).parameters
+
+
+def label_positions_loss(trainer, model, inputs: dict, num_items_in_batch=None):
+    """The causal-LM loss with the vocabulary projection run only where a label follows.
+
+    The same number transformers' loss gives (the sum of cross-entropies over label tokens, divided by the label
+    tokens in the batch, or across the accumulated batches when the trainer passes that count), but the lm_head
+    (576 × 49k for SmolLM2) and the softmax run on the assistant tokens only instead of every position of the
+    batch: prompts and padding cost no logits. On summaries-like rows that is most of the batch."""
+    import torch
+
+    labels = inputs.pop("labels")
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != -100
+    logits = model(**inputs, logits_to_keep=keep).logits
+    target = labels[:, 1:][keep[:, :-1]]
+    loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                             reduction="sum")
+    if num_items_in_batch is not None and trainer.model_accepts_loss_kwargs:
+        loss = loss / (num_items_in_batch.to(loss.device) if torch.is_tensor(num_items_in_batch)
+                       else num_items_in_batch)
+        if trainer.args.average_tokens_across_devices and trainer.accelerator.num_processes > 1:
+            loss = loss * trainer.accelerator.num_processes
+    else:
+        loss = loss / max(int(target.numel()), 1)
+    return loss
+
+
+class PaddingCounter:
+    """Wraps a collator; counts the tokens of each batch it makes and how many of them are padding."""
+
+    def __init__(self):
+        self.pad = 0
+        self.total = 0
+
+    def wrap(self, collate):
+        def counted(examples):
+            batch = collate(examples)
+            ids = batch["input_ids"]
+            real = sum(len(e["input_ids"]) for e in examples)
+            self.total += int(ids.numel())
+            self.pad += int(ids.numel()) - real
+            return batch
+
+        return counted
+
+    def share(self) -> float | None:
+        return self.pad / self.total if self.total else None
 
 
 class Recipe:
@@ -140,6 +187,7 @@ class Recipe:
         self.failure: str | None = None
         self.trainer = None
         self.status = "starting"
+        self.padding = PaddingCounter()
 
     # ---- status ------------------------------------------------------------------------------------------
     def set_status(self, status: str, **extra) -> None:
@@ -150,13 +198,8 @@ class Recipe:
             tmp = self.run_dir / "status.json.tmp"
             tmp.write_text(json.dumps(info))
             os.replace(tmp, self.run_dir / "status.json")
-            db = self.run_dir.parent.parent / "forge.db"
-            if db.exists():
-                from forge.store import Store
-
-                store = Store(db)
-                store.update_run(self.run_dir.name, status, extra)
-                store.close()
+        # The store is not touched here: runs.finalize(), in the process that launched this one, reads
+        # status.json into it, so a runner killed before its last word still leaves a run marked failed.
 
     def _on_signal(self, signum, frame) -> None:
         if not self.stop_requested:
@@ -200,14 +243,112 @@ class Recipe:
             tokenizer.pad_token = tokenizer.eos_token
         (self.run_dir / "chat_template.jinja").write_text(tokenizer.chat_template or "")
 
-        train_ds, truncated = tokenize(tokenizer, train_rows, spec.max_seq_len)
-        val_ds, _ = tokenize(tokenizer, val_rows, spec.max_seq_len)
-        if truncated:
-            self.log.log("warning", message=f"{truncated} training examples were longer than max_seq_len "
-                                            f"{spec.max_seq_len} tokens and were truncated")
-        self.trainer = self._build_trainer(model, tokenizer, train_ds, val_ds, backend, use_cuda)
+        if spec.max_seq_len == "auto":  # a run folder made without create_run: measure here
+            from forge.train.lengths import hf_chat, model_context, plan
+
+            report = plan(spec, train_rows, hf_chat(tokenizer), model_context(str(base)))
+            spec.max_seq_len, spec.max_seq_len_reason = report["max_seq_len"], report["reason"]
+            spec.batch_size, spec.grad_accum = report["batch_size"], report["grad_accum"]
+            self.log.log("info", message=f"max_seq_len {spec.max_seq_len} ({spec.max_seq_len_reason})")
+        train_ds, counts = tokenize(tokenizer, train_rows, spec.max_seq_len, spec.truncation)
+        val_ds, _ = tokenize(tokenizer, val_rows, spec.max_seq_len, spec.truncation)
+        if counts["over"]:
+            how = (f"{counts['cut']} cut in the middle of the longest user turn (marked), "
+                   if spec.truncation == "middle-of-user" else "")
+            self.log.log("warning", message=f"{counts['over']} training examples were longer than max_seq_len "
+                                            f"{spec.max_seq_len} tokens: {how}{counts['dropped']} dropped "
+                                            f"(truncation {spec.truncation}; assistant turns are never cut)",
+                         over=counts["over"], cut=counts["cut"], dropped=counts["dropped"])
+        if counts["masked"]:
+            self.log.log("warning", message=f"{counts['masked']} training examples have no assistant tokens "
+                                            f"and were left out")
+        if not train_ds:
+            raise RunFailed(f"no training example fits in max_seq_len {spec.max_seq_len} tokens "
+                            f"(truncation {spec.truncation}): raise max_seq_len or use auto")
         self.tokenizer = tokenizer
         self.backend = backend
+        self.forgetting_before = self._reference_loss(model, tokenizer, before=True)
+        self.trainer = self._build_trainer(model, tokenizer, train_ds, val_ds, backend, use_cuda)
+
+    # ---- forgetting --------------------------------------------------------------------------------------
+    def _reference_rows(self, tokenizer) -> list[dict]:
+        from forge.train.recipes import reference_path
+
+        path = Path(self.spec.reference_data).expanduser() if self.spec.reference_data else reference_path()
+        rows, _ = tokenize(tokenizer, load_split(path), 10**6)
+        return rows
+
+    def _reference_loss(self, model, tokenizer, before: bool) -> dict | None:
+        """Mean loss per assistant token on the general reference set: with the adapter disabled (the base) before
+        training, with it after. None when the check is off, on ranks other than 0, or if it cannot run."""
+        if not self.spec.forgetting_check or self.rank != 0:
+            return None
+        try:
+            import contextlib
+
+            import torch
+
+            rows = self._reference_rows(tokenizer)
+            if not rows:
+                return None
+            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+            device = next(model.parameters()).device
+            was_training = model.training
+            sliced = label_positions_supported(model)
+            model.eval()
+            total, count = 0.0, 0
+            off = model.disable_adapter() if before and hasattr(model, "disable_adapter") else contextlib.nullcontext()
+            with torch.no_grad(), off:
+                for k in range(0, len(rows), 8):
+                    batch = rows[k:k + 8]
+                    width = max(len(r["input_ids"]) for r in batch)
+                    ids = torch.tensor([r["input_ids"] + [pad] * (width - len(r["input_ids"])) for r in batch])
+                    labels = torch.tensor([r["labels"] + [-100] * (width - len(r["labels"])) for r in batch])
+                    mask = torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"]))
+                                         for r in batch])
+                    keep = torch.zeros_like(labels, dtype=torch.bool)
+                    keep[:, :-1] = labels[:, 1:] != -100
+                    target = labels[:, 1:][keep[:, :-1]].to(device)
+                    if sliced:  # logits only where an answer token follows
+                        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False,
+                                       logits_to_keep=keep.to(device)).logits
+                    else:
+                        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                       use_cache=False).logits[keep.to(device)]
+                    loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target,
+                                                             reduction="sum")
+                    total += float(loss)
+                    count += int(target.numel())
+            if was_training:
+                model.train()
+            return {"loss": total / max(count, 1), "rows": len(rows), "tokens": count}
+        except Exception as e:  # noqa: BLE001 - a guard, never the reason a run fails
+            self.log.log("warning", message=f"forgetting check skipped: {type(e).__name__}: {e}")
+            return None
+
+    def write_forgetting(self) -> dict | None:
+        before = getattr(self, "forgetting_before", None)
+        if before is None:
+            return None
+        after = self._reference_loss(self.trainer.model, self.tokenizer, before=False)
+        if after is None:
+            return None
+        spec = self.spec
+        change = after["loss"] - before["loss"]
+        result = {"loss_before": round(before["loss"], 4), "loss_after": round(after["loss"], 4),
+                  "change": round(change, 4), "threshold": spec.forgetting_threshold,
+                  "warn": change > spec.forgetting_threshold, "rows": before["rows"], "tokens": before["tokens"],
+                  "reference": spec.reference_data or "data/reference/general.jsonl"}
+        (self.run_dir / "forgetting.json").write_text(json.dumps(result, indent=2) + "\n")
+        line = (f"forgetting: loss on the general reference set {result['loss_before']:.3f} → "
+                f"{result['loss_after']:.3f} (change {change:+.3f})")
+        if result["warn"]:
+            self.log.log("warning", message=line + f", over the threshold {spec.forgetting_threshold}: the tuned "
+                                                   f"model may have lost general ability (lower the learning rate "
+                                                   f"or epochs)", forgetting=result)
+        else:
+            self.log.log("info", message=line, forgetting=result)
+        return result
 
     def _targets(self, base) -> list[str]:
         if self.spec.target_modules:
@@ -245,7 +386,8 @@ class Recipe:
         from unsloth import FastLanguageModel
 
         model, tokenizer = FastLanguageModel.from_pretrained(
-            model_name=str(base), max_seq_length=self.spec.max_seq_len, load_in_4bit=quant == "4bit", dtype=None)
+            model_name=str(base), max_seq_length=self.spec.max_seq_len if isinstance(self.spec.max_seq_len, int)
+            else 4096, load_in_4bit=quant == "4bit", dtype=None)
         model = FastLanguageModel.get_peft_model(
             model, r=self.spec.lora_r, lora_alpha=self.spec.lora_alpha, lora_dropout=self.spec.lora_dropout,
             target_modules=self._targets(base), bias="none",
@@ -273,6 +415,7 @@ class Recipe:
             bf16=use_cuda, fp16=False, use_cpu=not use_cuda, report_to=[], disable_tqdm=True,
             max_length=spec.max_seq_len, packing=False, dataset_num_proc=None,
             include_num_input_tokens_seen="non_padding", dataloader_num_workers=0, remove_unused_columns=True,
+            **grouping(SFTConfig, spec.group_by_length),
         )
 
         class Events(TrainerCallback):
@@ -318,18 +461,33 @@ class Recipe:
             def on_save(self, args, state, control, **kw):
                 ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
                 if ckpt.exists() and recipe.rank == 0:
+                    _fault("checkpoint")  # the checkpoint is written, its marker not yet
                     write_marker(ckpt, state.global_step)
                     recipe.log.log("checkpoint", step=state.global_step, path=str(ckpt))
 
         from transformers import Trainer
 
+        padding = self.padding
+
         class ForgeSFTTrainer(SFTTrainer):
+            def get_train_dataloader(self):
+                # Count real and padded tokens of every training batch (the run's padding share).
+                collate = self.data_collator
+                self.data_collator = padding.wrap(collate)
+                try:
+                    return super().get_train_dataloader()
+                finally:
+                    self.data_collator = collate
+
             def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
                 # The plain causal-LM loss of transformers' Trainer: TRL's chunked lm-head pass that also
                 # computes entropy and token accuracy for its logs costs ~35% throughput on a CPU, for metrics
                 # forge does not show.
                 inputs["use_cache"] = False
-                result = Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs, **kwargs)
+                if return_outputs or not label_positions_supported(model):
+                    result = Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs, **kwargs)
+                else:
+                    result = label_positions_loss(self, model, inputs, kwargs.get("num_items_in_batch"))
                 nan_at = spec.fault_nan_at_step
                 if nan_at is not None and self.state.global_step + 1 >= nan_at:
                     if return_outputs:
@@ -343,6 +501,15 @@ class Recipe:
             eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
             callbacks=[Events()])
         return trainer
+
+    def log_padding(self) -> float | None:
+        share = self.padding.share()
+        if share is None:
+            return None
+        how = "length-grouped" if self.spec.group_by_length else "random order"
+        self.log.log("info", message=f"padding share {share:.0%} ({how}): {self.padding.pad} padding tokens of "
+                                     f"{self.padding.total} in the training batches", padding_share=round(share, 4))
+        return round(share, 4)
 
     def train(self) -> None:
         ckpt = None
@@ -383,6 +550,9 @@ class Recipe:
         if self.rank == 0:
             adapter = self.save_checkpoint()
             summary["adapter_dir"] = str(adapter)
+            summary["padding_share"] = self.log_padding()
+            summary["forgetting"] = self.write_forgetting()
+            summary["max_seq_len"] = self.spec.max_seq_len
         self.set_status("stopped" if self.stop_requested else "completed", **summary)
 
 
@@ -392,7 +562,7 @@ def recipe_main(run_dir: str, resume: bool = False) -> int:
         recipe.setup()
         recipe.train()
         recipe.cleanup()
-    except (RunFailed, SpecError) as e:
+    except ForgeError as e:  # RunFailed, SpecError, BaseModelError: a message for the user, no traceback
         recipe.set_status("failed", message=str(e))
         return 1
     except MemoryError:

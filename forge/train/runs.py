@@ -11,22 +11,48 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from forge import child_env
 from forge.config import Config
 from forge.dataset import export_dataset
 from forge.store import Store, StoreError
 from forge.train.events import read_events
-from forge.train.spec import TrainSpec
+from forge.train.spec import SpecError, TrainSpec
 
 
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("run-%Y%m%d-%H%M%S-") + os.urandom(2).hex()
 
 
-def create_run(store: Store, config: Config, spec: TrainSpec, dataset_dir: Path | None = None) -> tuple[str, Path]:
+class TruncationRefused(SpecError):
+    """An explicit max_seq_len would truncate too many examples and the caller did not confirm it."""
+
+
+def measure_lengths(spec: TrainSpec, run_dir: Path, workspace: Path) -> tuple[TrainSpec, dict | None]:
+    """The length report of the run's training split (forge/train/lengths.py), and the spec with an "auto"
+    max_seq_len resolved and its reason recorded. Without a tokenizer the report is None and "auto" is left for
+    the runner to resolve."""
+    from forge.train.lengths import LengthError, plan_run_data
+
+    try:
+        report = plan_run_data(spec, run_dir / "data", workspace)
+    except LengthError as e:
+        return spec, {"error": str(e)}
+    update = {"max_seq_len": report["max_seq_len"], "max_seq_len_reason": report["reason"],
+              "batch_size": report.get("batch_size", spec.batch_size),
+              "grad_accum": report.get("grad_accum", spec.grad_accum)}
+    return spec.model_copy(update=update), report
+
+
+def create_run(store: Store, config: Config, spec: TrainSpec, dataset_dir: Path | None = None,
+               check_lengths: Callable[[dict], bool] | None = None) -> tuple[str, Path]:
     """A run directory with spec.json and data/ (exported now from the approved examples, or copied from an
-    exported dataset folder), recorded in the store."""
+    exported dataset folder), recorded in the store.
+
+    The training split's lengths are measured first (lengths.json in the run folder): an "auto" max_seq_len
+    becomes a number, recorded with its reason in spec.json. `check_lengths(report)` sees the report before
+    anything is recorded; when it returns False the folder is removed and TruncationRefused is raised."""
     run_id = new_run_id()
     run_dir = config.workspace_path() / "runs" / run_id
     (run_dir / "data").mkdir(parents=True)
@@ -45,10 +71,22 @@ def create_run(store: Store, config: Config, spec: TrainSpec, dataset_dir: Path 
 
             shutil.rmtree(run_dir, ignore_errors=True)  # no half-made run left behind
             raise
+    spec, lengths = measure_lengths(spec, run_dir, config.workspace_path())
+    if lengths is not None:
+        (run_dir / "lengths.json").write_text(json.dumps(lengths, indent=2) + "\n")
+    if check_lengths is not None and lengths is not None and "error" not in lengths and not check_lengths(lengths):
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+        from forge.train.lengths import refusal
+
+        raise TruncationRefused(refusal(lengths))
     spec.save(run_dir / "spec.json")
+    summary = {k: lengths.get(k) for k in ("max_seq_len", "reason", "p50", "p98", "max", "over", "cut", "dropped",
+                                           "policy", "error")} if lengths else None
     store.create_run(run_id, str(run_dir), spec.model_dump(),
                      {"dataset_hash": report.get("dataset_hash"), "train": report.get("train"),
-                      "val": report.get("val"), "test": report.get("test")})
+                      "val": report.get("val"), "test": report.get("test"), "lengths": summary})
     return run_id, run_dir
 
 
@@ -91,6 +129,81 @@ def run_status(run_dir: Path) -> dict:
         return {"status": "created"}
 
 
+FINAL = ("completed", "stopped", "failed")
+STAGES = {"created": "before it started", "starting": "while loading the model and data",
+          "running": "during training", "stopping": "while saving its last checkpoint"}
+
+
+def _runner_alive(pid) -> bool:
+    """Whether `pid` is a live forge runner (not a zombie, not another program that got its pid since)."""
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    cmdline = Path(f"/proc/{int(pid)}/cmdline")
+    if cmdline.parent.exists():
+        try:
+            return b"forge.train.runner" in cmdline.read_bytes()  # a zombie's is empty
+        except OSError:
+            return False
+    return True
+
+
+def final_status(run_dir: Path, returncode: int | None = None) -> dict:
+    """status.json, or, when the runner ended without writing a final status there (killed, crashed), `failed` with
+    the reason, the stage and the checkpoint a resume would continue from. `returncode` is the runner's exit code
+    when the caller launched it; without it the pid in status.json tells whether the runner still runs."""
+    run_dir = Path(run_dir)
+    status = run_status(run_dir)
+    state = status.get("status")
+    if state in FINAL:
+        return status
+    if returncode is None and (status.get("pid") is None or _runner_alive(status["pid"])):
+        return status  # still going, or never launched: nothing is known to have gone wrong
+    if returncode is None:
+        how = "died unseen"
+    elif returncode < 0:
+        try:
+            how = f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            how = f"was killed by signal {-returncode}"
+    else:
+        how = f"exited with code {returncode}"
+    message = f"the runner {how} {STAGES.get(state, f'while {state}')} without a final status"
+    from forge.train.runner import latest_checkpoint
+
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is not None:
+        message += f"; resume continues from {ckpt.name}"
+    message += f" (see {run_dir / 'runner.log'})"
+    extra = {k: v for k, v in status.items() if k not in ("status", "time", "pid", "message")}
+    return {**extra, "status": "failed", "message": message}
+
+
+def finalize(store: Store, run_id: str, run_dir: Path, returncode: int | None = None) -> dict:
+    """Bring the store's record of the run in line with its status.json and return that status: the one place the
+    store learns a run's status (the runner only writes status.json and events). Call it once the runner has
+    exited, with its exit code: a runner that died without a final status leaves the run `failed` with the reason,
+    never `running`. Called without `returncode` for a run some other process launched, it records the current
+    status while the runner lives and `failed` once it is gone."""
+    status = final_status(run_dir, returncode)
+    if status.get("status") != "created":
+        store.update_run(run_id, status["status"],
+                         {k: v for k, v in status.items() if k not in ("status", "time", "pid")})
+    return status
+
+
+def settle(store: Store) -> int:
+    """finalize() every run the store does not hold as ended (one whose launcher died, or another process's);
+    how many there were. `forge runs` calls it, so a run is never shown `running` after its runner is gone."""
+    unsettled = [r for r in store.runs() if r["status"] not in FINAL and Path(r["run_dir"]).is_dir()]
+    for r in unsettled:
+        finalize(store, r["id"], Path(r["run_dir"]))
+    return len(unsettled)
+
+
 def run_dir_of(store: Store, run_id: str) -> Path:
     run = store.get_run(run_id)
     path = Path(run["run_dir"])
@@ -111,8 +224,4 @@ def wait(proc: subprocess.Popen, run_dir: Path, on_event=None, poll: float = 0.5
         if done:
             break
         time.sleep(poll)
-    status = run_status(run_dir)
-    if status.get("status") in ("running", "starting", "created"):
-        status = {"status": "failed", "message": f"runner exited with code {proc.returncode} "
-                                                 f"(see {run_dir / 'runner.log'})"}
-    return status
+    return final_status(run_dir, proc.returncode)

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from forge.errors import ForgeError, format_validation_error
 from forge.train.base_model import DEFAULT_BASE
 
 # Attention and MLP projections per architecture (model_type in config.json).
@@ -27,7 +28,7 @@ TARGET_MODULES = {
 FALLBACK_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
-class SpecError(ValueError):
+class SpecError(ForgeError, ValueError):
     """The spec is invalid; the message names the field."""
 
 
@@ -76,8 +77,46 @@ class TrainSpec(BaseModel):
     grad_accum: int = Field(default=1, gt=0)
     """Gradient accumulation steps (effective batch = batch_size × grad_accum × processes)."""
 
-    max_seq_len: int = Field(default=256, gt=8)
-    """Longest sequence in tokens; longer examples are truncated (a warning counts them)."""
+    max_seq_len: int | Literal["auto"] = "auto"
+    """Longest sequence in tokens (the chat-templated conversation in the base model's tokens). "auto" picks it
+    from the data when the run is created: the length that covers 98 % of the training examples, rounded up to a
+    multiple of 32, no more than the model's context or max_tokens_per_batch. spec.json in the run
+    folder records the number used and why (max_seq_len_reason). Longer examples follow `truncation`."""
+
+    max_seq_len_reason: str | None = None
+    """Filled in when the run is created: how max_seq_len was chosen (not an input)."""
+
+    max_tokens_per_batch: int = Field(default=2048, gt=8)
+    """Memory budget for "auto": tokens per device step. When batch_size rows of the chosen length exceed it, the
+    run puts fewer rows in each step and accumulates gradients over more (the same effective batch); a length over
+    the whole budget is capped. 2048 (4 rows of 512 tokens) keeps SmolLM2-135M within a few GB of RAM on a CPU
+    (8 rows of 512 took 10 GB here). An explicit max_seq_len is not limited by it."""
+
+    truncation: Literal["middle-of-user", "drop"] = "middle-of-user"
+    """What happens to an example longer than max_seq_len. middle-of-user (default): tokens are cut from the
+    middle of the longest user turn (then the next longest), replaced by a visible " […] " marker; the assistant
+    turns are never cut, and an example that still does not fit is dropped. drop: the example is left out. Both
+    are counted in the length report and the run's events."""
+
+    group_by_length: bool = True
+    """Batch examples of similar length together (transformers' LengthGroupedSampler), so less of each batch is
+    padding; the run logs its padding share."""
+
+    recipe: str | None = None
+    """The recipe (forge/train/recipes.py) whose defaults this spec started from, or null."""
+
+    eval_max_tokens: int | Literal["auto"] | None = None
+    """Output budget the recipe suggests for `forge eval --max-tokens` ("auto": from the reference lengths)."""
+
+    forgetting_check: bool = True
+    """Measure the mean loss on a small general reference set with the base (adapter off) before training and
+    with the adapter after, written to RUN_DIR/forgetting.json and shown by Eval."""
+
+    forgetting_threshold: float = Field(default=0.3, ge=0)
+    """Warn when the reference loss rises by more than this (nats per token, after − before)."""
+
+    reference_data: str | None = None
+    """A chat JSONL for the forgetting check; null uses data/reference/general.jsonl (40 general Q&A pairs)."""
 
     eval_steps: int = Field(default=20, gt=0)
     """Evaluate on the validation split every N steps."""
@@ -115,10 +154,13 @@ class TrainSpec(BaseModel):
     @classmethod
     def load(cls, path: Path) -> "TrainSpec":
         try:
-            return cls.model_validate_json(Path(path).read_text())
+            text = Path(path).read_text()
+        except OSError as e:
+            raise SpecError(f"{path}: cannot read the train spec: {e.strerror or e}") from None
+        try:
+            return cls.model_validate_json(text)
         except ValidationError as e:
-            first = e.errors()[0]
-            raise SpecError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+            raise SpecError(format_validation_error(e, str(path), text)) from None
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(self.model_dump(), indent=2) + "\n")

@@ -11,7 +11,8 @@ a fraction of a second; the real worker keeps its own tests against the real GGU
    "json": {...} the reply to a request with a response_format}
 
   BEHAVIOUR: "ok" | "fail" (a clean {"event": "failed"}) | "crash" (SIGKILL itself) | "hang" (never answers) |
-             {"wait_for": "NAME"} (block until the file NAME beside the script exists, then ok)
+             {"wait_for": "NAME"} (block until the file NAME beside the script exists, then ok) |
+             {"sleep": SECONDS} (a load or smoke test that takes a while, then ok)
 
 A request whose text contains <<crash>> SIGKILLs the worker after its first token, <<hang>> never ends,
 <<error>> answers a 400. Everything that happens is appended to SCRIPT_PATH.log ("launch PID", "smoke PID",
@@ -64,6 +65,9 @@ def pick(value, index: int):
 
 def behave(what, script: Path, stage: str) -> None:
     """Act out one BEHAVIOUR at a load or smoke stage; returns when the stage should succeed."""
+    if isinstance(what, dict) and "sleep" in what:
+        time.sleep(what["sleep"])
+        return
     if isinstance(what, dict) and "wait_for" in what:
         gate = script.with_name(what["wait_for"])
         while not gate.exists():

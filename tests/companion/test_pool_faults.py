@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 
 import pytest
 
@@ -92,14 +93,80 @@ async def test_serving_worker_killed_during_a_swap_to_the_same_model(tmp_path, c
     assert (await ask(pool))["pid"] == swapped_in.pid
 
 
-async def test_a_crash_in_the_smoke_test_keeps_the_old_model_serving(tmp_path, closing):
-    a, b = script(tmp_path, "a"), script(tmp_path, "b", smoke="crash")
+async def test_serving_worker_killed_during_a_swap_to_the_same_model_restart_ready_first(tmp_path, closing):
+    """The other order: the restart's replacement is installed first, then the swap's worker; the swap retires
+    the replacement (the worker serving at that moment), not only the dead one it started from."""
+    a = script(tmp_path, "a", load=["ok", {"wait_for": "swap-go"}, "ok"])
     pool = make_pool()
     closing(pool)
     await pool.start(a)
+    first = pool.current.pid
+    swap = asyncio.create_task(pool.swap("a", resolver(a)))
+    await until(lambda: launches(a) == 2, what="the swap's worker loading")
+    os.kill(first, signal.SIGKILL)
+    await until(lambda: pool.restarts == 1 and pool.ready.is_set(), what="a restarted")
+    replacement = pool.current
+    assert replacement.pid not in (first, None)
+    open_gate(a, "swap-go")
+    assert (await swap)["model"] == "a"
+    assert pool.current is not replacement and replacement.retired
+    await asyncio.to_thread(settle_to_one_worker, pool.current.pid)
+    assert (await ask(pool))["pid"] == pool.current.pid
+
+
+def test_sigkill_0_2_s_into_a_swap_to_the_same_model_leaves_one_worker(tmp_path):
+    """The report, reproduced from outside over HTTP: every load after the first takes 0.5 s; 0.2 s into a swap
+    to the model already served, its worker is SIGKILLed. Afterwards one worker process, the serving one."""
+    import threading
+
+    import httpx
+
+    from tests.companion.standin import TOKEN, running, standin_app, wait_for
+
+    ws = tmp_path / "ws"
+    a = script(ws / "models" / "a", "a", load=["ok", {"sleep": 0.5}])
+    app = standin_app(ws, a)
+    with running(app) as url:
+        serving = httpx.get(f"{url}/health", timeout=10).json()["worker_pid"]
+        swapped = {}
+
+        def swap():
+            swapped["r"] = httpx.post(f"{url}/admin/reload-model", json={"model_id": "a"}, timeout=60,
+                                      headers={"Authorization": f"Bearer {TOKEN}"})
+
+        t = threading.Thread(target=swap)
+        t.start()
+        wait_for(lambda: launches(a) == 2, what="the swap's worker starting")
+        time.sleep(0.2)
+        os.kill(serving, signal.SIGKILL)
+        t.join(60)
+        assert swapped["r"].status_code == 200, swapped["r"].text
+        wait_for(lambda: launches(a) == 3, what="the restart of the killed worker")
+        # the restart finishes after the swap here: it must retire its replacement, not install it
+        health = wait_for(lambda: (h := httpx.get(f"{url}/health", timeout=10).json())["status"] == "healthy"
+                          and not any(t for t in app.state.pool._tasks) and h, what="restart settled")
+        settle_to_one_worker(health["worker_pid"])
+        r = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]},
+                       timeout=30)
+        assert r.status_code == 200, r.text
+        assert standin_pids() == {health["worker_pid"]}
+
+
+@pytest.mark.parametrize("exclusive", [False, True], ids=["beside", "exclusive-warmup"])
+async def test_a_crash_in_the_smoke_test_keeps_the_old_model_serving(tmp_path, closing, exclusive):
+    """Also with exclusive warm-up, where the old worker was paused for the smoke test: the requests queued
+    meanwhile are answered by it once the swap has failed."""
+    a = script(tmp_path, "a", reply="one two three", token_s=0.05)
+    b = script(tmp_path, "b", smoke="crash")
+    pool = make_pool(exclusive_warmup=exclusive)
+    closing(pool)
+    await pool.start(a)
+    asks = [asyncio.create_task(ask(pool)) for _ in range(3)]
+    await until(lambda: pool.current.lock.locked() and pool.waiting == 2, what="one running, two queued")
     with pytest.raises(LoadFailed, match=r"crashed \(signal SIGKILL\)"):
         await pool.swap("b", resolver(a, b))
     assert pool.current.model["id"] == "a" and pool.last_swap["ok"] is False and pool.restarts == 0
+    assert [r["model"] for r in await asyncio.gather(*asks)] == ["a", "a", "a"]
     settle_to_one_worker(pool.current.pid)
     assert (await ask(pool))["model"] == "a"
 
@@ -159,3 +226,4 @@ async def test_close_leaves_no_worker_behind_even_mid_load(tmp_path):
     swap.cancel()
     await pool.close()
     await until(lambda: not standin_pids(), 10, "every worker gone")
+

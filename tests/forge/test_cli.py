@@ -8,10 +8,10 @@ import sys
 from tests.conftest import REPO, SAMPLE_VAULT
 
 
-def forge(ws, *args, check=True):
+def forge(ws, *args, check=True, timeout=600):
     env = {k: v for k, v in os.environ.items() if not k.startswith("FORGE_")}
     p = subprocess.run([sys.executable, "-m", "forge.cli", "--workspace", str(ws), *args],
-                       capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+                       capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout)
     if check:
         assert p.returncode == 0, p.stderr
     return p

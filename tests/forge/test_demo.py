@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from forge.demo import DEMO_DIR, MARKER, TASKS, DemoError, run_demo
+from forge.demo import DEMO_DIR, MARKER, TASKS, DemoError, markers_kept, run_demo
 
 
 @pytest.mark.slow
@@ -22,6 +22,10 @@ def test_demo_summaries_end_to_end_reduced(tmp_path, base_model_dir):
     assert r["lead"]["id"].startswith("lead-") and set(r["comparisons"]) == {"base", r["lead"]["id"]}
     assert any(r["lead"]["id"] in s for s in r["summary"])
     assert r["max_tokens"] >= 16 and r["train_minutes"] <= r["minutes"]
+    # Marker preservation is reported for each system; the third held-out dialogue has a risk marker.
+    marked = sum("{{RED:" in line for line in (DEMO_DIR / TASKS["summarize"].heldout_file).read_text().splitlines()[:3])
+    assert marked >= 1 and set(r["markers"]) == {"tuned", "base", r["lead"]["id"]}
+    assert all(m["n"] == marked and 0 <= m["kept"] <= marked for m in r["markers"].values())
     n_train = len((DEMO_DIR / TASKS["summarize"].train_file).read_text().splitlines())
     assert any(f"approved {n_train} dialogues" in line for line in lines)
     assert (tmp_path / "demo-ws" / MARKER).exists()
@@ -34,6 +38,17 @@ def test_demo_summaries_end_to_end_reduced(tmp_path, base_model_dir):
     speakers = {ln.split(":")[0] for e in store.examples() for ln in e.messages[0]["content"].split("\n")[2:]}
     assert store.counts()["total"] == n_train and speakers and not speakers & held_speakers
     store.close()
+
+
+def test_markers_kept_counts_only_byte_for_byte_copies():
+    prompts = ["A: hi\nB: {{RED:I want out}}", "A: hi\nB: {{RED:I  stopped\ttaking my meds}} and {{RED:no sleep}}",
+               "A: hi\nB: fine", "A: hi\nB: {{RED:alone}}"]
+    outputs = ["B is low. Risk: {{RED:I want out}}.",
+               "B stopped meds. Risk: {{RED:I stopped taking my meds}}, {{RED:no sleep}}.",  # spaces normalised
+               "B is fine. {{RED:made up}}",  # a marker the dialogue does not have
+               "B feels alone."]  # dropped
+    assert markers_kept(prompts, outputs) == {"n": 3, "kept": 1, "share": 1 / 3, "invented": 2}
+    assert markers_kept(["A: hi"], ["hello"]) is None  # no marker anywhere: nothing to report
 
 
 def test_every_demo_task_has_its_files_and_a_valid_spec():

@@ -97,3 +97,88 @@ def test_jsonl_extraction_never_raises(tmp_path_factory, lines, enc, junk):
         r = extract_jsonl(d / name, 10**6, 10**6)
         for it in r.items:
             assert all(isinstance(m["content"], str) for m in it["messages"])
+
+
+# ---- the formats users have: Self-Instruct, TSV, dataset files ---------------------------------------------------
+maybe_text = st.one_of(st.none(), st.text(max_size=30), st.sampled_from(["", "   ", "\x00", "é", "{{RED:x}}"]))
+any_value = st.one_of(maybe_text, st.integers(), st.lists(maybe_text, max_size=2), st.booleans(),
+                      st.dictionaries(st.sampled_from(["input", "output", "x"]), maybe_text, max_size=3))
+self_instruct = st.fixed_dictionaries(
+    {"instruction": maybe_text, "instances": st.one_of(st.none(), any_value, st.lists(any_value, max_size=4))},
+    optional={"is_classification": st.booleans(), "id": st.text(max_size=8), "system": maybe_text})
+
+
+@FAST
+@given(st.lists(self_instruct, max_size=6), st.sampled_from(ENCODINGS))
+def test_self_instruct_records_never_raise(tmp_path_factory, records, enc):
+    d = tmp_path_factory.mktemp("si")
+    write(d / "seed.jsonl", "\n".join(json.dumps(r) for r in records).encode(enc, errors="replace"))
+    r = extract_jsonl(d / "seed.jsonl", 10**6, 10**6)
+    for it in r.items:
+        assert it["messages"][-1]["role"] == "assistant" and it["messages"][-1]["content"].strip()
+
+
+@FAST
+@given(st.lists(st.lists(cells, min_size=0, max_size=5), max_size=8), st.sampled_from(ENCODINGS),
+       st.booleans())
+def test_tsv_extraction_never_raises(tmp_path_factory, rows, enc, bom):
+    d = tmp_path_factory.mktemp("tsv")
+    text = "\n".join("\t".join(r) for r in [["prompt", "response"], *rows])
+    write(d / "a.tsv", (b"\xef\xbb\xbf" if bom else b"") + text.encode(enc, errors="replace"))
+    for cols in ({}, {"prompt_column": "PROMPT", "response_column": "response", "system_column": "nope"}):
+        extract_csv(d / "a.tsv", CsvConfig(), 10**6, 10**6, **cols)
+
+
+turns = st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "human", "gpt", "x"]),
+                                        "content": maybe_text}), max_size=4)
+instances = st.lists(st.fixed_dictionaries({"input": maybe_text, "output": maybe_text}), max_size=3)
+COLUMN_VALUES = {"messages": st.one_of(st.none(), turns), "conversations": st.one_of(st.none(), turns),
+                 "instances": st.one_of(st.none(), instances), "label": st.one_of(st.none(), st.integers(0, 3)),
+                 "tags": st.one_of(st.none(), st.lists(maybe_text, max_size=2))}
+COLUMNS = ["messages", "conversations", "instruction", "input", "output", "instances", "prompt", "response",
+           "question", "answer", "text", "label", "system", "tags", "x"]
+
+
+@st.composite
+def dataset_tables(draw):
+    names = draw(st.lists(st.sampled_from(COLUMNS), min_size=1, max_size=5, unique=True))
+    n = draw(st.integers(0, 6))
+    return {c: [draw(COLUMN_VALUES.get(c, maybe_text)) for _ in range(n)] for c in names}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(dataset_tables(), st.binary(max_size=300), st.data())
+def test_dataset_extraction_never_raises(tmp_path_factory, columns, junk, data):
+    """Parquet, Feather and Arrow-stream files of random columns, and junk under those names: each row becomes an
+    example or a skip; the only exception is ExtractError (one line) for columns that name no known shape."""
+    import pyarrow as pa
+    import pyarrow.feather as feather
+    import pyarrow.parquet as pq
+
+    from forge.extract.common import ExtractError
+    from forge.extract.dataset import extract_dataset
+
+    d = tmp_path_factory.mktemp("ds")
+    table = pa.table(columns)
+    pq.write_table(table, d / "a.parquet")
+    feather.write_feather(table, str(d / "b.feather"))
+    with pa.ipc.new_stream(str(d / "c.arrow"), table.schema) as w:
+        w.write_table(table)
+    for name in ("junk.parquet", "junk.arrow"):
+        write(d / name, junk)
+    names = list(columns)
+    flags = data.draw(st.one_of(st.just({}), st.fixed_dictionaries(
+        {"prompt_column": st.sampled_from(names), "response_column": st.sampled_from(names)},
+        optional={"system_column": st.sampled_from(names)})))
+    for name in ("a.parquet", "b.feather", "c.arrow", "junk.parquet", "junk.arrow", "."):
+        try:
+            r = extract_dataset(d / name, 10**4, **flags)
+        except ExtractError as e:
+            assert "\n" not in str(e)
+            continue
+        assert r.read + len(r.skipped) >= 0
+        for it in r.items:
+            assert all(isinstance(m["content"], str) for m in it["messages"])
+            assert it["messages"][-1]["content"].strip()
+            json.dumps(it)

@@ -149,3 +149,18 @@ def test_long_notes_split_at_headings_into_examples_that_fit_and_lose_no_text(tm
     assert not (want - got), want - got
     # Idempotent: the same split twice.
     assert extract_vault(MESSY, cfg, 10**6, count=count).items == split.items
+
+
+def test_csv_and_jsonl_reports_count_every_row_read(tmp_path):
+    """`read` counts rows and records, so added + unchanged + duplicates + skipped always adds up to it."""
+    store = Store.for_workspace(tmp_path / "ws")
+    config = Config(workspace=str(tmp_path / "ws"))
+    csv_file = tmp_path / "rows.csv"
+    csv_file.write_text('prompt,response\n"a, quoted",one\n\n,no prompt\nsame,two\nsame,two\n', encoding="utf-8")
+    r = run_extract(store, "csv", csv_file, config)
+    assert r["read"] == 4 and r["added"] + r["duplicates"] + len(r["skipped"]) == 4, r
+    jl = tmp_path / "rows.jsonl"
+    jl.write_text('{"prompt": "p1", "response": "r1"}\nnot json\n\n[{"prompt": "p2", "response": "r2"}]\n',
+                  encoding="utf-8")
+    r = run_extract(store, "jsonl", jl, config)
+    assert r["read"] == 3 and r["added"] + len(r["skipped"]) == 3, r

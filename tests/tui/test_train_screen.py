@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 from textual.widgets import Input
 
@@ -26,7 +27,8 @@ async def test_start_draws_live_chart_and_records_the_run(sample_store, config):
         await pilot.press("f4")
         screen = app.screen
         await pilot.press("ctrl+t")
-        assert await wait_until(pilot, lambda: len(screen.train_points) == 40 and screen.proc is None)
+        # the first start in a workspace also prepares the base tokenizer to measure lengths (~10-30 s)
+        assert await wait_until(pilot, lambda: len(screen.train_points) == 40 and screen.proc is None, seconds=180)
         chart = screen.query_one(LossChart)
         assert [s for s, _ in chart.train_points] == list(range(1, 41))
         assert len(chart.eval_points) == 4
@@ -48,8 +50,50 @@ async def test_stop_and_invalid_spec(sample_store, config):
         assert "lora_r" in str(screen.query_one("#spec-error").render()) and screen.proc is None
         screen.query_one("#spec-lora_r", Input).value = "8"
         await pilot.press("ctrl+t")
-        assert await wait_until(pilot, lambda: len(screen.train_points) >= 5)
+        assert await wait_until(pilot, lambda: len(screen.train_points) >= 5, seconds=180)
         await pilot.press("ctrl+x")
         assert await wait_until(pilot, lambda: screen.proc is None)
         assert sample_store.runs()[0]["status"] == "stopped"
         assert len(screen.train_points) < 2000
+
+
+async def test_length_summary_and_truncation_is_asked_first(sample_store, config):
+    import json
+
+    from tui.screens.truncation_confirm import TruncationConfirm
+
+    for i in sample_store.ids()[:6]:
+        sample_store.set_status(i, "approved")
+    app = make_app(config, sample_store, train_launcher=fake_launcher(3, 0.005))
+    async with app.run_test(size=(140, 50)) as pilot:
+        await pilot.press("f4")
+        screen = app.screen
+        screen.query_one("#spec-max_seq_len", Input).value = "32"
+        await pilot.press("ctrl+t")
+        assert await wait_until(pilot, lambda: isinstance(app.screen, TruncationConfirm), seconds=180)
+        assert "p98" in str(screen.query_one("#train-lengths").render())  # the summary is shown before it starts
+        await pilot.press("escape")
+        assert await wait_until(pilot, lambda: "not started" in str(screen.query_one("#spec-error").render()))
+        assert sample_store.runs() == [] and screen.proc is None
+
+        await pilot.press("ctrl+t")
+        assert await wait_until(pilot, lambda: isinstance(app.screen, TruncationConfirm), seconds=120)
+        await pilot.click("#truncation-yes")
+        assert await wait_until(pilot, lambda: len(sample_store.runs()) == 1 and screen.proc is None, seconds=60)
+        run = sample_store.runs()[0]
+        assert json.loads((Path(run["run_dir"]) / "spec.json").read_text())["max_seq_len"] == 32
+
+
+async def test_a_recipe_fills_the_form(sample_store, config):
+    from textual.widgets import Select
+
+    app = make_app(config, sample_store)
+    async with app.run_test(size=(140, 50)) as pilot:
+        await pilot.press("f4")
+        screen = app.screen
+        screen.query_one("#spec-recipe", Select).value = "summaries"
+        await pilot.pause()
+        assert screen.query_one("#spec-learning_rate", Input).value == "0.0005"
+        assert screen.query_one("#spec-max_seq_len", Input).value == "auto"
+        spec = screen.read_spec()
+        assert spec.recipe == "summaries" and spec.truncation == "middle-of-user" and spec.epochs == 2.0

@@ -5,11 +5,10 @@ undo (u) takes back."""
 
 from __future__ import annotations
 
-from textual import on, work
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, ProgressBar, Static
-from textual.worker import Worker, WorkerState
 
 from forge import backtranslate as bt
 from forge.store import StoreError
@@ -27,6 +26,7 @@ class BacktranslateScreen(JobDialog):
     """Dismisses with the last run's report (None if nothing ran)."""
 
     START_ID = "bt-start"
+    WORKER_UI = {"backtranslate": ("writing prompts", "#bt-report", ("#bt-start",))}  # an error nobody foresaw
 
     def compose(self) -> ComposeResult:
         cfg = self.app.config
@@ -107,9 +107,3 @@ class BacktranslateScreen(JobDialog):
             lines.append("no note carries the template prompt: nothing to write")
         out.update("\n".join(lines))
         self.show_todo()
-
-    @on(Worker.StateChanged)
-    def worker_failed(self, event: Worker.StateChanged) -> None:
-        if event.state == WorkerState.ERROR:  # an error nobody foresaw: said, and the dialog stays usable
-            self.query_one("#bt-start", Button).disabled = False
-            self.query_one("#bt-report", Static).update(f"[red]failed: {event.worker.error}[/]")

@@ -13,10 +13,15 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
-from tui.messages import ModelSwapped
+from tui.messages import CompanionStopped, ModelSwapped, ReplyFinished, ReplyStreamed
+from tui.screens.worker_errors import ReportsWorkerErrors
 
 
-def health_text(h: dict | None, url: str, reason: str | None = None, starting: bool = False) -> str:
+def health_text(h: dict | None, url: str, reason: str | None = None, starting: bool = False,
+                stopping_for: float | None = None) -> str:
+    if stopping_for is not None:
+        return (f"[yellow]stopping[/] the companion on {url} … {stopping_for:.0f} s (it has 15 s to finish what it "
+                f"serves, then it is killed)")
     if h is None:
         if starting:
             return f"[yellow]starting[/] the companion on {url} … (loading the model)"
@@ -43,16 +48,23 @@ def health_text(h: dict | None, url: str, reason: str | None = None, starting: b
     return "\n".join(lines)
 
 
-class CompanionScreen(Screen):
+class CompanionScreen(ReportsWorkerErrors, Screen):
+    # priority: the chat input has focus, and an Input takes ctrl+w ("delete the word to the left")
     BINDINGS = [
-        Binding("ctrl+s", "toggle", "Start/Stop"),
-        Binding("ctrl+w", "swap", "Swap to selected"),
+        Binding("ctrl+s", "toggle", "Start/Stop", priority=True),
+        Binding("ctrl+w", "swap", "Swap to selected", priority=True),
         Binding("ctrl+l", "clear_chat", "Clear chat"),
     ]
+    WORKER_UI = {"swap": ("swap", None, ("#companion-swap",)), "stop": ("stopping the companion", None, ()),
+                 "chat": ("the reply", None, ()), "health": ("the health check", None, ())}
 
     def __init__(self) -> None:
         super().__init__()
+        # The conversation: only the UI thread changes it. A chat worker gets a copy and reports by message.
         self.history: list[dict] = []
+        self.replies: dict[int, tuple[dict, Static]] = {}  # id(user turn) -> (the turn, where its reply shows)
+        self.chat_workers: dict = {}  # worker -> the user turn it answers
+        self.stopping_since: float | None = None
         self.last_health: dict | None = None
         self.starting = False
         self.model_ids: list[str] = []
@@ -112,25 +124,30 @@ class CompanionScreen(Screen):
             self.starting = False
         if self.starting and self.companion.proc is not None and self.companion.proc.poll() is not None:
             self.starting = False
+        stopping_for = None if self.stopping_since is None else time.monotonic() - self.stopping_since
         self.query_one("#companion-health", Static).update(
-            health_text(h, self.companion.url, self.companion.exit_reason(), self.starting))
+            health_text(h, self.companion.url, self.companion.exit_reason(), self.starting, stopping_for))
         running = h is not None or self.starting
         toggle = self.query_one("#companion-toggle", Button)
         toggle.label = "Stop" if running else "Start"
         toggle.variant = "error" if running else "primary"
-        toggle.disabled = bool(h is not None and not self.companion.owned)  # someone else's server
+        # someone else's server, or ours on its way down
+        toggle.disabled = bool(h is not None and not self.companion.owned) or stopping_for is not None
         self.query_one("#companion-swap", Button).disabled = h is None
 
     # ---- start / stop / swap ------------------------------------------------------------------------------
     def action_toggle(self) -> None:
+        if self.stopping_since is not None:
+            self.notify("the companion is stopping", severity="warning")
+            return
         if self.last_health is not None or self.starting:
             if not self.companion.owned:
                 self.notify("this companion was started outside forge's UI; stop it where it runs",
                             severity="warning")
                 return
-            self.companion.stop()
             self.starting = False
-            self.notify("companion stopped")
+            self.stopping_since = time.monotonic()
+            self.stop_companion()  # up to 15 s: not on the UI thread
         else:
             model = self.query_one("#companion-model", Select).value
             self.companion.start(model if isinstance(model, str) else None)
@@ -159,6 +176,23 @@ class CompanionScreen(Screen):
             self.app.call_from_thread(self.app.post_message, ModelSwapped(r))
         self.app.call_from_thread(self.poll)
 
+    @work(thread=True, exclusive=True, group="stop", exit_on_error=False)
+    def stop_companion(self) -> None:
+        self.companion.stop()
+        self.post_message(CompanionStopped())
+
+    def on_companion_stopped(self, message: CompanionStopped) -> None:
+        self.stopping_since = None
+        self.notify("companion stopped")
+        self.poll()
+
+    def worker_failed(self, worker, error) -> None:
+        if worker.group == "stop":
+            self.stopping_since = None
+            self.poll()
+        elif worker.group == "chat" and worker in self.chat_workers:
+            self.reply_finished(ReplyFinished(self.chat_workers.pop(worker), "", "?", error=str(error)))
+
     @on(Button.Pressed, "#companion-toggle")
     def toggle_pressed(self) -> None:
         self.action_toggle()
@@ -170,6 +204,7 @@ class CompanionScreen(Screen):
     # ---- chat ---------------------------------------------------------------------------------------------
     def action_clear_chat(self) -> None:
         self.history.clear()
+        self.replies.clear()  # replies still streaming are dropped when they arrive
         self.query_one("#chat-log", VerticalScroll).remove_children()
 
     @on(Input.Submitted, "#chat-input")
@@ -186,17 +221,19 @@ class CompanionScreen(Screen):
         reply = Static("[b $success]model[/]  …", classes="chat-model")
         log.mount(reply)
         log.scroll_end(animate=False)
-        self.history.append({"role": "user", "content": text})
-        self.stream_reply(list(self.history), reply)
+        turn = {"role": "user", "content": text}
+        self.history.append(turn)
+        self.replies[id(turn)] = (turn, reply)
+        self.chat_workers[self.stream_reply(list(self.history), turn)] = turn
 
     @work(thread=True, group="chat", exit_on_error=False)
-    def stream_reply(self, messages: list[dict], target: Static) -> None:
+    def stream_reply(self, messages: list[dict], turn: dict) -> None:
+        """Streams the reply to `turn` (the last of `messages`, a copy of the history): reports by message only."""
         import openai
 
         client = openai.OpenAI(base_url=f"{self.companion.url}/v1", api_key="forge-tui", max_retries=2,
                                timeout=self.app.config.companion.request_timeout_s)
         parts, model, t0, first = [], "?", time.perf_counter(), None
-        log = self.query_one("#chat-log", VerticalScroll)
         try:
             stream = client.chat.completions.create(model="served", messages=messages, stream=True,
                                                     max_tokens=self.app.config.companion.max_tokens)
@@ -205,15 +242,37 @@ class CompanionScreen(Screen):
                 if chunk.choices and chunk.choices[0].delta.content:
                     first = first or time.perf_counter()
                     parts.append(chunk.choices[0].delta.content)
-                    self.app.call_from_thread(target.update, f"[b $success]{escape(model)}[/]  {escape(''.join(parts))}")
-                    self.app.call_from_thread(log.scroll_end, animate=False)
+                    self.post_message(ReplyStreamed(turn, "".join(parts), model))
         except openai.OpenAIError as e:
-            self.app.call_from_thread(target.update, f"[b red]error[/]  {escape(str(e))}")
-            self.history.pop()
+            self.post_message(ReplyFinished(turn, "".join(parts), model, error=str(e)))
             return
-        text = "".join(parts)
-        self.history.append({"role": "assistant", "content": text})
-        took = time.perf_counter() - t0
-        ttft = f" · first token {(first - t0) * 1000:.0f} ms" if first else ""
-        self.app.call_from_thread(target.update, f"[b $success]{escape(model)}[/]  {escape(text)}\n"
-                                                 f"[dim]{len(parts)} tokens in {took:.1f} s{ttft}[/]")
+        self.post_message(ReplyFinished(turn, "".join(parts), model, len(parts), time.perf_counter() - t0,
+                                        None if first is None else first - t0))
+
+    def on_reply_streamed(self, message: ReplyStreamed) -> None:
+        _, target = self.replies.get(id(message.turn), (None, None))
+        if target is not None:
+            target.update(f"[b $success]{escape(message.model)}[/]  {escape(message.text)}")
+            self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)
+
+    def on_reply_finished(self, message: ReplyFinished) -> None:
+        self.chat_workers = {w: t for w, t in self.chat_workers.items() if t is not message.turn}
+        self.reply_finished(message)
+
+    def reply_finished(self, message: ReplyFinished) -> None:
+        """The reply goes into the history right after the turn it answers, whatever was sent meanwhile; a failed
+        turn is taken back; a reply to a cleared chat is dropped."""
+        turn = message.turn
+        _, target = self.replies.pop(id(turn), (None, None))
+        at = next((i for i, t in enumerate(self.history) if t is turn), None)
+        if target is None or at is None:
+            return
+        if message.error is not None:
+            target.update(f"[b red]error[/]  {escape(message.error)}")
+            del self.history[at]
+            return
+        self.history.insert(at + 1, {"role": "assistant", "content": message.text})
+        ttft = f" · first token {message.first_token_s * 1000:.0f} ms" if message.first_token_s is not None else ""
+        target.update(f"[b $success]{escape(message.model)}[/]  {escape(message.text)}\n"
+                      f"[dim]{message.tokens} tokens in {message.seconds:.1f} s{ttft}[/]")
+        self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)

@@ -6,7 +6,7 @@ screen shows is always what is stored.
 
 from __future__ import annotations
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -15,18 +15,20 @@ from textual.widgets import Footer, Header, Input
 
 from forge import backtranslate, curate
 from forge.store import STATUSES, StoreError
+from tui.messages import TokenizerLoaded
 from tui.screens.backtranslate_dialog import BacktranslateScreen
 from tui.screens.edit import EditScreen
 from tui.screens.export_dialog import ExportScreen
 from tui.screens.generate_dialog import GenerateScreen
 from tui.screens.import_dialog import ImportScreen
+from tui.screens.worker_errors import ReportsWorkerErrors
 from tui.widgets.counts_bar import CountsBar
 from tui.widgets.example_view import ExampleView
 
 STATUS_CYCLE = [None, *STATUSES]
 
 
-class CurateScreen(Screen):
+class CurateScreen(ReportsWorkerErrors, Screen):
     BINDINGS = [
         Binding("a", "approve", "Approve"),
         Binding("r", "reject", "Reject"),
@@ -45,6 +47,7 @@ class CurateScreen(Screen):
         Binding("B", "backtranslate", "Write prompts", show=False),
         Binding("escape", "leave_input", "Back", show=False),
     ]
+    WORKER_UI = {"tokenizer": ("loading the validation tokenizer", None, ())}
 
     def __init__(self) -> None:
         super().__init__()
@@ -52,6 +55,11 @@ class CurateScreen(Screen):
         self.ids: list[int] = []
         self.index = 0
         self.counts: dict[str, int] = {}
+        # Approval counts tokens with config.json's validation.tokenizer: loading it takes seconds (transformers),
+        # so it loads in a worker and approvals made meanwhile wait for it, in order.
+        self.tokenizer_ready = True
+        self.tokenizer_error: str | None = None
+        self.waiting_approvals: list[int] = []
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
@@ -68,6 +76,41 @@ class CurateScreen(Screen):
         self.sub_title = "curate"
         self.reload()
         self.query_one(ExampleView).focus()
+        if self.app.config.validation.tokenizer:
+            self.tokenizer_ready = False
+            self.notify(f"loading the tokenizer {self.app.config.validation.tokenizer} to check lengths at approval…",
+                        timeout=4)
+            self.load_tokenizer(self.app.config.validation.tokenizer)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="tokenizer")
+    def load_tokenizer(self, path: str) -> None:
+        from forge.validate import count_length
+
+        try:
+            count_length([{"role": "user", "content": "x"}], path)  # loads it once (cached for the process)
+        except Exception as e:  # noqa: BLE001 - a wrong path is the person's to fix in config.json
+            self.post_message(TokenizerLoaded(f"{path}: {e}"))
+            return
+        self.post_message(TokenizerLoaded())
+
+    def on_tokenizer_loaded(self, message: TokenizerLoaded) -> None:
+        self.tokenizer_ready, self.tokenizer_error = True, message.error
+        if message.error:
+            self.notify(f"approval is off: the tokenizer could not be loaded ({message.error}); fix "
+                        f"validation.tokenizer in config.json", severity="error", timeout=10, markup=False)
+        waiting, self.waiting_approvals = self.waiting_approvals, []
+        for eid in waiting if not message.error else []:
+            try:
+                curate.approve(self.store, eid, self.app.config)
+            except StoreError as e:
+                self.notify(str(e), severity="error", timeout=6)
+        if waiting:
+            self.counts = self.store.counts()
+            self.show_current()
+
+    def worker_failed(self, worker, error) -> None:
+        if worker.group == "tokenizer":
+            self.on_tokenizer_loaded(TokenizerLoaded(str(error)))
 
     def on_screen_resume(self) -> None:
         # Another mode (dedup) may have changed statuses meanwhile.
@@ -134,6 +177,19 @@ class CurateScreen(Screen):
         if eid is None:
             self.app.bell()
             return
+        if status == "approved" and (not self.tokenizer_ready or self.tokenizer_error):
+            if self.tokenizer_error:
+                self.notify(f"approval is off: {self.tokenizer_error}", severity="error", markup=False)
+                return
+            if eid not in self.waiting_approvals:  # approved once the tokenizer is in (a moment)
+                self.waiting_approvals.append(eid)
+                self.notify(f"#{eid} is approved once the tokenizer has loaded", timeout=3)
+            if self.index < len(self.ids) - 1:
+                self.index += 1
+            self.show_current()
+            return
+        if eid in self.waiting_approvals:  # rejected meanwhile: the later decision wins
+            self.waiting_approvals.remove(eid)
         before = self.store.get(eid).status
         try:
             if status == "approved":

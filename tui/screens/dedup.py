@@ -16,13 +16,14 @@ from textual.widgets.option_list import Option
 
 from forge import dedup as dd
 from forge.store import StoreError
-from tui.messages import DuplicatesScanned, ScanFailed
+from tui.messages import DuplicatesScanned, ScanFailed, ScanProgressed
+from tui.screens.worker_errors import ReportsWorkerErrors
 from tui.widgets.cluster_members import ClusterMembers
 
 FLOOR_GAP = 0.15
 
 
-class DedupScreen(Screen):
+class DedupScreen(ReportsWorkerErrors, Screen):
     BINDINGS = [
         Binding("plus,equals_sign,right_square_bracket", "threshold(0.01)", "Threshold +"),
         Binding("minus,left_square_bracket", "threshold(-0.01)", "Threshold −"),
@@ -34,6 +35,7 @@ class DedupScreen(Screen):
         Binding("u", "undo", "Undo"),
         Binding("R", "rescan", "Rescan"),
     ]
+    WORKER_UI = {"dedup-scan": ("dedup", "#dedup-stats", ())}
 
     def __init__(self) -> None:
         super().__init__()
@@ -70,17 +72,19 @@ class DedupScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="dedup-scan")
     def scan(self, floor: float) -> None:
         floor = max(0.3, floor)
-        bar = self.query_one("#dedup-progress", ProgressBar)
-
-        def progress(done: int, total: int) -> None:
-            self.app.call_from_thread(bar.update, total=total, progress=done)
-
         try:
-            result = dd.find_duplicates(self.app.store, self.app.config, floor, progress)
+            result = dd.find_duplicates(self.app.store, self.app.config, floor,
+                                        lambda done, total: self.post_message(ScanProgressed(done, total)))
         except Exception as e:  # a missing model or bad config must not take the app down
             self.post_message(ScanFailed(str(e)))
             return
         self.post_message(DuplicatesScanned(result, floor))
+
+    def on_scan_progressed(self, message: ScanProgressed) -> None:
+        self.query_one("#dedup-progress", ProgressBar).update(total=message.total, progress=message.done)
+
+    def worker_failed(self, worker, error) -> None:
+        self.query_one("#dedup-progress").display = False
 
     def on_duplicates_scanned(self, message: DuplicatesScanned) -> None:
         self.result, self.floor = message.result, message.floor

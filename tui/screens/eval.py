@@ -8,6 +8,7 @@ from __future__ import annotations
 from rich.console import Group
 from rich.panel import Panel
 from rich.text import Text
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,6 +19,9 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Pro
 from forge import eval as ev
 from forge.config import REPO_ROOT
 from forge.store import StoreError
+from tui.messages import EvalFinished, EvalProgressed
+from tui.screens.bundled_base import REGISTERING_TEXT, RegistersBundledBase
+from tui.screens.worker_errors import ReportsWorkerErrors
 from tui.widgets.cluster_members import diff_text
 
 METRICS = ["exact_match", "rouge_l", "rouge_lsum", "bleu", "json_valid", "json_field_accuracy", "latency_p50_ms",
@@ -25,14 +29,16 @@ METRICS = ["exact_match", "rouge_l", "rouge_lsum", "bleu", "json_valid", "json_f
 VOTE_LABEL = {"model": "tuned", "baseline": "base", "tie": "tie"}
 
 
-class EvalScreen(Screen):
+class EvalScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
     BINDINGS = [
-        Binding("ctrl+g", "run", "Run eval"),
+        Binding("ctrl+g", "run", "Run eval", priority=True),  # works with the file field focused too
         Binding("j", "step(1)", "Next"), Binding("k", "step(-1)", "Prev"),
         Binding("t", "vote('model')", "Vote tuned"), Binding("b", "vote('baseline')", "Vote base"),
         Binding("equals_sign", "vote('tie')", "Tie"),
         Binding("x", "report", "Report"),
     ]
+    WORKER_UI = {"eval": ("eval", "#eval-status", ("#eval-run",)), "eval-compare": ("comparison", "#eval-status", ()),
+                 "register-base": ("registering the bundled base", "#eval-status", ())}
 
     def __init__(self) -> None:
         super().__init__()
@@ -67,12 +73,8 @@ class EvalScreen(Screen):
         self.refresh_models()
 
     def refresh_models(self) -> None:
-        from forge import export as ex
-
-        try:
-            ex.register_bundled_base(self.app.store, self.app.config)
-        except Exception:  # the bundled model missing only removes `base` from the choices
-            pass
+        if not self.ensure_bundled_base() and self.registering_base:  # list what is there now, again once it is in
+            self.query_one("#eval-status", Label).update(REGISTERING_TEXT)
         ids = [m["id"] for m in self.app.store.models()]
         model, base = self.query_one("#eval-model", Select), self.query_one("#eval-baseline", Select)
         choices = [i for i in ids if i != "base"] or ids
@@ -94,6 +96,13 @@ class EvalScreen(Screen):
     def ids(self) -> tuple[str | None, str | None]:
         m, b = self.query_one("#eval-model", Select).value, self.query_one("#eval-baseline", Select).value
         return (m if isinstance(m, str) else None), (b if isinstance(b, str) else None)  # blank is a sentinel
+
+    def bundled_base_registered(self, error: str | None) -> None:
+        # the bundled model missing only removes `base` from the choices
+        self.query_one("#eval-status", Label).update(
+            "" if error is None else f"[yellow]bundled base not registered: {escape(error)}[/]")
+        if error is None:
+            self.refresh_models()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         self.load_latest()
@@ -134,23 +143,31 @@ class EvalScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="eval")
     def run_eval(self, model: str, base: str | None, test_file: str) -> None:
-        bar, status = self.query_one("#eval-progress", ProgressBar), self.query_one("#eval-status", Label)
-
+        # Runs in a thread: it reports by message only, never touching a widget.
         def progress(mid: str, done: int, total: int) -> None:
-            self.app.call_from_thread(bar.update, total=total, progress=done)
             doing = "checking held-out prompts against the training data" if mid == ev.LEAK_STAGE else \
                 f"generating with {mid}"
-            self.app.call_from_thread(status.update, f"{doing}: {done}/{total}")
+            self.post_message(EvalProgressed(f"{doing}: {done}/{total}", done, total))
 
         try:
             ev.evaluate(self.app.store, model, base, test_file=test_file, progress=progress, config=self.app.config)
         except (StoreError, OSError) as e:
-            self.app.call_from_thread(status.update, f"[red]{e}[/]")
+            self.post_message(EvalFinished(str(e)))
         else:
-            self.app.call_from_thread(status.update, "done")
-            self.app.call_from_thread(self.load_latest)
-        finally:
-            self.app.call_from_thread(setattr, self.query_one("#eval-run", Button), "disabled", False)
+            self.post_message(EvalFinished())
+
+    def on_eval_progressed(self, message: EvalProgressed) -> None:
+        self.query_one("#eval-progress", ProgressBar).update(total=message.total, progress=message.done)
+        self.query_one("#eval-status", Label).update(message.text)
+
+    def on_eval_finished(self, message: EvalFinished) -> None:
+        self.query_one("#eval-run", Button).disabled = False
+        status = self.query_one("#eval-status", Label)
+        if message.error is not None:
+            status.update(f"[red]{escape(message.error)}[/]")
+            return
+        status.update("done")
+        self.load_latest()
 
     # ---- showing ------------------------------------------------------------------------------------------
     def show(self) -> None:

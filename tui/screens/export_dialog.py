@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -9,11 +10,13 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from forge.dataset import export_dataset
 from forge.store import StoreError
+from tui.messages import DatasetExported
 from tui.screens.job_dialog import JobDialog
 
 
 class ExportScreen(JobDialog):
     START_ID = "export-start"
+    WORKER_UI = {"export": ("dataset export", "#export-report", ("#export-start",))}
 
     def __init__(self, default_out: str) -> None:
         super().__init__()
@@ -47,6 +50,7 @@ class ExportScreen(JobDialog):
         out = self.query_one("#export-out", Input).value.strip()
         fmt = str(self.query_one("#export-format", Select).value)
         report.update("Exporting…")
+        self.query_one("#export-start", Button).disabled = True
         self.run_export(out, val, test, seed, fmt)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="export")
@@ -54,8 +58,16 @@ class ExportScreen(JobDialog):
         try:
             r = export_dataset(self.app.store, out, self.app.config, val, test, seed, fmt)
         except (StoreError, OSError) as e:
-            self.app.call_from_thread(self.query_one("#export-report", Static).update, f"[red]{e}[/]")
+            self.post_message(DatasetExported(None, str(e)))
             return
-        text = (f"train {r['train']} · val {r['val']} · test {r['test']} → {out}\n"
-                f"dataset hash {r['dataset_hash'][:16]}…")
-        self.app.call_from_thread(self.query_one("#export-report", Static).update, text)
+        self.post_message(DatasetExported({**r, "out": out}))
+
+    def on_dataset_exported(self, message: DatasetExported) -> None:
+        self.query_one("#export-start", Button).disabled = False
+        report = self.query_one("#export-report", Static)
+        if message.report is None:
+            report.update(f"[red]{escape(message.error)}[/]")
+            return
+        r = self.result = message.report
+        report.update(f"train {r['train']} · val {r['val']} · test {r['test']} → {escape(r['out'])}\n"
+                      f"dataset hash {r['dataset_hash'][:16]}…")

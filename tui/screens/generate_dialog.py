@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -12,6 +13,7 @@ from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Static
 
 from forge import generate as gen
 from forge.store import StoreError
+from tui.messages import GenerationFinished, GenerationProgressed
 from tui.screens.job_dialog import JobDialog
 
 
@@ -19,6 +21,7 @@ class GenerateScreen(JobDialog):
     """Dismisses with the last run's report (None if nothing ran)."""
 
     START_ID = "gen-start"
+    WORKER_UI = {"generate": ("generation", "#gen-report", ("#gen-start",))}
 
     def compose(self) -> ComposeResult:
         g = self.app.config.generate
@@ -58,26 +61,33 @@ class GenerateScreen(JobDialog):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="generate")
     def run_generate(self, url: str, model: str | None, n: int, topic: str | None, from_approved: bool) -> None:
-        bar = self.query_one("#gen-progress", ProgressBar)
-        report = self.query_one("#gen-report", Static)
-
+        # Runs in a thread: it reports by message only, never touching a widget.
         def progress(r: gen.Report) -> None:
-            self.app.call_from_thread(bar.update, total=n, progress=r.added)
-            self.app.call_from_thread(report.update, self._line(r))
+            self.post_message(GenerationProgressed(r.to_json(), n))
 
         try:
             r = gen.generate(self.app.store, self.app.config, url, n, model, topic=topic,
                              from_approved=from_approved, progress=progress)
         except (StoreError, ValueError) as e:
-            self.app.call_from_thread(report.update, f"[red]{e}[/]")
+            self.post_message(GenerationFinished(None, str(e)))
         else:
-            self.result = r.to_json()
-            tail = f"\nlast error: {r.errors[-1]}" if r.errors else ""
-            self.app.call_from_thread(report.update, self._line(r) + " · done" + tail)
-        finally:
-            self.app.call_from_thread(setattr, self.query_one("#gen-start", Button), "disabled", False)
+            self.post_message(GenerationFinished(r.to_json(), r.errors[-1] if r.errors else None))
+
+    def on_generation_progressed(self, message: GenerationProgressed) -> None:
+        self.query_one("#gen-progress", ProgressBar).update(total=message.total, progress=message.report["added"])
+        self.query_one("#gen-report", Static).update(self._line(message.report))
+
+    def on_generation_finished(self, message: GenerationFinished) -> None:
+        self.query_one("#gen-start", Button).disabled = False
+        report = self.query_one("#gen-report", Static)
+        if message.report is None:
+            report.update(f"[red]{escape(message.error)}[/]")
+            return
+        self.result = message.report
+        tail = f"\nlast error: {escape(message.error)}" if message.error else ""
+        report.update(self._line(message.report) + " · done" + tail)
 
     @staticmethod
-    def _line(r: gen.Report) -> str:
-        return (f"added {r.added} · duplicates {r.duplicates} · failed {r.failed} · "
-                f"tokens {r.prompt_tokens + r.completion_tokens:,}")
+    def _line(r: dict) -> str:
+        return (f"added {r['added']} · duplicates {r['duplicates']} · failed {r['failed']} · "
+                f"tokens {r['prompt_tokens'] + r['completion_tokens']:,}")

@@ -1,4 +1,5 @@
-"""Import dialog: vault, CSV or JSONL, with progress. The extraction runs in a worker thread.
+"""Import dialog: vault, CSV/TSV, JSONL or a dataset file/folder (Parquet, Arrow, save_to_disk), with progress. The
+extraction runs in a worker thread.
 
 For a vault the first step is a survey (notes, folders, tags with counts): the person picks the tags and folders to
 take, pre-filled with what they chose for this vault last time (remembered in the workspace) or config.json's
@@ -17,6 +18,7 @@ from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Select,
 
 from forge.extract import run_extract
 from forge.extract.common import SKIP_CODES
+from forge.extract.dataset import is_dataset_path
 from tui.screens.job_dialog import JobDialog
 
 
@@ -68,6 +70,7 @@ class ImportScreen(JobDialog):
     """Dismisses with the last import's report (None if nothing was imported)."""
 
     START_ID = "import-start"
+    WORKER_UI = {"import": ("import", "#import-report", ("#import-start",))}
 
     def __init__(self, default_path: str = "") -> None:
         super().__init__()
@@ -78,8 +81,10 @@ class ImportScreen(JobDialog):
     def compose(self) -> ComposeResult:
         with Vertical(id="import-dialog"):
             yield Label("Import examples", id="import-title")
-            yield Select([("Obsidian vault (folder)", "obsidian"), ("CSV file", "csv"),
-                          ("LLM output (JSONL / JSON)", "jsonl")], value="obsidian", allow_blank=False,
+            yield Select([("Obsidian vault (folder)", "obsidian"), ("CSV / TSV file", "csv"),
+                          ("LLM output (JSONL / JSON)", "jsonl"),
+                          ("Dataset (Parquet / Arrow file, save_to_disk folder)", "dataset")],
+                         value="obsidian", allow_blank=False,
                          id="import-kind")
             yield Input(self.default_path, placeholder="path to the vault folder or file", id="import-path")
             with Horizontal(id="csv-columns"):
@@ -105,7 +110,7 @@ class ImportScreen(JobDialog):
         self.query_one("#import-path", Input).focus()
 
     def on_select_changed(self, event: Select.Changed) -> None:
-        self.query_one("#csv-columns").display = event.value == "csv"
+        self.query_one("#csv-columns").display = event.value in ("csv", "dataset")
         self._reset_survey()
 
     @on(Input.Changed, "#import-path")
@@ -140,8 +145,13 @@ class ImportScreen(JobDialog):
         if kind == "obsidian" and not p.is_dir():
             report.update(f"{path}: not a folder; a vault is the folder that holds your notes.")
             return
-        if kind != "obsidian" and not p.is_file():
+        if kind != "obsidian" and is_dataset_path(p) and p.exists():
+            kind = "dataset"  # a Parquet/Arrow file or a dataset folder, whichever file kind was picked
+        if kind not in ("obsidian", "dataset") and not p.is_file():
             report.update(f"{path}: no such file.")
+            return
+        if kind == "dataset" and not p.exists():
+            report.update(f"{path}: no such file or folder.")
             return
         self.query_one("#import-start", Button).disabled = True
         if kind == "obsidian" and self.surveyed != path:
@@ -149,7 +159,7 @@ class ImportScreen(JobDialog):
             self.run_survey(path, str(p))
             return
         options: dict = {}
-        if kind == "csv":
+        if kind in ("csv", "dataset"):
             options = {"prompt_column": self.query_one("#prompt-column", Input).value.strip() or None,
                        "response_column": self.query_one("#response-column", Input).value.strip() or None}
         if kind == "obsidian":

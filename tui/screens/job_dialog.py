@@ -1,5 +1,6 @@
 """The shape the import, export and generate dialogs share: a Start button that runs one job in a worker, and
-Close / Escape that dismiss with the job's last report (None if nothing ran)."""
+Close / Escape that dismiss with the job's last report (None if nothing ran). A job that fails unforeseen is said in
+the dialog and its Start button works again (ReportsWorkerErrors, WORKER_UI)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.widgets import Button
 
+from tui.screens.worker_errors import ReportsWorkerErrors
 
-class JobDialog(ModalScreen[dict | None]):
+
+class JobDialog(ReportsWorkerErrors, ModalScreen[dict | None]):
     BINDINGS = [Binding("escape", "close", "Close")]
     START_ID = ""  # the id of the button that starts the job
 

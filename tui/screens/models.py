@@ -16,15 +16,23 @@ from textual.widgets import Button, DataTable, Footer, Header, Label, ProgressBa
 
 from forge import export as ex
 from forge.store import StoreError
-from tui.messages import ModelSwapped
+from tui.messages import ExportFinished, ExportProgressed, ModelSwapped, SwapProgressed
+from tui.screens.bundled_base import REGISTERING_TEXT, RegistersBundledBase
+from tui.screens.worker_errors import ReportsWorkerErrors
 
-QUANTS = [("Q4_K_M (default)", "q4_k_m"), ("Q5_K_M", "q5_k_m"), ("Q8_0", "q8_0"), ("F16", "f16")]
+QUANTS = [("Q4_K_M (default)", "q4_k_m"), ("Q5_K_M", "q5_k_m"), ("Q8_0", "q8_0"), ("F16", "f16"),
+          ("LoRA adapter only", "adapter")]
 
 
-class ModelsScreen(Screen):
-    BINDINGS = [Binding("ctrl+e", "export", "Export selected run"),
-                Binding("ctrl+w", "swap", "Swap companion to model"),
-                Binding("ctrl+v", "evaluate", "Evaluate model")]
+class ModelsScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
+    # priority: whatever has focus (the quant picker, a table), these keys reach the screen
+    BINDINGS = [Binding("ctrl+e", "export", "Export selected run", priority=True),
+                Binding("ctrl+w", "swap", "Swap companion to model", priority=True),
+                Binding("ctrl+v", "evaluate", "Evaluate model", priority=True)]
+    WORKER_UI = {"export": ("export", "#export-status", ("#export-run",)),
+                 "swap": ("swap", "#swap-status", ("#model-swap",)),
+                 "register-base": ("registering the bundled base", "#model-detail", ())}
+    export_stages: list[str] = ex.STAGES
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -55,15 +63,16 @@ class ModelsScreen(Screen):
         self.refresh_tables()
 
     def refresh_tables(self) -> None:
-        try:
-            ex.register_bundled_base(self.app.store, self.app.config)
-        except Exception as e:  # the bundled model missing must not hide the rest
-            self.query_one("#model-detail", Static).update(f"[yellow]bundled base not registered: {e}[/]")
+        if not self.ensure_bundled_base() and self.registering_base:  # list what is there now, again once it is in
+            self.query_one("#model-detail", Static).update(REGISTERING_TEXT)
         table = self.query_one("#model-table", DataTable)
         table.clear()
-        for m in self.app.store.models():
+        for m in ex.models_with_adapters(self.app.store.models()):
             parity = m["meta"].get("template_parity")
-            table.add_row(m["id"], (m["quant"] or "").upper(), f"{(m['bytes'] or 0) / 1e6:.1f} MB",
+            adapter = ex.is_adapter(m)  # listed under its base
+            table.add_row(f"  └ {m['id']}" if adapter else m["id"],
+                          f"LoRA of {m['meta'].get('base_id')}" if adapter else (m["quant"] or "").upper(),
+                          f"{(m['bytes'] or 0) / 1e6:.1f} MB",
                           "—" if parity is None else ("ok" if parity else "FAILED"), m["run_id"] or "—",
                           m["created_at"][:19], key=m["id"])
         runs = self.query_one("#export-runs", DataTable)
@@ -80,7 +89,11 @@ class ModelsScreen(Screen):
         if not m:
             return
         prov = m["meta"].get("provenance") or {}
-        lines = [f"[b]{m['name']}[/]  {m['path']}", f"sha256 {m['sha256'][:16]}…"]
+        lines = [f"[b]{m['name']}[/]  {m['path']}", f"sha256 {(m['sha256'] or '?')[:16]}…"]
+        if ex.is_adapter(m):
+            lora = m["meta"].get("lora") or {}
+            lines.append(f"LoRA adapter of {m['meta'].get('base_id')} (r={lora.get('rank', '?')}, "
+                         f"alpha={lora.get('alpha', '?')}): serve the base, then add it to the companion")
         lines += [f"{k} = {v}" for k, v in prov.items()]
         if m["meta"].get("smoke"):
             lines.append(f"smoke test: {m['meta']['smoke']!r}")
@@ -94,8 +107,16 @@ class ModelsScreen(Screen):
         run_id = str(runs.get_row_at(runs.cursor_row)[0])
         quant = str(self.query_one("#export-quant", Select).value)
         self.query_one("#export-run", Button).disabled = True
-        self.query_one("#export-progress", ProgressBar).update(progress=0)
+        self.export_stages = ex.ADAPTER_STAGES if quant == "adapter" else ex.STAGES
+        self.query_one("#export-progress", ProgressBar).update(total=len(self.export_stages), progress=0)
         self.run_export(run_id, quant)
+
+    def bundled_base_registered(self, error: str | None) -> None:
+        # the bundled model missing must not hide the rest
+        self.query_one("#model-detail", Static).update(
+            "" if error is None else f"[yellow]bundled base not registered: {escape(error)}[/]")
+        if error is None:
+            self.refresh_tables()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "export-run":
@@ -109,7 +130,7 @@ class ModelsScreen(Screen):
         table = self.query_one("#model-table", DataTable)
         if not table.row_count:
             return None
-        return str(table.get_row_at(table.cursor_row)[0])
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
 
     def action_evaluate(self) -> None:
         model = self.selected_model()
@@ -130,63 +151,78 @@ class ModelsScreen(Screen):
         running, start one serving `model`."""
         import threading
 
+        # Runs in a thread: it reports by message only, never touching a widget.
         companion = self.app.companion
-        status = self.query_one("#swap-status", Static)
-        say = lambda text: self.app.call_from_thread(status.update, text)  # noqa: E731
-        try:
-            if companion.health() is None:
-                say(f"no companion running: starting one with {model} on {companion.url} …")
-                companion.start(model)
-                h = companion.wait_healthy(self.app.config.companion.load_timeout_s)
-                if not h:
-                    say(f"[red]the companion did not start: {companion.exit_reason() or 'timed out'}[/]")
-                    return
-                say(f"companion started, serving [b]{h['model']}[/] on {companion.url}/v1")
+        say = lambda text, done=False: self.post_message(SwapProgressed(text, done))  # noqa: E731
+        if companion.health() is None:
+            say(f"no companion running: starting one with {model} on {companion.url} …")
+            companion.start(model)
+            h = companion.wait_healthy(self.app.config.companion.load_timeout_s)
+            if not h:
+                say(f"[red]the companion did not start: {escape(companion.exit_reason() or 'timed out')}[/]", True)
                 return
-            result: dict = {}
+            say(f"companion started, serving [b]{h['model']}[/] on {companion.url}/v1", True)
+            return
+        result: dict = {}
 
-            def call():
-                from companion.client import SwapError
+        def call():
+            from companion.client import SwapError
 
-                try:
-                    result["ok"] = companion.swap(model)
-                except SwapError as e:
-                    result["error"] = str(e)
+            try:
+                result["ok"] = companion.swap(model)
+            except SwapError as e:
+                result["error"] = str(e)
 
-            t = threading.Thread(target=call, daemon=True)
-            t0 = time.monotonic()
-            t.start()
-            while t.is_alive():
-                state = (companion.health() or {}).get("swap") or {}  # /health reports the swap's stage
-                say(f"swapping to [b]{model}[/]: {state.get('stage', 'starting')} … "
-                    f"{time.monotonic() - t0:.1f} s (the old model keeps serving meanwhile)")
-                t.join(0.3)
-            if "error" in result:
-                say(f"[red]{escape(result['error'])}[/] — the previous model keeps serving")
-            else:
-                r = result["ok"]
-                say(f"companion now serves [b]{r['model']}[/] (was {r['previous']}): loaded in "
-                    f"{r['load_ms'] / 1000:.1f} s, swapped in {r['swap_ms'] / 1000:.1f} s; smoke test {r['smoke']!r}")
-                self.app.call_from_thread(self.app.post_message, ModelSwapped(r))
-        finally:
-            self.app.call_from_thread(setattr, self.query_one("#model-swap", Button), "disabled", False)
+        t = threading.Thread(target=call, daemon=True)
+        t0 = time.monotonic()
+        t.start()
+        while t.is_alive():
+            state = (companion.health() or {}).get("swap") or {}  # /health reports the swap's stage
+            say(f"swapping to [b]{model}[/]: {state.get('stage', 'starting')} … "
+                f"{time.monotonic() - t0:.1f} s (the old model keeps serving meanwhile)")
+            t.join(0.3)
+        if "error" in result:
+            say(f"[red]{escape(result['error'])}[/] — the previous model keeps serving", True)
+        else:
+            r = result["ok"]
+            say(f"companion now serves [b]{r['model']}[/] (was {r['previous']}): loaded in "
+                f"{r['load_ms'] / 1000:.1f} s, swapped in {r['swap_ms'] / 1000:.1f} s; "
+                f"smoke test {escape(repr(r['smoke']))}", True)
+            self.app.post_message(ModelSwapped(r))
+
+    def on_swap_progressed(self, message: SwapProgressed) -> None:
+        self.query_one("#swap-status", Static).update(message.text)
+        if message.done:
+            self.query_one("#model-swap", Button).disabled = False
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="export")
     def run_export(self, run_id: str, quant: str) -> None:
-        status = self.query_one("#export-status", Static)
-        bar = self.query_one("#export-progress", ProgressBar)
-
+        # Runs in a thread: it reports by message only, never touching a widget.
         def progress(stage: str, message: str) -> None:
-            self.app.call_from_thread(bar.update, progress=ex.STAGES.index(stage))
-            self.app.call_from_thread(status.update, f"[{stage}] {message}")
+            self.post_message(ExportProgressed(stage, message))
 
         try:
-            r = ex.export_run(self.app.store, self.app.config, run_id, quant, progress)
+            if quant == "adapter":
+                r = ex.export_adapter(self.app.store, self.app.config, run_id, progress=progress)
+            else:
+                r = ex.export_run(self.app.store, self.app.config, run_id, quant, progress)
         except StoreError as e:
-            self.app.call_from_thread(status.update, f"[red]{e}[/]")
+            self.post_message(ExportFinished(None, str(e)))
         else:
-            self.app.call_from_thread(bar.update, progress=len(ex.STAGES))
-            self.app.call_from_thread(status.update, f"exported {r['model_id']} ({r['bytes'] / 1e6:.1f} MB)")
-            self.app.call_from_thread(self.refresh_tables)
-        finally:
-            self.app.call_from_thread(setattr, self.query_one("#export-run", Button), "disabled", False)
+            self.post_message(ExportFinished(r))
+
+    def on_export_progressed(self, message: ExportProgressed) -> None:
+        if message.stage in self.export_stages:
+            self.query_one("#export-progress", ProgressBar).update(progress=self.export_stages.index(message.stage))
+        self.query_one("#export-status", Static).update(f"{escape(f'[{message.stage}]')} {escape(message.message)}")
+
+    def on_export_finished(self, message: ExportFinished) -> None:
+        self.query_one("#export-run", Button).disabled = False
+        status = self.query_one("#export-status", Static)
+        if message.result is None:
+            status.update(f"[red]{escape(message.error)}[/]")
+            return
+        r = message.result
+        self.query_one("#export-progress", ProgressBar).update(progress=len(self.export_stages))
+        status.update(f"exported {r['model_id']} ({r['bytes'] / 1e6:.1f} MB)")
+        self.refresh_tables()

@@ -7,17 +7,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import ValidationError
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, ProgressBar, RichLog, Select, Static
 
+from forge.errors import format_validation_error
 from forge.store import StoreError
 from forge.train import runs
 from forge.train.events import as_float, read_events
 from forge.train.spec import TrainSpec
+from forge.train.recipes import RECIPES, recipe_spec
+from tui.messages import LengthsMeasured, RunStarted, RunStartFailed
+from tui.screens.worker_errors import ReportsWorkerErrors
 from tui.widgets.loss_chart import LossChart
 
 FORM = [  # (spec field, label)
@@ -29,9 +35,11 @@ FORM = [  # (spec field, label)
 REDRAW_SECONDS = 0.25
 
 
-class TrainScreen(Screen):
-    BINDINGS = [Binding("ctrl+t", "start", "Start"), Binding("ctrl+x", "stop", "Stop"),
-                Binding("ctrl+r", "resume", "Resume")]
+class TrainScreen(ReportsWorkerErrors, Screen):
+    # priority: a focused form field must not take them (an Input binds ctrl+x to "cut")
+    BINDINGS = [Binding("ctrl+t", "start", "Start", priority=True), Binding("ctrl+x", "stop", "Stop", priority=True),
+                Binding("ctrl+r", "resume", "Resume", priority=True)]
+    WORKER_UI = {"train-start": ("starting the run", "#spec-error", ("#train-start",))}
 
     def __init__(self) -> None:
         super().__init__()
@@ -53,6 +61,9 @@ class TrainScreen(Screen):
                     yield Label(label, classes="form-label")
                     value = getattr(defaults, name)
                     yield Input("" if value is None else str(value), id=f"spec-{name}", classes="form-input")
+                yield Label("recipe", classes="form-label")
+                yield Select([(name, name) for name in RECIPES], value=defaults.recipe or Select.NULL,
+                             prompt="none", id="spec-recipe")
                 yield Label("backend", classes="form-label")
                 yield Select([("auto", "auto"), ("peft", "peft"), ("unsloth", "unsloth")], value=defaults.backend,
                              allow_blank=False, id="spec-backend")
@@ -64,6 +75,7 @@ class TrainScreen(Screen):
             with Vertical(id="train-live"):
                 yield Label("no run yet: set the spec and press Start (ctrl+t)", id="train-stats")
                 yield ProgressBar(id="train-progress", show_eta=False)
+                yield Static("", id="train-lengths", markup=False)
                 yield LossChart(id="loss-chart")
                 yield RichLog(id="train-log", max_lines=500, wrap=True, markup=True)
                 yield DataTable(id="run-history", cursor_type="row")
@@ -73,6 +85,7 @@ class TrainScreen(Screen):
         self.sub_title = "train"
         table = self.query_one("#run-history", DataTable)
         table.add_columns("run", "status", "step", "loss")
+        runs.settle(self.app.store)  # a run whose runner died while no one watched shows as failed, with why
         self.refresh_history()
         self.set_interval(REDRAW_SECONDS, self.poll)
 
@@ -85,12 +98,14 @@ class TrainScreen(Screen):
         if data.get("epochs") is None:
             data.pop("epochs")
         data["backend"] = self.query_one("#spec-backend", Select).value
+        recipe = self.query_one("#spec-recipe", Select).value
+        if recipe != Select.NULL:  # what the form does not show (truncation, eval budget) comes from the recipe
+            data = {**recipe_spec(recipe), **{k: v for k, v in data.items() if v is not None}}
         error = self.query_one("#spec-error", Static)
         try:
             spec = TrainSpec.model_validate(data)
         except ValidationError as e:
-            first = e.errors()[0]
-            error.update(f"[red]{first['loc'][0]}: {first['msg']}[/]")
+            error.update(f"[red]{escape(format_validation_error(e))}[/]")
             return None
         error.update("")
         return spec
@@ -102,17 +117,66 @@ class TrainScreen(Screen):
             return
         spec = self.read_spec()
         if spec is not None:
+            self.query_one("#train-lengths", Static).update("measuring the training examples' lengths…")
             self.start_run(spec)
+
+    @on(Select.Changed, "#spec-recipe")
+    def recipe_chosen(self, event: Select.Changed) -> None:
+        if event.value == Select.NULL:
+            return
+        for name, value in recipe_spec(event.value).items():
+            if any(name == field for field, _ in FORM):
+                self.query_one(f"#spec-{name}", Input).value = str(value)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-start")
     def start_run(self, spec: TrainSpec) -> None:
         try:
-            run_id, run_dir = runs.create_run(self.app.store, self.app.config, spec)
-        except (StoreError, OSError) as e:
-            self.app.call_from_thread(self.query_one("#spec-error", Static).update, f"[red]{e}[/]")
+            run_id, run_dir = runs.create_run(self.app.store, self.app.config, spec,
+                                              check_lengths=self.confirm_lengths)
+        except runs.TruncationRefused as e:
+            self.post_message(RunStartFailed(f"not started: {e}"))
             return
-        proc = self.app.train_launcher(run_dir, False)
-        self.app.call_from_thread(self.follow, run_id, run_dir, proc)
+        except (StoreError, OSError) as e:
+            self.post_message(RunStartFailed(str(e)))  # a thread reports by message; the screen shows it
+            return
+        self.post_message(RunStarted(run_id, run_dir, self.app.train_launcher(run_dir, False)))
+
+    def confirm_lengths(self, report: dict) -> bool:
+        """In the start worker: show the length report; when an explicit max_seq_len truncates more than 2 %,
+        ask (the dialog runs on the UI thread while this thread waits for the answer)."""
+        import threading
+
+        from textual.worker import get_current_worker
+
+        from tui.screens.truncation_confirm import TruncationConfirm
+
+        self.post_message(LengthsMeasured(report))
+        if not report["needs_confirm"]:
+            return True
+        answer: list[bool] = []
+        answered = threading.Event()
+
+        def reply(ok: bool | None) -> None:
+            answer.append(bool(ok))
+            answered.set()
+
+        self.app.call_from_thread(self.app.push_screen, TruncationConfirm(report), reply)
+        worker = get_current_worker()
+        while not answered.wait(0.1):
+            if worker.is_cancelled:
+                return False
+        return answer[0]
+
+    def on_lengths_measured(self, message: LengthsMeasured) -> None:
+        from forge.train.lengths import summary_lines
+
+        self.query_one("#train-lengths", Static).update("\n".join(summary_lines(message.report, bar_width=20)))
+
+    def on_run_started(self, message: RunStarted) -> None:
+        self.follow(message.run_id, message.run_dir, message.proc)
+
+    def on_run_start_failed(self, message: RunStartFailed) -> None:
+        self.query_one("#spec-error", Static).update(f"[red]{escape(message.error)}[/]")
 
     def follow(self, run_id: str, run_dir: Path, proc, resume: bool = False) -> None:
         self.run_id, self.run_dir, self.proc = run_id, run_dir, proc
@@ -121,6 +185,13 @@ class TrainScreen(Screen):
         self.query_one("#train-log", RichLog).write(f"[b]{'resumed' if resume else 'started'} {run_id}[/]")
         self.query_one("#train-stop", Button).disabled = False
         self.refresh_history()
+        self.show_run_status("starting")  # launched: no longer "created" (or "stopped", when resumed)
+
+    def show_run_status(self, status: str) -> None:
+        """The followed run's row says what its runner says while it runs; the store has it once the run ends."""
+        table = self.query_one("#run-history", DataTable)
+        if self.run_id in table.rows:
+            table.update_cell_at(Coordinate(table.get_row_index(self.run_id), 1), status)
 
     def action_stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -168,6 +239,7 @@ class TrainScreen(Screen):
                 self.eval_points.append((e["step"], as_float(e["eval_loss"])))
                 log.write(f"step {e['step']}: eval loss {as_float(e['eval_loss']):.4f}")
             elif kind == "status":
+                self.show_run_status(e["status"])
                 log.write(f"[b]{e['status']}[/]" + (f": {e['message']}" if e.get("message") else ""))
                 self.max_steps = e.get("max_steps") or self.max_steps
             elif kind in ("info", "warning", "checkpoint"):
@@ -186,14 +258,10 @@ class TrainScreen(Screen):
             self.dirty = False
         if self.proc is not None and self.proc.poll() is not None:
             self.query_one("#train-stop", Button).disabled = True
-            final = runs.run_status(self.run_dir)
-            if final.get("status") in ("running", "starting", "created"):
-                self.app.store.update_run(self.run_id, "failed",
-                                          {"message": f"runner exited with code {self.proc.returncode}"})
-                log.write(f"[red]runner exited with code {self.proc.returncode}[/]")
-            elif final.get("status") and self.run_id:
-                self.app.store.update_run(self.run_id, final["status"],
-                                          {k: v for k, v in final.items() if k != "status"})
+            died = runs.run_status(self.run_dir).get("status") not in runs.FINAL
+            final = runs.finalize(self.app.store, self.run_id, self.run_dir, self.proc.returncode)
+            if died:
+                log.write(f"[red]{escape(final.get('message') or 'the runner ended without a final status')}[/]")
             self.proc = None
             self.refresh_history()
 

@@ -1,0 +1,70 @@
+"""Recipes: the train-spec defaults a kind of task needs, as data. `forge train --recipe NAME` and the Train
+mode's recipe select start from them; anything set explicitly (--spec, --set, the form) wins.
+
+Each recipe sets the length policy (max_seq_len, truncation), the learning rate, the epochs and the output budget
+for `forge eval`. The figures they reach are in the README's recipe table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from forge.train.spec import SpecError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+@dataclass(frozen=True)
+class TaskRecipe:
+    name: str
+    doc: str
+    spec: dict
+
+
+RECIPES: dict[str, TaskRecipe] = {r.name: r for r in [
+    TaskRecipe(
+        "short-answers",
+        "Short structured replies to short requests (extraction, classification, reminders → `task | when`). "
+        "Rows are short, so the length is measured (auto) and the rare over-long example is dropped rather than "
+        "cut: a cut request usually loses the detail the answer copies. A high learning rate and three epochs "
+        "suit a 135M model learning a fixed format; 32 output tokens are plenty.",
+        {"max_seq_len": "auto", "truncation": "drop", "learning_rate": 1e-3, "epochs": 3.0,
+         "eval_max_tokens": 32},
+    ),
+    TaskRecipe(
+        "summaries",
+        "Long inputs, short-to-medium outputs (dialogue or meeting summaries). The length covers 98 % of the "
+        "examples; the rest are cut in the middle of the longest user turn, never in the summary. A lower "
+        "learning rate over two epochs keeps the base model's fluency; the eval budget follows the reference "
+        "summaries' lengths.",
+        {"max_seq_len": "auto", "truncation": "middle-of-user", "learning_rate": 5e-4, "epochs": 2.0,
+         "eval_max_tokens": "auto"},
+    ),
+    TaskRecipe(
+        "style",
+        "Rewriting or answering in a voice (your notes' tone, a house style): long outputs where every token "
+        "is trained on. Cut inputs, never outputs; a gentle learning rate for two epochs, so the style moves "
+        "without the model forgetting its general ability (the forgetting check watches this); 256 output tokens.",
+        {"max_seq_len": "auto", "truncation": "middle-of-user", "learning_rate": 2e-4, "epochs": 2.0,
+         "eval_max_tokens": 256},
+    ),
+]}
+
+
+class RecipeError(SpecError):
+    """An unknown recipe; the message lists the known ones."""
+
+
+def recipe_spec(name: str | None) -> dict:
+    """The spec fields recipe `name` sets (with `recipe` itself), {} for None."""
+    if not name:
+        return {}
+    if name not in RECIPES:
+        raise RecipeError(f"recipe {name!r} is not one of {', '.join(RECIPES)}")
+    return {**RECIPES[name].spec, "recipe": name}
+
+
+def reference_path() -> Path:
+    """The bundled general reference set of the forgetting check (scripts/make_reference_data.py writes it)."""
+    return REPO_ROOT / "data" / "reference" / "general.jsonl"

@@ -1,0 +1,169 @@
+"""One base, many LoRA adapters: a real `forge serve` with the bundled SmolLM2 loads GGUF adapters exported by
+`forge export --adapter` without reloading the base, applies the one a request's `model` names, lists them under
+their base, adds and removes them under load, and carries them through a blue/green swap (or refuses them)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.companion.conftest import start_server, stop_server
+
+pytestmark = pytest.mark.slow
+
+ASK = [{"role": "user", "content": "remind me to call mom tomorrow at 5"}]
+
+
+def register_adapter(store, config, adapter_id: str, src: Path, meta: dict) -> None:
+    from forge.store import sha256_file
+
+    dst = config.workspace_path() / "models" / adapter_id / f"{adapter_id}.gguf"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    store.register_model({"id": adapter_id, "name": adapter_id, "path": str(dst), "quant": "f32",
+                          "bytes": dst.stat().st_size, "sha256": sha256_file(dst), "run_id": None, "status": "ready",
+                          "meta": meta}, models_dir=config.workspace_path() / "models")
+
+
+@pytest.fixture(scope="module")
+def served(trained_workspace, companion_ws, tmp_path_factory):
+    """A companion serving `base` with, in its registry: `tuned` (the run's adapter), `loud` (the same LoRA with
+    alpha ×200, so its effect on greedy text is certain), `alien` (an adapter of another base), `alt` (another
+    base GGUF: the same model at Q8_0) and `base-copy` (the very same file as base under another id)."""
+    from forge import export as ex
+    from forge.config import load_config
+    from forge.lora_gguf import convert_adapter
+    from forge.store import Store
+    from tests.conftest import add_model
+
+    t_store, t_config, run_id, run_dir = trained_workspace
+    adapter = next((m for m in t_store.models() if ex.is_adapter(m)), None)
+    if adapter is None:
+        adapter = t_store.get_model(ex.export_adapter(t_store, t_config, run_id)["model_id"])
+    ws = tmp_path_factory.mktemp("adapters-ws")
+    cfg_path = ws / "config.json"
+    cfg_path.write_text(json.dumps({"workspace": str(ws), "companion": {
+        "max_queue": 16, "queue_timeout_s": 900, "request_timeout_s": 600, "drain_timeout_s": 600, "n_ctx": 1024}}))
+    config = load_config(cfg_path, environ={})
+    store = Store.for_workspace(ws)
+    base = ex.register_bundled_base(store, config)
+    for model_id, src in (("alt", Path(companion_ws[1]) / "models" / "alt" / "smollm2-q8_0.gguf"),
+                          ("base-copy", Path(base["path"]))):
+        dst = ws / "models" / model_id / src.name
+        dst.parent.mkdir(parents=True)
+        shutil.copyfile(src, dst)
+        add_model(store, config, model_id, dst, "q8_0" if model_id == "alt" else "q4_1")
+    register_adapter(store, config, "tuned", Path(adapter["path"]), adapter["meta"])
+    loud_dir = ws / "loud-peft"
+    shutil.copytree(run_dir / "adapter", loud_dir)
+    cfg = json.loads((loud_dir / "adapter_config.json").read_text())
+    (loud_dir / "adapter_config.json").write_text(json.dumps({**cfg, "lora_alpha": cfg["lora_alpha"] * 200}))
+    base_dir = json.loads((run_dir / "adapter" / "forge_adapter.json").read_text())["base_path"]
+    convert_adapter(loud_dir, Path(base_dir), ws / "loud.gguf", {"forge.base_model_id": "base"}, "loud")
+    register_adapter(store, config, "loud", ws / "loud.gguf", {**adapter["meta"], "provenance": {
+        **adapter["meta"]["provenance"], "forge.run_id": "loud"}})
+    register_adapter(store, config, "alien", Path(adapter["path"]), {"kind": "adapter", "base_id": "some-8b",
+                                                                       "provenance": {"forge.base_sha256": "0" * 64}})
+    store.close()
+    c = start_server(cfg_path, ws)
+    yield c
+    stop_server(c)
+
+
+def chat(c, model: str, stream: bool = False, **kw) -> httpx.Response:
+    body = {"model": model, "messages": ASK, "max_tokens": 12, "temperature": 0, "stream": stream, **kw}
+    if not stream:
+        return httpx.post(f"{c.url}/v1/chat/completions", json=body, timeout=600)
+    with httpx.stream("POST", f"{c.url}/v1/chat/completions", json=body, timeout=600) as r:
+        text = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                       for line in r.iter_lines() if line.startswith("data: {") and '"choices": [{' in line)
+    return text
+
+
+def text(r: httpx.Response) -> str:
+    assert r.status_code == 200, r.text
+    return r.json()["choices"][0]["message"]["content"]
+
+
+def test_a_request_picks_its_adapter_and_the_listing_shows_adapters_under_their_base(served):
+    listed = {m["id"]: m for m in httpx.get(f"{served.url}/v1/models", timeout=30).json()["data"]}
+    assert listed["tuned"]["kind"] == "adapter" and listed["tuned"]["parent"] == "base"
+    assert listed["tuned"]["loaded"] is False and listed["tuned"]["provenance"]["forge.base_model_id"] == "base"
+    assert listed["base"]["kind"] == "model" and listed["base"]["loaded"] is True
+
+    missing = chat(served, "loud")  # registered, not loaded: never the base's answer silently
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "model_not_found"
+    assert "POST /admin/adapters" in missing.json()["error"]["message"]
+
+    plain = text(chat(served, "base"))
+    added = served.admin("POST", "/admin/adapters", json={"adapter_id": "loud"})
+    assert added.status_code == 200, added.text
+    assert added.json()["base"] == "base" and "loud" in added.json()["loaded"]
+    assert {m["id"]: m["loaded"] for m in httpx.get(f"{served.url}/v1/models").json()["data"]}["loud"] is True
+
+    r = chat(served, "loud")
+    loud = text(r)
+    assert r.json()["model"] == "loud" and loud != plain
+    assert text(chat(served, "base")) == plain  # switching back clears the KV cache: nothing of loud remains
+    assert text(chat(served, "loud")) == loud and chat(served, "loud", stream=True) == loud
+    assert text(chat(served, "gpt-4o")) == plain  # any other name: the base, as before adapters
+
+    alien = served.admin("POST", "/admin/adapters", json={"adapter_id": "alien"})
+    assert alien.status_code == 422 and "made for base 'some-8b'" in alien.json()["error"]["message"]
+    not_adapter = served.admin("POST", "/admin/adapters", json={"adapter_id": "alt"})
+    assert not_adapter.status_code == 422 and not_adapter.json()["error"]["type"] == "not_an_adapter"
+    as_model = served.swap("loud")
+    assert as_model.status_code == 422 and "LoRA adapter of base" in as_model.json()["error"]["message"]
+
+    removed = served.admin("DELETE", "/admin/adapters/loud")
+    assert removed.status_code == 200 and "loud" not in removed.json()["loaded"]
+    assert chat(served, "loud").status_code == 404
+    assert served.admin("DELETE", "/admin/adapters/loud").status_code == 404
+
+
+def test_a_swap_brings_adapters_of_the_same_base_and_refuses_the_others(served):
+    assert served.admin("POST", "/admin/adapters", json={"adapter_id": "loud"}).status_code == 200
+    loud = text(chat(served, "loud"))
+    same = served.swap("base-copy")  # the same file under another id: its adapters fit (by sha256)
+    assert same.status_code == 200 and same.json()["adapters"] == ["loud"], same.text
+    assert text(chat(served, "loud")) == loud
+    other = served.swap("alt")
+    assert other.status_code == 200 and other.json()["adapters"] == []
+    assert "made for base 'base'" in other.json()["adapters_refused"]["loud"]
+    assert chat(served, "loud").status_code == 404
+    assert served.swap("base").status_code == 200
+
+
+def test_no_request_fails_while_adapters_are_added_and_removed_under_load(served):
+    assert served.admin("POST", "/admin/adapters", json={"adapter_id": "tuned"}).status_code == 200
+    failures, done, stop = [], [], threading.Event()
+
+    def client(model: str) -> None:
+        while not stop.is_set():
+            try:
+                r = httpx.post(f"{served.url}/v1/chat/completions", timeout=900, json={
+                    "model": model, "messages": ASK, "max_tokens": 4, "temperature": 0})
+            except httpx.HTTPError as e:
+                failures.append((model, repr(e)))
+                continue
+            (done if r.status_code == 200 and r.json()["model"] == model else failures).append((model, r.text))
+
+    threads = [threading.Thread(target=client, args=(m,)) for m in ("base", "tuned")]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(2):
+            assert served.admin("POST", "/admin/adapters", json={"adapter_id": "loud"}).status_code == 200
+            assert chat(served, "loud", max_tokens=2).status_code == 200
+            assert served.admin("DELETE", "/admin/adapters/loud").status_code == 200
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(900)
+    assert not failures and len(done) >= 2
