@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -331,15 +332,119 @@ def import_gguf(store: Store, config: Config, src: str | Path, model_id: str | N
     return store.get_model(model_id)
 
 
+@dataclass
+class _Job:
+    """What one export carries from stage to stage."""
+
+    store: Store
+    config: Config
+    run_id: str
+    run: dict
+    run_dir: Path
+    info: dict
+    quant: str
+    model_id: str
+    work: Path
+    say: Progress
+    allow_template_mismatch: bool
+    chat_template: str | None
+    f16: Path | None = None
+    quantized: Path | None = None
+    final: Path | None = None
+    keys: dict | None = None
+    parity: dict | None = None
+    smoke: dict | None = None
+
+
+def _merge(job: _Job) -> None:
+    job.say("merge", "merging the adapter into its base")
+    base = job.info.get("base_path")
+    if not base or not Path(base).exists():
+        from forge.train.base_model import resolve_base
+
+        base = str(resolve_base(job.info.get("base_model", ""), job.config.workspace_path()))
+    merge(job.run_dir / "adapter", base, job.work / "hf")
+
+
+def _convert(job: _Job) -> None:
+    job.say("convert", "converting to GGUF F16 with llama.cpp's converter")
+    job.f16 = job.work / "model-f16.gguf"
+    convert(job.work / "hf", job.f16)
+
+
+def _quantize(job: _Job) -> None:
+    if job.quant == "f16":
+        job.quantized = job.f16
+        return
+    job.say("quantize", f"quantizing to {job.quant.upper()}")
+    job.quantized = job.work / f"model-{job.quant}.gguf"
+    run_child("quantize", src=str(job.f16), dst=str(job.quantized), quant=job.quant)
+
+
+def _provenance(job: _Job) -> None:
+    job.say("provenance", "writing provenance")
+    job.final = job.work / f"{job.model_id}.gguf"
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    job.keys = {"forge.run_id": job.run_id, "forge.base_model": job.info.get("base_model", ""),
+                "forge.dataset_hash": job.run["meta"].get("dataset_hash") or "", "forge.version": __version__,
+                "forge.created": created, "forge.quant": job.quant}
+    write_provenance(job.quantized, job.final, job.keys, f"forge {job.run_id} ({job.quant.upper()})",
+                     job.chat_template)
+
+
+def _check(job: _Job) -> None:
+    job.say("check", "checking the chat template against training")
+    prompts = held_out_prompts(job.run_dir)
+    parity = template_parity(job.work / "hf", job.final, prompts)
+    seen = parity.pop("metadata")
+    if any(seen.get(k) != v for k, v in job.keys.items()):  # llama.cpp itself must read the provenance back
+        raise ExportError(f"provenance: llama.cpp read {seen} back from {job.final.name}, not what was written")
+    if not parity["ok"] and not job.allow_template_mismatch:
+        raise ExportError("chat-template parity failed: " + "; ".join(parity["problems"])
+                          + " (export with --allow-template-mismatch to keep it anyway)")
+    job.parity = parity
+    job.say("check", "generating a few tokens in a child process")
+    job.smoke = run_child("smoke", model=str(job.final), prompt=prompts[0][-1]["content"], timeout=300)
+
+
+STAGE_STEPS = {"merge": _merge, "convert": _convert, "quantize": _quantize, "provenance": _provenance,
+               "check": _check}
+assert tuple(STAGE_STEPS) == STAGES
+
+
+def _register(job: _Job, timings: dict) -> dict:
+    """Move the checked GGUF into models/<id>/ with its Modelfile, provenance.json and README; register it."""
+    models_dir = job.config.workspace_path() / "models"
+    target = models_dir / job.model_id
+    target.mkdir(parents=True, exist_ok=True)
+    os.replace(job.final, target / job.final.name)
+    trained_template = (job.run_dir / "adapter" / "chat_template.jinja").read_text()
+    (target / "Modelfile").write_text(modelfile(job.final.name, job.parity.get("eos"), trained_template))
+    record = {"id": job.model_id, "name": f"{job.run_id} {job.quant.upper()}", "path": str(target / job.final.name),
+              "quant": job.quant, "bytes": (target / job.final.name).stat().st_size,
+              "sha256": sha256_file(target / job.final.name), "run_id": job.run_id, "status": "ready",
+              "meta": {"provenance": job.keys, "template_parity": job.parity["ok"], "parity": job.parity,
+                       "smoke": job.smoke["text"], "timings": {k: round(v, 2) for k, v in timings.items()}}}
+    (target / "provenance.json").write_text(json.dumps(record, indent=2))
+    from forge.handoff import gguf_commands
+
+    cmds = gguf_commands(target / job.final.name, job.model_id, job.info, job.config)
+    (target / "README.md").write_text(gguf_readme(job.model_id, job.run_id, cmds))
+    job.store.register_model(record, models_dir=models_dir)
+    return {"model_id": job.model_id, "path": record["path"], "quant": job.quant, "bytes": record["bytes"],
+            "sha256": record["sha256"], "template_parity": job.parity["ok"], "commands": cmds,
+            "readme": str(target / "README.md")}
+
+
 def export_run(store: Store, config: Config, run_id: str, quant: str = "q4_k_m", progress: Progress | None = None,
                allow_template_mismatch: bool = False, chat_template: str | None = None) -> dict:
+    """Run the STAGES in order in a scratch folder, then register the result; nothing is left behind on failure."""
     for var, value in (("HF_HUB_OFFLINE", "1"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
                        ("TRANSFORMERS_VERBOSITY", "error"), ("TQDM_DISABLE", "1")):
         os.environ.setdefault(var, value)  # forge reports the stages itself
     quant = quant.lower()
     if quant not in QUANT_FTYPES:
         raise ExportError(f"unknown quant {quant!r}: use one of {', '.join(QUANT_FTYPES)}")
-    say = progress or (lambda stage, msg: None)
     run = store.get_run(run_id)
     run_dir = Path(run["run_dir"])
     info = check_adapter(run_dir / "adapter")
@@ -351,81 +456,19 @@ def export_run(store: Store, config: Config, run_id: str, quant: str = "q4_k_m",
     work = models_dir / f".{model_id}.partial"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    job = _Job(store, config, run_id, run, run_dir, info, quant, model_id, work,
+               progress or (lambda stage, msg: None), allow_template_mismatch, chat_template)
     timings = {}
     try:
-        t = time.perf_counter()
-        say("merge", "merging the adapter into its base")
-        base = info.get("base_path")
-        if not base or not Path(base).exists():
-            from forge.train.base_model import resolve_base
-
-            base = str(resolve_base(info.get("base_model", ""), config.workspace_path()))
-        merge(run_dir / "adapter", base, work / "hf")
-        timings["merge_s"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        say("convert", "converting to GGUF F16 with llama.cpp's converter")
-        f16 = work / "model-f16.gguf"
-        convert(work / "hf", f16)
-        timings["convert_s"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        if quant != "f16":
-            say("quantize", f"quantizing to {quant.upper()}")
-            quantized = work / f"model-{quant}.gguf"
-            run_child("quantize", src=str(f16), dst=str(quantized), quant=quant)
-        else:
-            quantized = f16
-        timings["quantize_s"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        say("provenance", "writing provenance")
-        final = work / f"{model_id}.gguf"
-        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        keys = {"forge.run_id": run_id, "forge.base_model": info.get("base_model", ""),
-                "forge.dataset_hash": run["meta"].get("dataset_hash") or "", "forge.version": __version__,
-                "forge.created": created, "forge.quant": quant}
-        write_provenance(quantized, final, keys, f"forge {run_id} ({quant.upper()})", chat_template)
-        timings["provenance_s"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        say("check", "checking the chat template against training")
-        prompts = held_out_prompts(run_dir)
-        parity = template_parity(work / "hf", final, prompts)
-        seen = parity.pop("metadata")
-        if any(seen.get(k) != v for k, v in keys.items()):  # llama.cpp itself must read the provenance back
-            raise ExportError(f"provenance: llama.cpp read {seen} back from {final.name}, not what was written")
-        if not parity["ok"] and not allow_template_mismatch:
-            raise ExportError("chat-template parity failed: " + "; ".join(parity["problems"])
-                              + " (export with --allow-template-mismatch to keep it anyway)")
-        say("check", "generating a few tokens in a child process")
-        smoke = run_child("smoke", model=str(final), prompt=prompts[0][-1]["content"],
-                          timeout=300)
-        timings["check_s"] = time.perf_counter() - t
-
-        target = models_dir / model_id
-        target.mkdir(parents=True, exist_ok=True)
-        os.replace(final, target / final.name)
-        trained_template = (run_dir / "adapter" / "chat_template.jinja").read_text()
-        (target / "Modelfile").write_text(modelfile(final.name, parity.get("eos"), trained_template))
-        record = {"id": model_id, "name": f"{run_id} {quant.upper()}", "path": str(target / final.name),
-                  "quant": quant, "bytes": (target / final.name).stat().st_size,
-                  "sha256": sha256_file(target / final.name), "run_id": run_id, "status": "ready",
-                  "meta": {"provenance": keys, "template_parity": parity["ok"], "parity": parity,
-                           "smoke": smoke["text"], "timings": {k: round(v, 2) for k, v in timings.items()}}}
-        (target / "provenance.json").write_text(json.dumps(record, indent=2))
-        from forge.handoff import gguf_commands
-
-        cmds = gguf_commands(target / final.name, model_id, info, config)
-        (target / "README.md").write_text(gguf_readme(model_id, run_id, cmds))
-        store.register_model(record, models_dir=models_dir)
+        for stage in STAGES:
+            t = time.perf_counter()
+            STAGE_STEPS[stage](job)
+            timings[f"{stage}_s"] = time.perf_counter() - t
+        return _register(job, timings)
     except ChildFailed as e:
         raise ExportError(str(e)) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return {"model_id": model_id, "path": record["path"], "quant": quant, "bytes": record["bytes"],
-            "sha256": record["sha256"], "template_parity": parity["ok"], "commands": cmds,
-            "readme": str(target / "README.md")}
 
 
 def gguf_readme(model_id: str, run_id: str, cmds: dict[str, str]) -> str:

@@ -396,12 +396,21 @@ class Recipe:
         return model, tokenizer
 
     def _build_trainer(self, model, tokenizer, train_rows, val_rows, backend, use_cuda):
+        """TRL's SFTTrainer with forge's arguments, events callback and loss."""
         from datasets import Dataset
-        from transformers import TrainerCallback
-        from trl import SFTConfig, SFTTrainer
+
+        trainer_class = self._trainer_class()
+        return trainer_class(
+            model=model, args=self._training_args(bool(val_rows), use_cuda), processing_class=tokenizer,
+            train_dataset=Dataset.from_list(train_rows),
+            eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
+            callbacks=[self._events_callback()])
+
+    def _training_args(self, has_val: bool, use_cuda: bool):
+        """The spec as TRL's SFTConfig."""
+        from trl import SFTConfig
 
         spec = self.spec
-        recipe = self
         args = SFTConfig(
             output_dir=str(self.run_dir / "checkpoints"),
             per_device_train_batch_size=spec.batch_size, per_device_eval_batch_size=spec.batch_size,
@@ -409,7 +418,7 @@ class Recipe:
             lr_scheduler_type=spec.lr_scheduler, warmup_steps=spec.warmup_ratio,
             num_train_epochs=spec.epochs, max_steps=spec.max_steps or -1,
             logging_steps=spec.logging_steps, logging_nan_inf_filter=False,
-            eval_strategy="steps" if val_rows else "no", eval_steps=spec.eval_steps,
+            eval_strategy="steps" if has_val else "no", eval_steps=spec.eval_steps,
             save_strategy="steps", save_steps=spec.save_steps, save_total_limit=3,
             seed=spec.seed, data_seed=spec.seed, gradient_checkpointing=spec.gradient_checkpointing,
             bf16=use_cuda, fp16=False, use_cpu=not use_cuda, report_to=[], disable_tqdm=True,
@@ -418,9 +427,15 @@ class Recipe:
             **grouping(SFTConfig, spec.group_by_length),
         )
 
-        class Events(TrainerCallback):
-            """Trainer logs → forge events; the stop flag → a checkpoint and a clean stop; NaN → failed."""
+        return args
 
+    def _events_callback(self):
+        """Trainer logs → forge events; the stop flag → a checkpoint and a clean stop; NaN → failed."""
+        from transformers import TrainerCallback
+
+        recipe = self
+
+        class Events(TrainerCallback):
             def __init__(self):
                 self.t_last = time.time()
                 self.tokens_last = 0
@@ -465,9 +480,14 @@ class Recipe:
                     write_marker(ckpt, state.global_step)
                     recipe.log.log("checkpoint", step=state.global_step, path=str(ckpt))
 
-        from transformers import Trainer
+        return Events()
 
-        padding = self.padding
+    def _trainer_class(self):
+        """SFTTrainer that counts padding and computes the plain causal-LM loss (at answer positions)."""
+        from transformers import Trainer
+        from trl import SFTTrainer
+
+        spec, padding = self.spec, self.padding
 
         class ForgeSFTTrainer(SFTTrainer):
             def get_train_dataloader(self):
@@ -495,12 +515,7 @@ class Recipe:
                     return result * float("nan")
                 return result
 
-        trainer = ForgeSFTTrainer(
-            model=model, args=args, processing_class=tokenizer,
-            train_dataset=Dataset.from_list(train_rows),
-            eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
-            callbacks=[Events()])
-        return trainer
+        return ForgeSFTTrainer
 
     def log_padding(self) -> float | None:
         share = self.padding.share()

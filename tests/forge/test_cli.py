@@ -60,3 +60,20 @@ def test_user_errors_are_one_line_with_json_error(tmp_path):
     p = subprocess.run([sys.executable, "-m", "forge.cli", "--config", str(bad), "stats"], capture_output=True,
                        text=True, cwd=REPO)
     assert p.returncode == 1 and "dataset.seed" in p.stderr and str(bad) in p.stderr
+
+
+def test_python_dash_m_forge_and_one_module_per_command_group(tmp_path):
+    """`python -m forge` runs the CLI; forge/cli/ is a package whose group modules each register their commands."""
+    import importlib
+
+    p = subprocess.run([sys.executable, "-m", "forge", "--workspace", str(tmp_path / "ws"), "stats", "--json"],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert p.returncode == 0 and json.loads(p.stdout)["total"] == 0, p.stderr
+    from forge.cli import main
+
+    owners = {name: cmd.callback.__module__ for name, cmd in main.commands.items() if name != "tui"}
+    assert set(owners.values()) == {f"forge.cli.{m}" for m in
+                                    ("configure", "curate", "data", "evaluate", "models", "train")}
+    assert owners["extract"] == "forge.cli.data" and owners["train"] == "forge.cli.train"
+    assert owners["eval"] == "forge.cli.evaluate" and owners["export"] == "forge.cli.models"
+    assert importlib.util.find_spec("forge.cli.__main__") is not None

@@ -1,0 +1,119 @@
+"""Models: export (GGUF, hf, peft, adapter) and the registry (models, models add)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from forge.cli import Ctx, emit, json_option, main, run_guarded
+
+
+# ---- export -------------------------------------------------------------------------------------------------
+@main.command()
+@click.argument("run_id")
+@click.option("--quant", type=click.Choice(["q4_k_m", "q5_k_m", "q8_0", "f16"], case_sensitive=False),
+              default="q4_k_m", show_default=True)
+@click.option("--chat-template", "template_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Embed this Jinja chat template in the GGUF instead of the one the run trained with.")
+@click.option("--allow-template-mismatch", is_flag=True, help="Keep the GGUF even if the template check fails.")
+@click.option("--format", "fmt", type=click.Choice(["gguf", "hf", "peft"]), default="gguf", show_default=True,
+              help="gguf: a quantized GGUF in the registry (llama.cpp, Ollama, the companion); hf: the merged "
+                   "safetensors folder (vLLM, SGLang, TGI); peft: the adapter folder (vLLM --enable-lora, PEFT).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for --format hf/peft (default: <workspace>/exports/RUN_ID-FORMAT).")
+@click.option("--adapter", is_flag=True,
+              help="Write only the LoRA, as a llama.cpp GGUF adapter of its base (seconds, a few MB); registered "
+                   "under its base, served with `llama-server --lora` or the companion's /admin/adapters.")
+@click.option("--base", "base_id", default=None,
+              help="With --adapter: the registered GGUF the adapter applies to (default: the run's base).")
+@json_option
+@click.pass_obj
+def export(obj: Ctx, run_id, quant, template_file, allow_template_mismatch, fmt, out, adapter, base_id,
+           as_json: bool) -> None:
+    """Merge RUN_ID's adapter, convert to GGUF, quantize, check, and register the model (or, with --format, write
+    the folder vLLM / SGLang / TGI / PEFT load). Prints the commands that serve the result."""
+    from forge import export as ex
+
+    def say(stage, message):
+        if not as_json:
+            click.echo(f"[{stage}] {message}", err=True)
+
+    def show_commands(d):
+        click.echo("\nserve it with:", err=True)
+        for engine, cmd in d["commands"].items():
+            click.echo(f"  {engine:<13} {cmd}", err=True)
+        click.echo(f"(also in {d['readme']})", err=True)
+
+    if adapter:
+        r = run_guarded(as_json, ex.export_adapter, obj.store, obj.config, run_id, base_id, say)
+
+        def human(d):
+            click.echo(f"{d['model_id']}: {d['path']} ({d['bytes'] / 1e6:.1f} MB LoRA adapter of {d['base_id']}, "
+                       f"r={d['lora']['rank']}, alpha={d['lora']['alpha']:g})")
+            show_commands(d)
+
+        emit(r, as_json, human)
+        return
+    if fmt != "gguf":
+        from forge.handoff import export_handoff
+
+        r = run_guarded(as_json, export_handoff, obj.store, obj.config, run_id, fmt, out, say)
+
+        def human(d):
+            click.echo(f"{d['format']}: {d['path']}")
+            show_commands(d)
+
+        emit(r, as_json, human)
+        return
+    template = Path(template_file).read_text() if template_file else None
+    r = run_guarded(as_json, ex.export_run, obj.store, obj.config, run_id, quant.lower(), say,
+                    allow_template_mismatch, template)
+
+    def human(d):
+        click.echo(f"{d['model_id']}: {d['path']} ({d['bytes'] / 1e6:.1f} MB, "
+                   f"template parity {'ok' if d['template_parity'] else 'FAILED'})")
+        show_commands(d)
+
+    emit(r, as_json, human)
+
+
+@main.group(invoke_without_command=True)
+@json_option
+@click.pass_context
+def models(ctx: click.Context, as_json: bool) -> None:
+    """The model registry (the bundled SmolLM2 is `base`); `models add` registers a GGUF made elsewhere."""
+    if ctx.invoked_subcommand is not None:
+        return
+    obj = ctx.obj
+    from forge import export as ex
+
+    def go():
+        ex.register_bundled_base(obj.store, obj.config)
+        return [{"model_id": m["id"], "name": m["name"], "path": m["path"], "quant": m["quant"], "bytes": m["bytes"],
+                 "sha256": m["sha256"], "run_id": m["run_id"], "status": m["status"], "created_at": m["created_at"],
+                 "template_parity": m["meta"].get("template_parity"), "provenance": m["meta"].get("provenance"),
+                 "kind": m["meta"].get("kind", "model"), "base_id": m["meta"].get("base_id")}
+                for m in ex.models_with_adapters(obj.store.models())]
+
+    rows = run_guarded(as_json, go)
+    emit(rows, as_json, lambda rows: [click.echo(f"{('  └ ' if r['kind'] == 'adapter' else '') + r['model_id']:<40} "
+                                                 f"{r['quant'] or '?':<7} {r['bytes'] / 1e6:8.1f} MB  {r['status']}"
+                                                 + (f"  (adapter of {r['base_id']})" if r['kind'] == 'adapter' else ""))
+                                      for r in rows])
+
+
+@models.command("add")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--id", "model_id", default=None, help="Registry id (default: from the file name).")
+@json_option
+@click.pass_obj
+def models_add(obj: Ctx, path: str, model_id: str | None, as_json: bool) -> None:
+    """Copy a GGUF into the workspace's models folder and register it, e.g. to serve or evaluate it."""
+    from forge import export as ex
+
+    m = run_guarded(as_json, ex.import_gguf, obj.store, obj.config, path, model_id)
+    emit({"model_id": m["id"], "name": m["name"], "path": m["path"], "quant": m["quant"], "bytes": m["bytes"],
+          "sha256": m["sha256"]}, as_json,
+         lambda d: click.echo(f"registered {d['model_id']} ({d['quant'] or 'unknown quant'}, "
+                              f"{d['bytes'] / 1e6:.1f} MB) → forge serve --model {d['model_id']}"))
