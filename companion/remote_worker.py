@@ -19,14 +19,9 @@ import time
 
 import httpx
 
-from companion.worker import SAMPLING
+from companion.worker import SAMPLING, _emit, read_requests
 
 FORWARDED = SAMPLING + ("response_format",)
-
-
-def _emit(obj: dict) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
 
 
 class Upstream(Exception):
@@ -65,16 +60,7 @@ class RemoteWorker:
         self.inbox: queue.Queue = queue.Queue()
 
     def read_stdin(self) -> None:
-        for line in sys.stdin:
-            try:
-                msg = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if "cancel" in msg:
-                self.cancelled.add(msg["cancel"])
-            else:
-                self.inbox.put(msg)
-        self.inbox.put(None)
+        read_requests(self.inbox, self.cancelled)
 
     def body(self, op: str, params: dict, stream: bool) -> dict:
         body = {k: params[k] for k in FORWARDED if params.get(k) is not None}

@@ -36,6 +36,21 @@ def _emit(obj: dict) -> None:
     sys.stdout.flush()
 
 
+def read_requests(inbox: queue.Queue, cancelled: set) -> None:
+    """The API's side of the pipe, until it closes: requests go to `inbox`, cancels into `cancelled` (checked by
+    the generation between tokens); None in the inbox means exit. Shared by every worker module."""
+    for line in sys.stdin:
+        try:
+            msg = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "cancel" in msg:
+            cancelled.add(msg["cancel"])
+        else:
+            inbox.put(msg)
+    inbox.put(None)  # the API closed our stdin: exit
+
+
 class BadRequest(Exception):
     pass
 
@@ -128,16 +143,7 @@ class Worker:
         self.adapters = Adapters(llm)
 
     def read_stdin(self) -> None:
-        for line in sys.stdin:
-            try:
-                msg = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if "cancel" in msg:
-                self.cancelled.add(msg["cancel"])
-            else:
-                self.inbox.put(msg)
-        self.inbox.put(None)  # the API closed our stdin: exit
+        read_requests(self.inbox, self.cancelled)
 
     def kwargs(self, params: dict) -> dict:
         kw = {k: params[k] for k in SAMPLING if params.get(k) is not None}
