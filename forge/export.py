@@ -436,6 +436,17 @@ def _register(job: _Job, timings: dict) -> dict:
             "readme": str(target / "README.md")}
 
 
+def _new_model_scratch(store: Store, config: Config, stem: str) -> tuple[str, Path]:
+    """A registry id not taken yet (stem, else stem-2, stem-3, …) and an empty scratch folder for building it."""
+    model_id, n = stem, 2
+    while store.get_model(model_id, missing_ok=True):
+        model_id, n = f"{stem}-{n}", n + 1
+    work = config.workspace_path() / "models" / f".{model_id}.partial"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    return model_id, work
+
+
 def export_run(store: Store, config: Config, run_id: str, quant: str = "q4_k_m", progress: Progress | None = None,
                allow_template_mismatch: bool = False, chat_template: str | None = None) -> dict:
     """Run the STAGES in order in a scratch folder, then register the result; nothing is left behind on failure."""
@@ -448,14 +459,7 @@ def export_run(store: Store, config: Config, run_id: str, quant: str = "q4_k_m",
     run = store.get_run(run_id)
     run_dir = Path(run["run_dir"])
     info = check_adapter(run_dir / "adapter")
-    models_dir = config.workspace_path() / "models"
-    model_id = f"{run_id}-{quant}"
-    n = 2
-    while store.get_model(model_id, missing_ok=True):
-        model_id, n = f"{run_id}-{quant}-{n}", n + 1
-    work = models_dir / f".{model_id}.partial"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    model_id, work = _new_model_scratch(store, config, f"{run_id}-{quant}")
     job = _Job(store, config, run_id, run, run_dir, info, quant, model_id, work,
                progress or (lambda stage, msg: None), allow_template_mismatch, chat_template)
     timings = {}
@@ -545,13 +549,7 @@ def export_adapter(store: Store, config: Config, run_id: str, base_id: str | Non
         base_dir = str(resolve_base(info.get("base_model", ""), config.workspace_path()))
     timings["base_s"] = time.perf_counter() - t
     models_dir = config.workspace_path() / "models"
-    model_id = f"{run_id}-lora"
-    n = 2
-    while store.get_model(model_id, missing_ok=True):
-        model_id, n = f"{run_id}-lora-{n}", n + 1
-    work = models_dir / f".{model_id}.partial"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    model_id, work = _new_model_scratch(store, config, f"{run_id}-lora")
     # The check's child starts now and loads the base while the converter runs; it gets the adapter's path after.
     checker = start_child("adapter_smoke", model=base["path"], prompt=held_out_prompts(run_dir, 1)[0][-1]["content"],
                           keys=list(ADAPTER_KEYS))
