@@ -13,6 +13,22 @@ import click
 from forge.cli import Ctx, emit, fail, json_option, main as cli, run_guarded
 
 
+def refuse_adapter(config, model_id: str) -> None:
+    """An adapter is not a model to serve on its own: say so before anything loads, and what to run instead."""
+    from companion.adapters import is_adapter
+    from forge.store import Store
+
+    store = Store.for_workspace(config.workspace_path())
+    try:
+        record = store.get_model(model_id, missing_ok=True)
+    finally:
+        store.close()
+    if is_adapter(record):
+        base = record["meta"].get("base_id") or "its base"
+        fail(f"{model_id} is a LoRA adapter of {base}: `forge serve --model {base}`, then POST /admin/adapters "
+             f"{{\"adapter_id\": \"{model_id}\"}} and send \"model\": \"{model_id}\" in requests", False)
+
+
 @cli.command()
 @click.option("--port", type=int, default=None, help="TCP port (default: companion.port, 8765).")
 @click.option("--host", default=None, help="Address to bind (default: companion.host, 127.0.0.1).")
@@ -38,6 +54,8 @@ def serve(obj: Ctx, port, host, model_id, exit_with_parent: bool) -> None:
     if port:
         config.companion.port = port
     model_id, why = model_to_serve(config, model_id)
+    if config.companion.backend.kind != "openai":
+        refuse_adapter(config, model_id)
     settings = Settings.from_config(config, model_id)
     where = admin_token_and_source(config)[1]
     c = config.companion

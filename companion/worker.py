@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 
+from forge import cpu_threads
 from forge.llama_child import gguf_chat_formatter, load_llama, provenance
 
 SAMPLING = ("temperature", "top_p", "max_tokens", "stop", "seed", "presence_penalty", "frequency_penalty")
@@ -241,7 +242,7 @@ def main() -> None:
     path, opts = sys.argv[1], json.loads(sys.argv[2])
     t0 = time.perf_counter()
     try:
-        llm = load_llama(path, n_ctx=opts.get("n_ctx", 2048), n_threads=opts.get("n_threads") or os.cpu_count() or 1,
+        llm = load_llama(path, n_ctx=opts.get("n_ctx", 2048), n_threads=opts.get("n_threads") or cpu_threads(),
                          n_gpu_layers=opts.get("n_gpu_layers", 0), seed=0)
     except Exception as e:
         _emit({"event": "failed", "error": f"{type(e).__name__}: {e}"})

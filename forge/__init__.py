@@ -14,3 +14,13 @@ def child_env(**extra: str) -> dict[str, str]:
     pays for nothing it does not use."""
     return {**os.environ, **extra,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+
+
+def cpu_threads() -> int:
+    """The CPUs this process may run on (its affinity mask: a container's cpuset, `taskset`), for llama.cpp's and
+    faiss's thread counts. os.cpu_count() counts the whole machine, and threads beyond the cores a process may use
+    spin against each other (torch itself already follows the mask)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # macOS has no affinity masks
+        return os.cpu_count() or 1

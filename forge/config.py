@@ -121,6 +121,11 @@ class DedupConfig(_Section):
     text: Literal["conversation", "user"] = "conversation"
     """Which text is embedded: the whole conversation or the user turns only."""
 
+    leak_text: Literal["conversation", "user"] = "conversation"
+    """Which text the leakage check (dataset export, `forge eval`) compares between held-out and training items:
+    the whole conversation (default: a paraphrased answer leaks too) or the user turns only, for data where every
+    example shares a long system prompt or answer format that alone would make all of them look alike."""
+
     threshold: float = Field(default=0.8, gt=0, le=1)
     """Cosine similarity at or above which two examples are near-duplicates. 0.8 measured precision 1.0 and
     recall 0.96 on tests/data/dedup_labelled.py with the bundled model (related-but-different examples peaked

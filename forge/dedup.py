@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from forge import cpu_threads
 from forge.config import Config, DedupConfig
 from forge.store import Example, Store, StoreError
 
@@ -166,7 +167,7 @@ def pairs_ann(vectors, threshold: float, probes: int = 3) -> list[tuple[int, int
     import faiss
     import numpy as np
 
-    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    faiss.omp_set_num_threads(cpu_threads())
     n, dim = vectors.shape
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     nlist = int(min(4096, max(16, 2.2 * n ** 0.5)))

@@ -439,7 +439,7 @@ def check_leaks(store: Store, config: Config, model_ids: list[str], prompts: lis
             for p in prompts]
     leaks = find_leaks(store, held, list(pool.values()), config.dedup, progress=progress)
     return {"checked": True, "runs": [r for r, _ in files], "threshold": config.dedup.threshold,
-            "found": len(leaks), "items": [{"index": lk.held, "similarity": round(lk.similarity, 4),
+            "text": config.dedup.leak_text, "found": len(leaks), "items": [{"index": lk.held, "similarity": round(lk.similarity, 4),
                                             "prompt": prompts[lk.held]["messages"][-1]["content"][:200]}
                                            for lk in leaks]}
 
@@ -456,6 +456,23 @@ def token_counter_for(config: Config) -> tuple[Callable[[str], int], str]:
         return token_counter(config.workspace_path(), config.validation.tokenizer), "base tokenizer"
     except TokenizerUnavailable:
         return (lambda text: math.ceil(1.5 * words(text))), "estimate: 1.5 tokens per word"
+
+
+def recipe_max_tokens(store: Store, model: dict | None) -> tuple[int, str] | None:
+    """The output budget the recipe of the model's training run sets (`eval_max_tokens`), with where it came
+    from; None when the model has no run, the run no recipe, or the recipe says "auto"."""
+    run_id = (model or {}).get("run_id")
+    if not run_id:
+        return None
+    try:
+        spec = store.get_run(run_id)["spec"]
+    except StoreError:  # a model copied in from another workspace: its run is not here
+        return None
+    from forge.train.recipes import RECIPES
+
+    recipe = RECIPES.get(spec.get("recipe") or "")
+    budget = recipe.spec.get("eval_max_tokens") if recipe else None
+    return (int(budget), f"recipe {recipe.name}") if isinstance(budget, int) else None
 
 
 def auto_max_tokens(refs: list[str], count: Callable[[str], int]) -> int:
@@ -497,6 +514,10 @@ def forgetting_of(store: Store, model_id: str) -> dict | None:
     return found if isinstance(found, dict) and {"loss_before", "loss_after"} <= set(found) else None
 
 
+MOSTLY_LEAKS_HINT = ("; when every example shares a long system prompt or answer format, compare the requests only: "
+                     "set dedup.leak_text to user")
+
+
 def notes(leaks: dict | None, forgetting: dict | None, n: int) -> list[str]:
     """Sentences on the guards: leakage found and what was done, the forgetting check and its warning."""
     out = []
@@ -507,7 +528,8 @@ def notes(leaks: dict | None, forgetting: dict | None, n: int) -> list[str]:
                        f"(cosine ≥ {leaks['threshold']:.2f})")
         elif leaks.get("excluded"):
             out.append(f"leakage: {found} of {total} held-out prompts have a near-duplicate in the training data "
-                       f"(cosine ≥ {leaks['threshold']:.2f}) and were excluded; scores are on the other {n}")
+                       f"(cosine ≥ {leaks['threshold']:.2f}) and were excluded; scores are on the other {n}"
+                       + (MOSTLY_LEAKS_HINT if 2 * found > total and leaks.get("text") == "conversation" else ""))
         else:
             out.append(f"leakage: {found} of {total} held-out prompts have a near-duplicate in the training data "
                        f"(cosine ≥ {leaks['threshold']:.2f}) and were kept (--keep-leaks): scores may be inflated")
@@ -527,14 +549,17 @@ def notes(leaks: dict | None, forgetting: dict | None, n: int) -> list[str]:
 
 # ---- generation ---------------------------------------------------------------------------------------------
 def generate_all(model_path: str, prompts: list[dict], max_tokens: int = 64, timeout_s: float = 60,
-                 progress: Callable[[int, int], None] | None = None, n_ctx: int = 1024) -> list[dict]:
-    """One result per prompt, from a llama.cpp child that is restarted after a crash or a timeout."""
+                 progress: Callable[[int, int], None] | None = None, n_ctx: int = 1024,
+                 lora: str | None = None) -> list[dict]:
+    """One result per prompt, from a llama.cpp child that is restarted after a crash or a timeout; with `lora` (a
+    GGUF LoRA adapter of the model) the child applies it, as the companion does for a request naming it."""
     results: list[dict | None] = [None] * len(prompts)
     start = 0
     while start < len(prompts):
         todo = prompts[start:]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "forge.eval_child", model_path, str(max_tokens), str(start), str(n_ctx)],
+            [sys.executable, "-m", "forge.eval_child", model_path, str(max_tokens), str(start), str(n_ctx),
+             *([lora] if lora else [])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             env=child_env())
         proc.stdin.write(json.dumps([p["messages"] for p in todo]))
@@ -570,6 +595,21 @@ def generate_all(model_path: str, prompts: list[dict], max_tokens: int = 64, tim
 BASELINE_MODES = ("auto", "lead", "none")
 
 
+def weights_of(store: Store, model: dict) -> tuple[str, str | None]:
+    """(GGUF to load, LoRA adapter to apply or None) for a registered model: an adapter (`forge export --adapter`)
+    runs as its base plus itself, as the companion serves it."""
+    if (model.get("meta") or {}).get("kind") != "adapter":
+        return model["path"], None
+    base_id = model["meta"].get("base_id")
+    base = store.get_model(base_id, missing_ok=True) if base_id else None
+    if base is None:
+        raise EvalError(f"{model['id']} is a LoRA adapter of {base_id or 'an unknown base'}, which is not in the "
+                        f"registry: register that base GGUF (or re-export the adapter with --base) to evaluate it")
+    if (base.get("meta") or {}).get("kind") == "adapter":
+        raise EvalError(f"{model['id']}: its base {base_id} is itself an adapter; re-export it with --base")
+    return base["path"], model["path"]
+
+
 def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_file: str | None = None,
              dataset_dir: str | None = None, max_tokens: int | str = "auto", timeout_s: float = 60,
              progress: Progress | None = None, *, config: Config | None = None, baselines: str = "auto",
@@ -596,6 +636,7 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
     prompts, _ = load_prompts(path, columns=columns, split=split, config=config)
     roles = [(role, mid) for role, mid in (("model", model_id), ("baseline", baseline)) if mid is not None]
     models = {mid: store.get_model(mid) for _, mid in roles}  # an unknown id fails before any work
+    weights = {mid: weights_of(store, m) for mid, m in models.items()}  # so does an adapter whose base is gone
     leaks = check_leaks(store, config, list(models), prompts,
                         (lambda d, t: progress(LEAK_STAGE, d, t)) if progress else None)
     leaks["kept"] = bool(keep_leaks)
@@ -604,12 +645,15 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
         leaked = {it["index"] for it in leaks["items"]}
         if len(leaked) == len(prompts):
             raise EvalError(f"{path}: all {len(prompts)} held-out prompts have a near-duplicate in the training "
-                            f"data; evaluate on prompts the model did not train on (or pass --keep-leaks)")
+                            f"data; evaluate on prompts the model did not train on (or pass --keep-leaks)"
+                            + (MOSTLY_LEAKS_HINT if config.dedup.leak_text == "conversation" else ""))
         prompts = [p for i, p in enumerate(prompts) if i not in leaked]
     count, counted_by = token_counter_for(config)
+    if max_tokens == "auto" and (from_recipe := recipe_max_tokens(store, models.get(model_id))):
+        max_tokens, counted_by = from_recipe
     if max_tokens == "auto":
         max_tokens = auto_max_tokens([p["expected"] for p in prompts], count)
-    else:
+    elif not counted_by.startswith("recipe"):
         counted_by = "given"
     n_ctx = context_for(prompts, max_tokens, count)
     dataset = dataset_id(path.name, prompts)
@@ -618,8 +662,10 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
     out = {"n": len(prompts), "dataset": dataset, "max_tokens": max_tokens, "leaks": leaks}
     records = {}
     for role, mid in roles:
-        records[role] = generate_all(models[mid]["path"], prompts, max_tokens, timeout_s,
-                                     (lambda d, t, m=mid: progress(m, d, t)) if progress else None, n_ctx=n_ctx)
+        gguf, lora = weights[mid]
+        records[role] = generate_all(gguf, prompts, max_tokens, timeout_s,
+                                     (lambda d, t, m=mid: progress(m, d, t)) if progress else None, n_ctx=n_ctx,
+                                     lora=lora)
         metrics = {**summarize(records[role]), "eval": info}
         store.save_eval(mid, dataset, metrics, records[role])
         out[role] = metrics

@@ -1,6 +1,7 @@
 """The evaluation generator, run as a child process:
-`python -m forge.eval_child MODEL MAX_TOKENS FIRST_INDEX [N_CTX]` (N_CTX default 1024: the parent sizes it to the
-longest prompt plus MAX_TOKENS).
+`python -m forge.eval_child MODEL MAX_TOKENS FIRST_INDEX [N_CTX] [LORA]` (N_CTX default 1024: the parent sizes it to
+the longest prompt plus MAX_TOKENS; LORA: a llama.cpp GGUF LoRA adapter of MODEL, applied at scale 1 as the companion
+applies the adapter a request names).
 
 Reads a JSON list of conversations on stdin and prints one JSON line per conversation as soon as it is done, so
 the parent knows exactly where a crash happened and can restart after it. Greedy, through llama-cpp-python's
@@ -15,15 +16,18 @@ import os
 import sys
 import time
 
+from forge import cpu_threads
 from forge.llama_child import load_llama
 
 
 def main() -> None:
     model, max_tokens, first = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     n_ctx = int(sys.argv[4]) if len(sys.argv) > 4 else 1024
+    lora = sys.argv[5] if len(sys.argv) > 5 and sys.argv[5] else None
     conversations = json.loads(sys.stdin.read())
     fault_kind, _, fault_at = os.environ.get("FORGE_EVAL_FAULT", "").partition(":")
-    llm = load_llama(model, n_ctx=n_ctx, n_threads=os.cpu_count() or 1, seed=0)
+    llm = load_llama(model, n_ctx=n_ctx, n_threads=cpu_threads(), seed=0,
+                     **({"lora_path": lora} if lora else {}))
     for i, messages in enumerate(conversations, start=first):
         if fault_at and int(fault_at) == i:
             if fault_kind == "crash":

@@ -56,6 +56,10 @@ def merge(adapter: Path, base: str, out: Path) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    import warnings
+
+    # transformers 5 deprecates an attribute PEFT still reads while loading; the user can do nothing about it
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     try:
         model = PeftModel.from_pretrained(model, str(adapter))

@@ -3,6 +3,8 @@
 The same notion of "near-duplicate" as Dedup, from the same code: sentence embeddings of the configured model and
 text mode (forge/dedup.py, cached in the store by content hash, so an example Dedup already embedded is never
 embedded again), cosine ≥ `dedup.threshold`, or identical after case, whitespace and punctuation are normalised.
+What is compared is `dedup.leak_text`: the whole conversation by default, or the user turns only, for data where a
+system prompt or an answer format that every example shares would make every held-out item look like a leak.
 """
 
 from __future__ import annotations
@@ -56,12 +58,13 @@ def find_leaks(store: Store, held: list[list[dict]], pool: list[list[dict]], cfg
     if not held or not pool:
         return []
     threshold = cfg.threshold if threshold is None else threshold
-    vectors, _, _ = embeddings_for(store, _as_examples(held + pool), cfg, progress)
+    mode = cfg.leak_text
+    vectors, _, _ = embeddings_for(store, _as_examples(held + pool), cfg.model_copy(update={"text": mode}), progress)
     hv, pv = vectors[:len(held)], vectors[len(held):]
     pool_keys: dict[str, int] = {}
     for j, conv in enumerate(pool):
-        pool_keys.setdefault(exact_key(example_text(SimpleNamespace(messages=conv), "conversation")), j)
-    held_keys = [exact_key(example_text(SimpleNamespace(messages=conv), "conversation")) for conv in held]
+        pool_keys.setdefault(exact_key(example_text(SimpleNamespace(messages=conv), mode)), j)
+    held_keys = [exact_key(example_text(SimpleNamespace(messages=conv), mode)) for conv in held]
 
     best: dict[int, Leak] = {}
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from forge import child_env
+from forge import child_env, cpu_threads
 
 QUANT_FTYPES = {"q4_k_m": 15, "q5_k_m": 17, "q8_0": 7, "f16": 1}  # llama_ftype values
 
@@ -49,7 +49,7 @@ def quantize(src: str, dst: str, quant: str, allow_requantize: bool = False) -> 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = QUANT_FTYPES[quant]
     params.allow_requantize = allow_requantize
-    params.nthread = os.cpu_count() or 1
+    params.nthread = cpu_threads()
     rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), params)
     if rc != 0:
         raise RuntimeError(f"llama_model_quantize returned {rc}")
@@ -57,7 +57,7 @@ def quantize(src: str, dst: str, quant: str, allow_requantize: bool = False) -> 
 
 
 def smoke(model: str, prompt: str, max_tokens: int = 8) -> dict:
-    llm = load_llama(model, n_ctx=512, n_threads=os.cpu_count() or 1)
+    llm = load_llama(model, n_ctx=512, n_threads=cpu_threads())
     out = llm.create_chat_completion([{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0)
     return {"text": out["choices"][0]["message"]["content"], "usage": out.get("usage", {})}
 
@@ -120,7 +120,7 @@ def adapter_smoke(model: str, prompt: str, keys: list[str], lora: str | None = N
 
     import llama_cpp
 
-    llm = load_llama(model, n_ctx=256, n_threads=os.cpu_count() or 1)
+    llm = load_llama(model, n_ctx=256, n_threads=cpu_threads())
     lora = lora or sys.stdin.readline().strip()
     if not lora:
         return {"text": None, "metadata": {}}  # the parent gave up (its conversion failed)
@@ -141,7 +141,7 @@ def greedy(model: str, conversations: list[list[dict]], template: str, lora: str
     so only the weights differ), optionally with a LoRA adapter applied."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    llm = load_llama(model, n_ctx=1024, n_threads=os.cpu_count() or 1, lora_path=lora)
+    llm = load_llama(model, n_ctx=1024, n_threads=cpu_threads(), lora_path=lora)
     piece = lambda i: llm.detokenize([i], special=True).decode("utf-8", "replace")  # noqa: E731
     bos_id = int(llm.metadata.get("tokenizer.ggml.bos_token_id", llm.token_bos()))
     fmt = Jinja2ChatFormatter(template=template, eos_token=piece(eos_id(llm)), bos_token=piece(bos_id),

@@ -216,7 +216,28 @@ def _m4_sources(db) -> None:
     """)
 
 
-MIGRATIONS = [_m1_core, _m2_votes, _m3_distinct, _m4_sources]
+def _m5_counts(db) -> None:
+    # Examples by status, kept by triggers so the status bar's counts cost one read however large the store; an
+    # existing store is counted once, here.
+    db.executescript("""
+    CREATE TABLE example_counts (status TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO example_counts (status, n)
+        SELECT s.value, (SELECT count(*) FROM examples WHERE status = s.value)
+        FROM json_each('["pending","approved","rejected"]') s;
+    CREATE TRIGGER examples_count_insert AFTER INSERT ON examples BEGIN
+        UPDATE example_counts SET n = n + 1 WHERE status = new.status;
+    END;
+    CREATE TRIGGER examples_count_delete AFTER DELETE ON examples BEGIN
+        UPDATE example_counts SET n = n - 1 WHERE status = old.status;
+    END;
+    CREATE TRIGGER examples_count_update AFTER UPDATE OF status ON examples WHEN old.status IS NOT new.status BEGIN
+        UPDATE example_counts SET n = n - 1 WHERE status = old.status;
+        UPDATE example_counts SET n = n + 1 WHERE status = new.status;
+    END;
+    """)
+
+
+MIGRATIONS = [_m1_core, _m2_votes, _m3_distinct, _m4_sources, _m5_counts]
 
 
 class Store:
@@ -299,22 +320,33 @@ class Store:
         return Example.from_row(dict(row))
 
     def counts(self) -> dict[str, int]:
+        """Examples by status and in total: one read of the trigger-kept example_counts table."""
         with self.lock:
-            rows = self.conn.execute("SELECT status, count(*) FROM examples GROUP BY status").fetchall()
+            rows = self.conn.execute("SELECT status, n FROM example_counts").fetchall()
         out = {s: 0 for s in STATUSES}
         out.update({r[0]: r[1] for r in rows})
         out["total"] = sum(out[s] for s in STATUSES)
         return out
 
-    def ids(self, status: str | None = None, tag: str | None = None, source: str | None = None,
-            search: str | None = None) -> list[int]:
-        """Ids matching every given filter, in id order. `search` is an FTS5 query over text and tags; plain
-        words are matched as prefixes, so a half-typed word already finds something."""
+    @staticmethod
+    def _filter(status: str | None = None, tag: str | None = None, source: str | None = None,
+                search: str | None = None) -> tuple[str, str, list[str], list]:
+        """(FROM clause, id column, WHERE conditions, parameters) for the examples matching every given filter.
+
+        A search drives the query from the full-text index, in rowid order (FTS5 serves `rowid > ?` and
+        ORDER BY rowid itself), and looks each hit up by primary key, so the first page of a word found in a
+        million examples costs what a page costs. Without one, a status filter walks the (status, id) index."""
         where, params = [], []
+        if search and search.strip():
+            frm, key = "examples_fts CROSS JOIN examples ON examples.id = examples_fts.rowid", "examples_fts.rowid"
+            where.append("examples_fts MATCH ?")
+            params.append(fts_query(search))
+        else:
+            frm, key = "examples", "examples.id"
         if status:
             if status not in STATUSES:
                 raise StoreError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
-            where.append("status = ?")
+            where.append("examples.status = ?")
             params.append(status)
         if tag:
             tag = tag.lstrip("#").lower()
@@ -322,17 +354,71 @@ class Store:
                          "WHERE t.value = ? OR t.value LIKE ? ESCAPE '\\')")
             params += [tag, tag.replace("%", r"\%").replace("_", r"\_") + "/%"]
         if source:
-            where.append("(source_kind || ':' || source_ref) LIKE ?")
+            where.append("(examples.source_kind || ':' || examples.source_ref) LIKE ?")
             params.append(f"%{source}%")
-        if search and search.strip():
-            where.append("id IN (SELECT rowid FROM examples_fts WHERE examples_fts MATCH ?)")
-            params.append(fts_query(search))
-        sql = "SELECT id FROM examples" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        return frm, key, where, params
+
+    def _query(self, sql: str, params: list, search: str | None) -> list:
         with self.lock:
             try:
-                return [r[0] for r in self.conn.execute(sql, params)]
-            except sqlite3.OperationalError as e:
+                return self.conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as e:  # an FTS5 query it cannot parse
                 raise StoreError(f"search {search!r}: {e}") from None
+
+    def ids(self, status: str | None = None, tag: str | None = None, source: str | None = None,
+            search: str | None = None) -> list[int]:
+        """All ids matching every given filter, in id order. `search` is an FTS5 query over text and tags; plain
+        words are matched as prefixes, so a half-typed word already finds something. For a screen, `page` reads
+        only what it shows."""
+        frm, key, where, params = self._filter(status, tag, source, search)
+        sql = f"SELECT {key} FROM {frm}" + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY {key}"
+        return [r[0] for r in self._query(sql, params, search)]
+
+    def page_sql(self, status: str | None = None, tag: str | None = None, source: str | None = None,
+                 search: str | None = None, after: int | None = None, before: int | None = None,
+                 limit: int = 50) -> tuple[str, list]:
+        """The SQL and parameters `page` runs (for EXPLAIN QUERY PLAN and the benchmark's bare comparison)."""
+        frm, key, where, params = self._filter(status, tag, source, search)
+        if after is not None:
+            where.append(f"{key} > ?")
+            params.append(after)
+        if before is not None:
+            where.append(f"{key} < ?")
+            params.append(before)
+        order = "DESC" if before is not None and after is None else "ASC"
+        sql = (f"SELECT {key} FROM {frm}" + (" WHERE " + " AND ".join(where) if where else "")
+               + f" ORDER BY {key} {order} LIMIT ?")
+        return sql, params + [limit]
+
+    def page(self, status: str | None = None, tag: str | None = None, source: str | None = None,
+             search: str | None = None, after: int | None = None, before: int | None = None,
+             limit: int = 50) -> list[int]:
+        """Up to `limit` ids matching the filters, in id order (keyset paging: never reads the ids it skips).
+        `after`: the first ones above that id; `before` alone: the last ones below it; neither: the first ones.
+        Neither id has to exist any more."""
+        sql, params = self.page_sql(status, tag, source, search, after, before, limit)
+        ids = [r[0] for r in self._query(sql, params, search)]
+        return ids[::-1] if before is not None and after is None else ids
+
+    def count(self, status: str | None = None, tag: str | None = None, source: str | None = None,
+              search: str | None = None, below: int | None = None, cap: int | None = None) -> int:
+        """How many examples match the filters (with `below`: how many of them have a smaller id). Only the
+        status filter is answered from example_counts; anything else is counted row by row, and stops at
+        cap + 1 when a cap is given (so a result over `cap` means "more than cap")."""
+        if below is None and not (tag or source or (search and search.strip())):
+            c = self.counts()
+            if status and status not in STATUSES:
+                raise StoreError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
+            return c[status] if status else c["total"]
+        frm, key, where, params = self._filter(status, tag, source, search)
+        if below is not None:
+            where.append(f"{key} < ?")
+            params.append(below)
+        inner = f"SELECT 1 FROM {frm}" + (" WHERE " + " AND ".join(where) if where else "")
+        if cap is not None:
+            inner += " LIMIT ?"
+            params.append(cap + 1)
+        return self._query(f"SELECT count(*) FROM ({inner})", params, search)[0][0]
 
     def examples(self, ids: Iterable[int] | None = None, status: str | None = None) -> list[Example]:
         with self.lock:
@@ -429,6 +515,43 @@ class Store:
                 "UPDATE examples SET tags=?, messages=?, text=?, content_hash=?, source_hash=?, note_path=?, "
                 "heading=?, line=?, source_ref=?, meta=?, updated_at=? WHERE id=?", updates)
         return counts
+
+    def bulk_insert(self, items: Iterable[dict]) -> int:
+        """Add many new pending examples in one transaction: rows by executemany, then the full-text index
+        filled in one pass over them (its per-row trigger is off meanwhile; the status counts stay per row,
+        one cheap UPDATE each). Nothing is compared with what is stored: for content known to be new (a first
+        import, a benchmark); a repeated extract_key raises and adds nothing. Returns the number added."""
+        ts = now()
+
+        def rows():
+            for it in items:
+                msgs = it["messages"]
+                h = content_hash(msgs)
+                yield (json.dumps(it.get("tags", []), ensure_ascii=False), canonical_messages(msgs), flatten(msgs),
+                       h, h, it.get("note_path"), it.get("heading"), it.get("line"), it["source_ref"],
+                       json.dumps(it.get("meta", {}), ensure_ascii=False, default=str), it["extract_key"],
+                       it["source_kind"], ts, ts)
+
+        with self.transaction() as c:
+            trigger = c.execute("SELECT sql FROM sqlite_master WHERE type='trigger' AND name='examples_ai'").fetchone()
+            first = c.execute("SELECT coalesce(max(id), 0) FROM examples").fetchone()[0]
+            cache = c.execute("PRAGMA cache_size").fetchone()[0]
+            c.execute("PRAGMA cache_size=-262144")  # 256 MB while the indexes grow by random keys
+            try:
+                if trigger:
+                    c.execute("DROP TRIGGER examples_ai")
+                cur = c.executemany(
+                    "INSERT INTO examples (tags, messages, text, content_hash, source_hash, note_path, heading, line, "
+                    "source_ref, meta, extract_key, source_kind, status, created_at, updated_at) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?, 'pending', ?, ?)", rows())
+                added = cur.rowcount
+                if trigger:
+                    c.execute("INSERT INTO examples_fts (rowid, text, tags) "
+                              "SELECT id, text, tags FROM examples WHERE id > ?", (first,))
+                    c.execute(trigger[0])
+            finally:
+                c.execute(f"PRAGMA cache_size={cache}")
+        return added
 
     @staticmethod
     def _select_in(c: sqlite3.Connection, sql: str, values: list, chunk: int = 900) -> list:

@@ -21,11 +21,11 @@ Also an example of making your own task: lists of parts, frames per side, a seed
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import re
 from pathlib import Path
+
+from demo_data_cli import main, write_pair
 
 TASKS = [
     "call mom", "pay the electricity bill", "water the plants", "book a dentist appointment", "buy milk",
@@ -153,20 +153,8 @@ def build(seed: int = 2026, n_train: int = 640, n_held: int = 100) -> tuple[list
 
 
 def write(out: Path) -> tuple[int, int]:
-    train, held = build()
-    out.mkdir(parents=True, exist_ok=True)
-    for name, rows in (("reminders.jsonl", train), ("reminders_heldout.jsonl", held)):
-        (out / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return len(train), len(held)
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "data" / "demo")
-    args = ap.parse_args()
-    n_train, n_held = write(args.out)
-    print(f"{n_train} training and {n_held} held-out requests → {args.out}")
+    return write_pair(out, "reminders", *build(), ascii_only=True)
 
 
 if __name__ == "__main__":
-    main()
+    main(__doc__, write, "requests")

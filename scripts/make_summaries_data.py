@@ -20,11 +20,11 @@ small talk, phrasings and risk statements are all written only for it. Determini
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 from pathlib import Path
 from typing import Callable
+
+from demo_data_cli import main, write_pair
 
 INSTRUCTION = "Summarize this conversation."
 
@@ -671,20 +671,8 @@ def build(seed: int = 2026, n_train: int = 420, n_held: int = 80) -> tuple[list[
 
 
 def write(out: Path) -> tuple[int, int]:
-    train, held = build()
-    out.mkdir(parents=True, exist_ok=True)
-    for name, rows in (("summaries.jsonl", train), ("summaries_heldout.jsonl", held)):
-        (out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    return len(train), len(held)
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "data" / "demo")
-    args = ap.parse_args()
-    n_train, n_held = write(args.out)
-    print(f"{n_train} training and {n_held} held-out dialogues → {args.out}")
+    return write_pair(out, "summaries", *build())
 
 
 if __name__ == "__main__":
-    main()
+    main(__doc__, write, "dialogues")

@@ -10,6 +10,24 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+
+def _pin_xdist_worker() -> None:
+    """scripts/test runs the suite in pytest-xdist workers (one per core by default). Each worker and every process
+    it starts (training runners, llama.cpp children, companions) keeps to its own share of the cores: torch and
+    forge's llama.cpp thread counts follow the affinity mask, so two workers never run four spinning threads on
+    two cores, which slows both ten-fold."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    share = len(cpus) // count
+    if share:
+        i = int(worker[2:]) % count
+        os.sched_setaffinity(0, cpus[i * share:(i + 1) * share])
+
+
+_pin_xdist_worker()
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_VAULT = REPO / "data" / "sample_vault"
 
@@ -40,10 +58,16 @@ def sample_store(store, config):
 
 @pytest.fixture(scope="session")
 def base_model_dir(tmp_path_factory):
-    """The bundled SmolLM2-135M materialised once per test session (~35 s), shared by every real-model test."""
+    """The bundled SmolLM2-135M materialised once per test session (~35 s), shared by every real-model test.
+
+    With pytest-xdist (scripts/test runs two workers) the folder sits in the temp root all workers share; the file
+    lock in materialise lets one worker write it while the other waits, so it is made once, not once per worker."""
     from forge.train.base_model import materialise
 
-    return materialise(tmp_path_factory.mktemp("base") / "base-hf")
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # pytest-of-USER/pytest-N: the one basetemp the workers' own folders live in
+    return materialise(root / "shared-base-hf")
 
 
 REMINDER_PAIRS = [("remind me to call mom tomorrow at 5", "call mom | tomorrow at 5"),
@@ -69,7 +93,7 @@ def trained_workspace(tmp_path_factory, base_model_dir):
     for i in store.ids():
         store.set_status(i, "approved")
     spec = TrainSpec(base_model=str(base_model_dir), max_steps=2, batch_size=4, max_seq_len=64, lora_r=8,
-                     target_modules=["q_proj", "v_proj"])
+                     target_modules=["q_proj", "v_proj"], forgetting_check=False)  # tests/forge/test_lengths.py runs it
     run_id, run_dir = runs.create_run(store, config, spec)
     proc = runs.launch(run_dir)
     runs.wait(proc, run_dir)

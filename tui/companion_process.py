@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from companion.client import companion_url, request_swap
+from companion.client import companion_url, request_adapter, request_swap
 from forge import child_env
 from forge.config import REPO_ROOT, Config
 
@@ -71,6 +71,10 @@ class CompanionProcess:
     def swap(self, model_id: str, timeout: float = 900) -> dict:
         """POST /admin/reload-model; the swap result, or SwapError with the reason in one line."""
         return request_swap(self.config, model_id, self.url, timeout)
+
+    def add_adapter(self, adapter_id: str, timeout: float = 300) -> dict:
+        """POST /admin/adapters: the adapter loads on the served base; the result, or AdminRequestError."""
+        return request_adapter(self.config, adapter_id, self.url, timeout)
 
     def wait_healthy(self, timeout: float = 120) -> dict | None:
         deadline = time.monotonic() + timeout

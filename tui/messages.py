@@ -172,3 +172,11 @@ class TokenizerLoaded(Message):
     def __init__(self, error: str | None = None) -> None:
         self.error = error
         super().__init__()
+
+
+class AdapterAdded(Message):
+    """The companion loaded LoRA adapter `adapter_id` on its base (POST /admin/adapters): `result`, else `error`."""
+
+    def __init__(self, adapter_id: str, result: dict | None, error: str | None = None) -> None:
+        self.adapter_id, self.result, self.error = adapter_id, result, error
+        super().__init__()

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
-from forge.cli import Ctx, emit, json_option, main, run_guarded, _progress_run
+from forge.cli import Ctx, emit, fail, json_option, main, run_guarded, _progress_run
 
 
 # ---- eval ---------------------------------------------------------------------------------------------------
 @main.command("eval")
 @click.argument("model_id")
-@click.option("--baseline", default="base", show_default=True, help="Model to compare against ('none' for no baseline).")
+@click.option("--baseline", default="base", show_default=True,
+              help="Model or LoRA adapter to compare against ('none' for no baseline). An adapter runs on its base.")
 @click.option("--test-file", type=click.Path(exists=True), default=None,
               help="Held-out prompts in any format `forge extract` reads: JSONL in any shape, CSV/TSV, Parquet or "
                    "Arrow files, save_to_disk folders.")
@@ -38,7 +39,9 @@ from forge.cli import Ctx, emit, json_option, main, run_guarded, _progress_run
 @click.pass_obj
 def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, max_tokens, timeout_s, baselines, keep_leaks,
              prompt_column, response_column, system_column, messages_column, split, as_json: bool) -> None:
-    """Evaluate MODEL_ID against a baseline on held-out prompts (greedy, as served), with paired 95 % intervals."""
+    """Evaluate MODEL_ID against a baseline on held-out prompts (greedy, as served), with paired 95 % intervals.
+    Either side may be a LoRA adapter (`forge export RUN --adapter`): it runs as its base plus the adapter, as the
+    companion serves a request naming it, so two adapters of one base, or an adapter and its base, compare."""
     from forge import eval as ev
     from forge import export as ex
 
@@ -79,16 +82,22 @@ def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, max_tokens, t
 
 # ---- demo ---------------------------------------------------------------------------------------------------
 @main.command()
-@click.option("--task", type=click.Choice(["reminders", "summarize"]), default="reminders", show_default=True,
-              help="reminders: request → '<task> | <when>'; summarize: dialogue → summary with {{RED:…}} markers kept.")
+@click.option("--task", type=click.Choice(["reminders", "summarize", "intent"]), default=None,
+              help="reminders (default): request → '<task> | <when>'; summarize: dialogue → summary with {{RED:…}} "
+                   "markers kept; intent: request → /api/convert's JSON (intent and entities).")
+@click.option("--adapters", is_flag=True,
+              help="Train reminders and intent each as its own LoRA adapter of one base, serve both from ONE "
+                   "companion, and evaluate each task's held-out set against its adapter and the base through it.")
 @click.option("--max-steps", type=int, default=None, help="Override the task's training steps (demo spec).")
+@click.option("--heldout-limit", type=click.IntRange(min=1), default=None,
+              help="Evaluate on the first N held-out examples only (a quick check of the loop).")
 @json_option
 @click.pass_obj
-def demo(obj: Ctx, task, max_steps, as_json: bool) -> None:
+def demo(obj: Ctx, task, adapters: bool, max_steps, heldout_limit, as_json: bool) -> None:
     """The whole loop on a built-in task in a fresh workspace (data/workspace-demo unless --workspace): import,
     approve, export, train, export Q4_K_M, evaluate on held-out data it never trained on against base (and the
     lead-N baseline for summaries), with paired 95 % intervals. Reminders take about 15 minutes on a 2-core CPU,
-    summaries about 25."""
+    summaries about 25. With --adapters: two tasks, two adapters, one companion."""
     from forge import eval as ev
     from forge.config import REPO_ROOT
     from forge.demo import run_demo
@@ -99,8 +108,13 @@ def demo(obj: Ctx, task, max_steps, as_json: bool) -> None:
         if not as_json:
             click.echo(msg, err=True)
 
-    r = run_guarded(as_json, run_demo, ws, say, max_steps, task=task)
+    if adapters:
+        if task:
+            fail("--adapters trains its own two tasks (reminders and intent); leave out --task", as_json)
+        return _demo_adapters(ws, say, max_steps, heldout_limit, as_json)
+    r = run_guarded(as_json, run_demo, ws, say, max_steps, heldout_limit, task=task or "reminders")
     keys = ("exact_match", "rouge_l", "rouge_lsum", "bleu", "latency_p50_ms", "tokens_per_s")
+    keys += tuple(k for k in ("json_valid", "json_field_accuracy") if r["model"].get(k) is not None)  # intent
     out = {"task": r["task"], "n": r["n"], "max_tokens": r["max_tokens"],
            "model": {k: r["model"].get(k) for k in keys}, "baseline": {k: r["baseline"].get(k) for k in keys},
            "lead": ({"id": r["lead"]["id"], **{k: r["lead"]["metrics"].get(k) for k in keys}}
@@ -126,5 +140,35 @@ def demo(obj: Ctx, task, max_steps, as_json: bool) -> None:
                 click.echo(f"markers kept byte for byte, {name}: {m['kept']}/{m['n']} ({m['share']:.0%}){extra}")
         for line in d["summary"]:
             click.echo(f"- {line}")
+
+    emit(out, as_json, human)
+
+
+def _demo_adapters(ws: Path, say, max_steps, heldout_limit, as_json: bool) -> None:
+    from forge import eval as ev
+    from forge.demo import run_adapters_demo
+
+    r = run_guarded(as_json, run_adapters_demo, ws, say, max_steps, heldout_limit)
+    keys = ("exact_match", "json_valid", "json_field_accuracy", "intent_accuracy", "rouge_l", "latency_p50_ms",
+            "tokens_per_s", "errors")
+    out = {**r, "tasks": {t: {**{k: v for k, v in d.items() if k not in ("adapter", "base")},
+                              "adapter": {k: d["adapter"].get(k) for k in keys},
+                              "base": {k: d["base"].get(k) for k in keys}} for t, d in r["tasks"].items()}}
+
+    def human(d):
+        c = d["companion"]
+        click.echo(f"one companion ({c['url']}, pid {c['pid']}, {'stopped' if c['stopped'] else 'STILL RUNNING'}) "
+                   f"served {d['base']} with {', '.join(c['adapters_loaded'])} · all {d['minutes']} min")
+        for task, t in d["tasks"].items():
+            click.echo(f"\n{task}: {t['n']} held-out prompts ({t['heldout_file']}) · adapter {t['adapter_id']} · "
+                       f"training {t['train_minutes']} min · adapter export {t['export_s']} s")
+            click.echo(f"{'':<20}{'adapter':>10}{'base':>10}   {'adapter − base (95 % CI)':<34}")
+            shown = [k for k in keys if t["adapter"].get(k) is not None or t["base"].get(k) is not None]
+            for k in shown:
+                diff = ev.fmt_interval(t["comparison"].get(k)) if k in ev.QUALITY else ""
+                click.echo(f"{k:<20}{ev.fmt_value(t['adapter'].get(k)):>10}{ev.fmt_value(t['base'].get(k)):>10}"
+                           f"   {diff}".rstrip())
+            for line in t["summary"]:
+                click.echo(f"- {line}")
 
     emit(out, as_json, human)

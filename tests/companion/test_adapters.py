@@ -5,9 +5,11 @@ their base, adds and removes them under load, and carries them through a blue/gr
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -31,6 +33,29 @@ def register_adapter(store, config, adapter_id: str, src: Path, meta: dict) -> N
                           "meta": meta}, models_dir=config.workspace_path() / "models")
 
 
+def session_adapter(trained_workspace) -> dict:
+    """The registry record of the session run's LoRA exported as a GGUF adapter (exported by the first caller)."""
+    from forge import export as ex
+
+    t_store, t_config, run_id, _ = trained_workspace
+    adapter = next((m for m in t_store.models() if ex.is_adapter(m)), None)
+    return adapter or t_store.get_model(ex.export_adapter(t_store, t_config, run_id)["model_id"])
+
+
+def loud_adapter(run_dir: Path, ws: Path) -> Path:
+    """The run's LoRA with alpha ×200 as a GGUF adapter in `ws`: its effect on greedy text is certain, where a
+    2-step LoRA may change no token."""
+    from forge.lora_gguf import convert_adapter
+
+    loud_dir = ws / "loud-peft"
+    shutil.copytree(run_dir / "adapter", loud_dir)
+    cfg = json.loads((loud_dir / "adapter_config.json").read_text())
+    (loud_dir / "adapter_config.json").write_text(json.dumps({**cfg, "lora_alpha": cfg["lora_alpha"] * 200}))
+    base_dir = json.loads((run_dir / "adapter" / "forge_adapter.json").read_text())["base_path"]
+    convert_adapter(loud_dir, Path(base_dir), ws / "loud.gguf", {"forge.base_model_id": "base"}, "loud")
+    return ws / "loud.gguf"
+
+
 @pytest.fixture(scope="module")
 def served(trained_workspace, companion_ws, tmp_path_factory):
     """A companion serving `base` with, in its registry: `tuned` (the run's adapter), `loud` (the same LoRA with
@@ -38,14 +63,11 @@ def served(trained_workspace, companion_ws, tmp_path_factory):
     base GGUF: the same model at Q8_0) and `base-copy` (the very same file as base under another id)."""
     from forge import export as ex
     from forge.config import load_config
-    from forge.lora_gguf import convert_adapter
     from forge.store import Store
     from tests.conftest import add_model
 
-    t_store, t_config, run_id, run_dir = trained_workspace
-    adapter = next((m for m in t_store.models() if ex.is_adapter(m)), None)
-    if adapter is None:
-        adapter = t_store.get_model(ex.export_adapter(t_store, t_config, run_id)["model_id"])
+    run_dir = trained_workspace[3]
+    adapter = session_adapter(trained_workspace)
     ws = tmp_path_factory.mktemp("adapters-ws")
     cfg_path = ws / "config.json"
     cfg_path.write_text(json.dumps({"workspace": str(ws), "companion": {
@@ -60,13 +82,7 @@ def served(trained_workspace, companion_ws, tmp_path_factory):
         shutil.copyfile(src, dst)
         add_model(store, config, model_id, dst, "q8_0" if model_id == "alt" else "q4_1")
     register_adapter(store, config, "tuned", Path(adapter["path"]), adapter["meta"])
-    loud_dir = ws / "loud-peft"
-    shutil.copytree(run_dir / "adapter", loud_dir)
-    cfg = json.loads((loud_dir / "adapter_config.json").read_text())
-    (loud_dir / "adapter_config.json").write_text(json.dumps({**cfg, "lora_alpha": cfg["lora_alpha"] * 200}))
-    base_dir = json.loads((run_dir / "adapter" / "forge_adapter.json").read_text())["base_path"]
-    convert_adapter(loud_dir, Path(base_dir), ws / "loud.gguf", {"forge.base_model_id": "base"}, "loud")
-    register_adapter(store, config, "loud", ws / "loud.gguf", {**adapter["meta"], "provenance": {
+    register_adapter(store, config, "loud", loud_adapter(run_dir, ws), {**adapter["meta"], "provenance": {
         **adapter["meta"]["provenance"], "forge.run_id": "loud"}})
     register_adapter(store, config, "alien", Path(adapter["path"]), {"kind": "adapter", "base_id": "some-8b",
                                                                        "provenance": {"forge.base_sha256": "0" * 64}})
@@ -167,3 +183,15 @@ def test_no_request_fails_while_adapters_are_added_and_removed_under_load(served
         for t in threads:
             t.join(900)
     assert not failures and len(done) >= 2
+
+
+def test_serving_an_adapter_on_its_own_is_refused_before_anything_loads(served):
+    """`forge serve --model tuned` names an adapter: one line saying which base to serve and how to add it, at
+    once (not a llama.cpp load failure after a model load)."""
+    r = subprocess.run([sys.executable, "-m", "tui.launch", "--config", str(served.config_path), "serve", "--model",
+                        "tuned", "--port", "1"], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "FORGE_ADMIN_TOKEN": "x"})
+    assert r.returncode == 1, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("forge: error: tuned is a LoRA adapter of base:") and "/admin/adapters" in line
+    assert "Traceback" not in r.stderr and "loading" not in r.stderr

@@ -1,6 +1,6 @@
 """`forge demo` end to end in a reduced form (1 training step, 3 held-out prompts) on the summaries task, the one
 with the lead-N baseline and risk markers; the reminders task runs the same code with another data file and spec.
-And its safety rules."""
+And the demo's safety rules. `forge demo --adapters`: tests/forge/test_demo_adapters.py."""
 
 import json
 

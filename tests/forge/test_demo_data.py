@@ -3,7 +3,9 @@
 Reminders: no held-out sentence frame (the request with its task and time taken out) is a training frame, each
 held-out frame has a word no training frame uses, and tasks and times are disjoint too; the answer format is the
 same on both sides. Summaries: other speakers, other lines, risk markers copied byte for byte into the summary and
-kept so through import and dataset export. Both generators reproduce the committed files exactly."""
+kept so through import and dataset export. Intent: other sentence frames (each with a word of its own) and other
+entity values, the same intents and entity types, answers in /api/convert's schema. Every generator reproduces the
+committed files exactly."""
 
 import json
 import re
@@ -43,6 +45,7 @@ def dialogue(row):
 @pytest.mark.parametrize("script, names", [
     ("make_demo_data.py", ("reminders.jsonl", "reminders_heldout.jsonl")),
     ("make_summaries_data.py", ("summaries.jsonl", "summaries_heldout.jsonl")),
+    ("make_intent_data.py", ("intent.jsonl", "intent_heldout.jsonl")),
 ])
 def test_generators_reproduce_the_committed_files(tmp_path, script, names):
     for run in ("a", "b"):
@@ -140,3 +143,51 @@ def test_markers_survive_import_and_dataset_export_byte_for_byte(tmp_path, store
     # and the text around them was normalised (CRLF, tabs, runs of spaces), so normalisation did run
     messy = next(e.messages[0]["content"] for e in store.examples() if "\nBo: " in e.messages[0]["content"])
     assert "\r" not in messy and "Ada: Hi. How are you?\nBo:" in messy
+
+
+def intent_parts(row):
+    """(intent, frame, {(type, value)}) of an intent row; every value is the exact text of a span of the request."""
+    system, user, assistant = row["messages"]
+    assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant"]
+    answer = json.loads(assistant["content"])
+    values = [e["value"] for e in answer["entities"]]
+    rest = user["content"]
+    for v in values:
+        assert v in rest, (rest, v)
+    for v in sorted(values, key=len, reverse=True):
+        rest = rest.replace(v, " ", 1)
+    return answer["intent"], " ".join(WORD.findall(rest.lower())), {(e["type"], e["value"]) for e in answer["entities"]}
+
+
+def test_intent_held_out_frames_and_values_are_not_training_ones():
+    train, held = rows("intent.jsonl"), rows("intent_heldout.jsonl")
+    assert len(train) >= 500 and len(held) >= 80
+    tr, he = [intent_parts(r) for r in train], [intent_parts(r) for r in held]
+    train_frames, held_frames = {f for _, f, _ in tr}, {f for _, f, _ in he}
+    assert len(train_frames) >= 40 and len(held_frames) >= 15
+    assert not train_frames & held_frames
+    train_words = {w for f in train_frames for w in f.split()}
+    for f in held_frames:  # a word of its own in every held-out frame: "umbrella", "rouse", "line", ...
+        assert set(f.split()) - train_words, f
+    # No held-out entity value is a training value, of any type; the intents and types are the same on both sides.
+    values = lambda ps: {v for _, _, es in ps for _, v in es}  # noqa: E731
+    assert not values(tr) & values(he)
+    intents = lambda ps: {i for i, _, _ in ps}  # noqa: E731
+    types = lambda ps: {t for _, _, es in ps for t, _ in es}  # noqa: E731
+    assert intents(he) == intents(tr) and len(intents(tr)) >= 8
+    assert types(he) <= types(tr)
+
+
+def test_intent_answers_follow_the_convert_route_schema_and_prompt():
+    import jsonschema
+
+    from forge.config import CONVERT_TASK
+
+    for r in rows("intent.jsonl") + rows("intent_heldout.jsonl"):
+        system, _, assistant = r["messages"]
+        assert system["content"] == CONVERT_TASK["system"]  # asked the way POST /api/convert asks
+        answer = json.loads(assistant["content"])
+        jsonschema.validate(answer, CONVERT_TASK["schema"])
+        # one line, keys in a fixed order: the exact text a model must learn to write
+        assert assistant["content"] == json.dumps(answer) and list(answer) == ["intent", "entities"]
+        assert re.fullmatch(r"[a-z]+(_[a-z]+)*", answer["intent"]) and answer["entities"]

@@ -231,3 +231,30 @@ def test_eval_excludes_prompts_the_model_trained_on(exported):
     assert any("were kept" in s for s in kept["summary"])
     m = store.evals(model)[0]
     assert m["metrics"]["eval"]["leaks"]["kept"] and len(m["outputs"]) == 7
+
+
+def test_the_recipe_of_the_models_run_sets_the_eval_budget(store):
+    """`forge train --recipe short-answers` then `forge eval` with the default auto budget: 32 tokens from the
+    recipe, not 1.5 × the reference lengths; a recipe that says auto, or no recipe, leaves auto alone."""
+    from forge.eval import recipe_max_tokens
+    from forge.train.recipes import recipe_spec
+
+    store.create_run("r-short", "/tmp/r-short", recipe_spec("short-answers"), {})
+    store.create_run("r-sum", "/tmp/r-sum", recipe_spec("summaries"), {})
+    store.create_run("r-none", "/tmp/r-none", {"max_steps": 2}, {})
+    assert recipe_max_tokens(store, {"run_id": "r-short"}) == (32, "recipe short-answers")
+    assert recipe_max_tokens(store, {"run_id": "r-sum"}) is None
+    assert recipe_max_tokens(store, {"run_id": "r-none"}) is None
+    assert recipe_max_tokens(store, {"run_id": "gone"}) is None  # a model whose run is not in this store
+    assert recipe_max_tokens(store, {"run_id": None}) is None
+
+
+def test_a_mostly_leaking_set_says_how_to_compare_requests_only():
+    """97 of 100 held-out requests flagged because every example shares a system prompt: the summary names the
+    setting that compares the requests only; once set (or with few leaks), it says nothing more."""
+    from forge.eval import MOSTLY_LEAKS_HINT, notes
+
+    leaks = {"checked": True, "threshold": 0.8, "text": "conversation", "found": 97, "excluded": 97}
+    assert notes(leaks, None, 3)[0].endswith(MOSTLY_LEAKS_HINT) and "dedup.leak_text" in MOSTLY_LEAKS_HINT
+    assert not notes({**leaks, "text": "user"}, None, 3)[0].endswith(MOSTLY_LEAKS_HINT)
+    assert not notes({**leaks, "found": 2, "excluded": 2}, None, 98)[0].endswith(MOSTLY_LEAKS_HINT)

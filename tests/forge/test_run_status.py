@@ -30,7 +30,7 @@ def make_run(store, config, run_id, base="/nonexistent-base", **spec):
     (run_dir / "data" / "val.jsonl").write_text(lines[0] + "\n")
     ts = TrainSpec(**{**dict(base_model=str(base), lora_r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
                              batch_size=4, max_seq_len=64, lr_scheduler="constant", warmup_ratio=0.0,
-                             eval_steps=100, save_steps=100), **spec})
+                             eval_steps=100, save_steps=100, forgetting_check=False), **spec})
     ts.save(run_dir / "spec.json")
     store.create_run(run_id, str(run_dir), ts.model_dump(), {})
     return run_dir

@@ -111,3 +111,114 @@ def test_edit_refuses_empty_turns(store):
         curate.edit(store, a, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": " "}])
     assert store.get(a).messages[1]["content"] == "hello there"
     assert store.decisions() == []
+
+
+def truth(store):
+    """The counts by a full GROUP BY, the way counts() worked before the counts table."""
+    out = {s: 0 for s in ("pending", "approved", "rejected")}
+    out.update(dict(store.conn.execute("SELECT status, count(*) FROM examples GROUP BY status").fetchall()))
+    return {**out, "total": sum(out.values())}
+
+
+def test_counts_stay_right_across_insert_decide_undo_and_delete(store, config):
+    assert store.counts() == truth(store) == {"pending": 0, "approved": 0, "rejected": 0, "total": 0}
+    store.ingest([item(k, user=k) for k in "abcdef"])
+    assert store.bulk_insert(item(f"bulk{i}", user=f"bulk {i}") for i in range(4)) == 4
+    assert store.counts() == truth(store) and store.counts()["pending"] == 10
+    a, b, c, d = store.ids()[:4]
+    curate.approve(store, a, config)
+    curate.reject(store, b)
+    store.decide("dedup", {c: {"status": "rejected"}, d: {"status": "rejected"}})
+    curate.edit(store, a, [{"role": "user", "content": "a"}, {"role": "assistant", "content": "mine"}])  # no status
+    assert store.counts() == truth(store) == {"pending": 6, "approved": 1, "rejected": 3, "total": 10}
+    store.undo()  # the edit
+    store.undo()  # the two rejections at once
+    assert store.counts() == truth(store) == {"pending": 8, "approved": 1, "rejected": 1, "total": 10}
+    store.redo()
+    assert store.counts() == truth(store)
+    store.ingest([item("a", user="a", answer="changed in the note")])  # an update that keeps the status
+    with store.transaction() as conn:  # another tool deleting rows
+        conn.execute("DELETE FROM examples WHERE id IN (?, ?)", (a, store.ids()[-1]))
+    assert store.counts() == truth(store) == {"pending": 5, "approved": 0, "rejected": 3, "total": 8}
+    other = Store(store.path)  # another process sees the same counts
+    curate.approve(other, store.ids(status="pending")[0], config)
+    other.close()
+    assert store.counts() == truth(store) and store.counts()["approved"] == 1
+    assert store.count(status="rejected") == 3 and store.count() == 8
+
+
+def test_an_old_store_gets_its_counts_once_when_migrated(tmp_path, config, monkeypatch):
+    import forge.store as store_module
+
+    path = tmp_path / "old.db"
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:4])  # forge before the counts table
+    old = Store(path)
+    old.ingest([item(k, user=k) for k in "abcde"])
+    ids = old.ids()
+    curate.approve(old, ids[0], config)
+    curate.reject(old, ids[1])
+    assert old.schema_version == 4 and not old.conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE name='example_counts'").fetchone()
+    old.close()
+    monkeypatch.undo()
+    new = Store(path)
+    assert new.schema_version == len(store_module.MIGRATIONS)
+    assert new.counts() == truth(new) == {"pending": 3, "approved": 1, "rejected": 1, "total": 5}
+    curate.reject(new, ids[2])  # and the triggers keep them from then on
+    new.undo()
+    new.undo()
+    assert new.counts() == truth(new) == {"pending": 4, "approved": 1, "rejected": 0, "total": 5}
+    new.close()
+    again = Store(path)  # reopening counts nothing twice
+    assert again.counts() == truth(again)
+    again.close()
+
+
+def test_keyset_pages_under_a_filter_at_the_boundaries(store, config):
+    store.ingest([item(f"k{i}", user=f"question {i} " + ("garden" if i % 2 else "budget"),
+                       tags=["learning/cooking"] if i % 3 == 0 else ["work"]) for i in range(1, 13)])
+    ids = store.ids()
+    for i in (ids[1], ids[4], ids[8]):
+        curate.approve(store, i, config)
+    approved = [ids[1], ids[4], ids[8]]
+    assert store.page(status="approved", limit=1) == approved[:1]  # the first
+    assert store.page(status="approved", after=approved[0], limit=1) == [approved[1]]
+    assert store.page(status="approved", after=approved[-1]) == []  # past the last
+    assert store.page(status="approved", before=approved[0]) == []  # before the first
+    assert store.page(status="approved", before=approved[-1], limit=1) == [approved[1]]
+    assert store.page(status="approved", before=10**9, limit=2) == approved[1:]  # the last page, in id order
+    assert store.page(status="approved", after=0, limit=10) == approved
+    # a filter with no rows: empty pages both ways and a zero count
+    assert store.page(status="rejected") == [] and store.page(status="rejected", after=ids[3], before=ids[9]) == []
+    assert store.page(search="nowhereword") == [] and store.count(search="nowhereword") == 0
+    # search, tag (nested) and search + status, in id order from an id
+    garden = [i for n, i in enumerate(ids, start=1) if n % 2]
+    assert store.page(search="garden", after=garden[1], limit=2) == garden[2:4]
+    assert store.page(search="gard", before=garden[3]) == garden[:3]  # prefix while typing
+    assert store.page(tag="learning", after=ids[2]) == [ids[5], ids[8], ids[11]]
+    assert store.page(search="garden", status="approved") == [i for i in approved if i in garden]
+    assert store.count(search="garden") == 6 and store.count(search="garden", cap=2) == 3  # 3: "more than 2"
+    assert store.count(status="approved", below=approved[2]) == 2 and store.count(tag="learning", below=ids[5]) == 1
+    # an id deleted meanwhile: paging from it still finds its neighbours, and it is in no page
+    with store.transaction() as conn:
+        conn.execute("DELETE FROM examples WHERE id=?", (approved[1],))
+    assert store.page(status="approved", after=approved[1], limit=1) == [approved[2]]
+    assert store.page(status="approved", before=approved[1], limit=1) == [approved[0]]
+    assert store.page(status="approved") == [approved[0], approved[2]]
+    assert store.page(search="question", after=approved[1] - 1, limit=1) == [approved[1] + 1]
+    assert store.count(status="approved") == 2
+    with pytest.raises(StoreError, match="unknown status"):
+        store.page(status="maybe")
+
+
+def test_pages_use_the_index_of_their_filter(store):
+    """A status filter walks the (status, id) index and a search the full-text index in rowid order: neither
+    sorts its matches or reads the rows it skips."""
+    plan = lambda **kw: " | ".join(r[3] for r in store.conn.execute(  # noqa: E731
+        "EXPLAIN QUERY PLAN " + store.page_sql(**kw)[0], store.page_sql(**kw)[1]))
+    assert "COVERING INDEX examples_status (status=? AND id>?)" in plan(status="pending", after=5)
+    assert "PRIMARY KEY (rowid<?)" in plan(before=5)
+    searched = plan(search="garden", status="pending", after=5)
+    assert searched.startswith("SCAN examples_fts VIRTUAL TABLE") and "PRIMARY KEY (rowid=?)" in searched
+    assert all("TEMP B-TREE" not in plan(**kw) for kw in ({"status": "approved", "after": 1}, {"search": "x"},
+                                                          {"search": "x", "before": 9}, {}))

@@ -245,3 +245,44 @@ async def test_vault_survey_picks_tags_and_folders_remembered_and_an_empty_impor
         assert list(app.screen.query_one("#survey-tags", SelectionList).selected) == ["journal"]
         assert "Private" not in app.screen.query_one("#survey-folders", SelectionList).selected
         assert "last time" in str(app.screen.query_one("#survey-summary").render())
+
+
+async def test_keys_page_through_the_store_by_keyset_without_loading_every_id(sample_store, config, monkeypatch):
+    """With pages of 4 ids and a window of at most 8, j and k cross page boundaries both ways and the position
+    stays right; an example deleted meanwhile is skipped; the position past the count cap is finished by a
+    worker; a filter with no rows says so."""
+    from tests.tui.helpers import wait_until
+    from tui.screens import curate as curate_screen
+
+    monkeypatch.setattr(curate_screen, "PAGE", 4)
+    monkeypatch.setattr(curate_screen, "WINDOW_MAX", 8)
+    pending = sample_store.ids(status="pending")
+    n = len(pending)
+    assert n > 20
+    app = make_app(config, sample_store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        assert len(screen.ids) == 4 and screen.position_text() == f"1/{n}"
+        for _ in range(20):
+            await pilot.press("j")
+        assert screen.current_id == pending[20] and screen.position_text() == f"21/{n}"
+        assert len(screen.ids) <= 8  # never more than the window
+        for _ in range(20):
+            await pilot.press("k")
+        assert screen.current_id == pending[0] and screen.position_text() == f"1/{n}"
+        await pilot.press("k")  # the first: stays
+        assert screen.current_id == pending[0]
+        with sample_store.transaction() as conn:  # deleted by another process while on screen
+            conn.execute("DELETE FROM examples WHERE id=?", (pending[1],))
+        await pilot.press("j")
+        assert screen.current_id == pending[2] and screen.position_text() == f"2/{n - 1}"
+        screen.count_cap = 5  # the position of the last one is more than the cap: counted off the key path
+        screen.reload(keep_id=pending[-1])
+        assert await wait_until(pilot, lambda: screen.position_text() == f"{n - 1}/{n - 1}"), screen.position_text()
+        await pilot.press("j")  # the last: stays
+        assert screen.current_id == pending[-1]
+        await pilot.press("a")
+        assert sample_store.get(pending[-1]).status == "approved" and screen.current_id == pending[-1]
+        await pilot.press("slash", *"zzyzx", "enter")
+        assert screen.current_id is None and screen.total == 0
+        assert "Nothing matches" in str(screen.query_one("#example-body").render())

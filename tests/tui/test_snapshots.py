@@ -21,5 +21,10 @@ def test_companion_screen_stopped(snap_compare, store, config):
     async def until_polled(pilot):
         await pilot.press("f6")
         await wait_until(pilot, lambda: "stopped" in str(pilot.app.screen.query_one("#companion-health").render()))
+        from textual.widgets import Input
+
+        for field in pilot.app.screen.query(Input):  # a blinking cursor is drawn or not by the clock: make it steady
+            field.cursor_blink = False
+        await pilot.pause()
 
     assert snap_compare(make_app(config, store), run_before=until_polled, terminal_size=(110, 30))

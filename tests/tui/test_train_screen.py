@@ -97,3 +97,36 @@ async def test_a_recipe_fills_the_form(sample_store, config):
         assert screen.query_one("#spec-max_seq_len", Input).value == "auto"
         spec = screen.read_spec()
         assert spec.recipe == "summaries" and spec.truncation == "middle-of-user" and spec.epochs == 2.0
+
+
+async def test_processes_and_effective_batch_for_the_form_and_the_running_run(sample_store, config):
+    """The form shows batch size × grad accumulation × processes as it is typed; the run being followed shows its
+    stored spec's processes and effective batch (after the length check may have moved rows into accumulation)."""
+    from textual.widgets import Label, Static
+
+    for i in sample_store.ids()[:6]:
+        sample_store.set_status(i, "approved")
+    app = make_app(config, sample_store, train_launcher=fake_launcher(5, 0.005))
+    async with app.run_test(size=(140, 50)) as pilot:
+        await pilot.press("f4")
+        screen = app.screen
+        assert "× 1 process" in str(screen.query_one("#spec-batch", Static).render())  # the defaults, at once
+        screen.query_one("#spec-batch_size", Input).value = "4"
+        screen.query_one("#spec-grad_accum", Input).value = "3"
+        screen.query_one("#spec-num_processes", Input).value = "2"
+        await pilot.pause()
+        shown = str(screen.query_one("#spec-batch", Static).render())
+        assert "effective batch 24" in shown and "2 processes" in shown
+        screen.query_one("#spec-num_processes", Input).value = "two"
+        await pilot.pause()
+        assert "effective batch —" in str(screen.query_one("#spec-batch", Static).render())
+        screen.query_one("#spec-num_processes", Input).value = "2"
+        await pilot.press("ctrl+t")
+        assert await wait_until(pilot, lambda: screen.run_id is not None, seconds=180)
+        spec = sample_store.get_run(screen.run_id)["spec"]
+        assert spec["num_processes"] == 2
+        effective = spec["batch_size"] * spec["grad_accum"] * 2
+        stats = screen.query_one("#train-stats", Label)
+        assert f"2 processes · effective batch {effective} " in str(stats.render())
+        assert await wait_until(pilot, lambda: screen.proc is None and "5/5" in str(stats.render()), seconds=60)
+        assert f"2 processes · effective batch {effective} " in str(stats.render())  # kept beside the progress

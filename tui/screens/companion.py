@@ -1,5 +1,11 @@
 """Companion mode: start/stop the local OpenAI-compatible server (a child process), its health and request stats
-refreshed every second, swap progress, and a chat playground that streams replies from the served model."""
+refreshed every second, swap progress, and a chat playground that streams replies from the served model.
+
+The model picker lists each model with its LoRA adapters under it (as Models mode does). Picking an adapter of the
+served base adds it (POST /admin/adapters, no base reload) and the chat then sends its id as the OpenAI `model`;
+picking a model sends the served base's id again, so the adapter can change between turns. Each reply is labelled
+with the model or adapter that answered it. An adapter of another base is refused in one line (ctrl+w swaps to its
+base and adds it); started with an adapter picked, the companion serves its base and adds it once healthy."""
 
 from __future__ import annotations
 
@@ -13,7 +19,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
-from tui.messages import CompanionStopped, ModelSwapped, ReplyFinished, ReplyStreamed
+from forge.export import is_adapter, models_with_adapters
+from tui.messages import AdapterAdded, CompanionStopped, ModelSwapped, ReplyFinished, ReplyStreamed
 from tui.screens.worker_errors import ReportsWorkerErrors
 
 
@@ -35,6 +42,8 @@ def health_text(h: dict | None, url: str, reason: str | None = None, starting: b
              f"queue {h.get('queue', 0)}{' · generating' if h.get('busy') else ''} · "
              f"latency avg {fmt(h.get('avg_latency_ms'), ' ms')} p95 {fmt(h.get('p95_latency_ms'), ' ms')} · "
              f"{fmt(h.get('tokens_per_s'), ' tok/s')} · restarts {h.get('restarts', 0)}"]
+    if h.get("adapters"):
+        lines.append(f"LoRA adapters on {escape(str(h.get('model')))}: {escape(', '.join(h['adapters']))}")
     if h.get("swap"):
         s = h["swap"]
         lines.append(f"[yellow]swapping {s.get('from')} → {s.get('to')}: {s.get('stage')} "
@@ -48,6 +57,9 @@ def health_text(h: dict | None, url: str, reason: str | None = None, starting: b
     return "\n".join(lines)
 
 
+CHAT_TITLE = "Chat playground — Enter sends; ctrl+l clears"
+
+
 class CompanionScreen(ReportsWorkerErrors, Screen):
     # priority: the chat input has focus, and an Input takes ctrl+w ("delete the word to the left")
     BINDINGS = [
@@ -56,6 +68,7 @@ class CompanionScreen(ReportsWorkerErrors, Screen):
         Binding("ctrl+l", "clear_chat", "Clear chat"),
     ]
     WORKER_UI = {"swap": ("swap", None, ("#companion-swap",)), "stop": ("stopping the companion", None, ()),
+                 "adapter": ("adding the adapter", None, ()),
                  "chat": ("the reply", None, ()), "health": ("the health check", None, ())}
 
     def __init__(self) -> None:
@@ -68,6 +81,11 @@ class CompanionScreen(ReportsWorkerErrors, Screen):
         self.last_health: dict | None = None
         self.starting = False
         self.model_ids: list[str] = []
+        self.records: dict[str, dict] = {}  # registry records of the listed models and adapters
+        self.chat_model: str | None = None  # the adapter the chat sends as `model`; None: the served base
+        self.loaded_adapters: set[str] = set()  # adapters the companion has on its base (health, add results)
+        self.pending_adapter: str | None = None  # started with an adapter picked: add it once the base is up
+        self.wanted: str | None = None  # the adapter last picked, being added: the chat switches to it when it is
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -77,7 +95,7 @@ class CompanionScreen(ReportsWorkerErrors, Screen):
                 yield Select([("base", "base")], value="base", id="companion-model", allow_blank=False)
                 yield Button("Swap to this model", id="companion-swap")
             yield Static("", id="companion-health")
-            yield Label("Chat playground — Enter sends; ctrl+l clears", classes="section-title")
+            yield Label(CHAT_TITLE, classes="section-title", id="chat-title")
             yield VerticalScroll(id="chat-log")
             yield Input(placeholder="Message the served model", id="chat-input")
         yield Footer()
@@ -99,13 +117,42 @@ class CompanionScreen(ReportsWorkerErrors, Screen):
     def refresh_models(self) -> None:
         from companion.settings import model_to_serve
 
-        ids = [m["id"] for m in self.app.store.models() if m["status"] == "ready"] or ["base"]
+        listed = [m for m in models_with_adapters(self.app.store.models()) if m["status"] == "ready"]
+        self.records = {m["id"]: m for m in listed}
+        ids = [m["id"] for m in listed] or ["base"]
         select = self.query_one("#companion-model", Select)
         current = select.value if isinstance(select.value, str) else None
         default = model_to_serve(self.app.config, None)[0]  # what `forge serve` would pick
         self.model_ids = ids
-        select.set_options([(i, i) for i in ids])
+        select.set_options([(f"  └ {self.shown(i)}" if self.adapter_base(i) else i, i) for i in ids])
         select.value = current if current in ids else (default if default in ids else ids[0])
+
+    def adapter_base(self, model_id: str | None) -> str | None:
+        """The base id of a listed adapter; None for a model."""
+        record = self.records.get(model_id)
+        return (record["meta"].get("base_id") or "?") if record and is_adapter(record) else None
+
+    def shown(self, model_id: str) -> str:
+        """A model id, or an adapter's with its base: how the picker and the chat name it."""
+        base = self.adapter_base(model_id)
+        return f"{model_id} (LoRA of {base})" if base else model_id
+
+    def served(self) -> str | None:
+        return (self.last_health or {}).get("model")
+
+    def refusal(self, adapter_id: str) -> str | None:
+        """Why the served base cannot take the adapter (the companion's own rule: made for it by id, or for the
+        same file by sha256), or None."""
+        from companion.pool import ModelPool
+
+        served = self.served()
+        return ModelPool.adapter_fits(self.records[adapter_id], self.records.get(served) or {"id": served})
+
+    def show_chat_target(self) -> None:
+        served = self.served()
+        target = self.chat_model or served
+        self.query_one("#chat-title", Label).update(
+            CHAT_TITLE + (f" · chat with {escape(self.shown(target))}" if self.last_health and target else ""))
 
     # ---- health -------------------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="health", exit_on_error=False)
@@ -115,11 +162,21 @@ class CompanionScreen(ReportsWorkerErrors, Screen):
 
     def show_health(self, h: dict | None) -> None:
         served = (h or {}).get("model")
-        if served and served != (self.last_health or {}).get("model"):  # follow a swap made anywhere
-            select = self.query_one("#companion-model", Select)
-            if served in self.model_ids:
-                select.value = served
+        swapped = served and served != (self.last_health or {}).get("model")
         self.last_health = h
+        if h is not None:
+            self.loaded_adapters = set(h.get("adapters") or [])
+        if swapped:  # follow a swap made anywhere; an adapter picked that fits the new base stays picked
+            select = self.query_one("#companion-model", Select)
+            picked = select.value if isinstance(select.value, str) else None
+            if served in self.model_ids and not (self.adapter_base(picked) and self.refusal(picked) is None):
+                select.value = served
+            if self.chat_model and self.refusal(self.chat_model) is not None:
+                self.chat_model = None  # the base it ran on is gone
+        if self.pending_adapter and h and h.get("status") == "healthy":
+            adapter, self.pending_adapter = self.pending_adapter, None
+            self.use_adapter(adapter)
+        self.show_chat_target()
         if h and h.get("status") == "healthy":
             self.starting = False
         if self.starting and self.companion.proc is not None and self.companion.proc.poll() is not None:
@@ -150,7 +207,10 @@ class CompanionScreen(ReportsWorkerErrors, Screen):
             self.stop_companion()  # up to 15 s: not on the UI thread
         else:
             model = self.query_one("#companion-model", Select).value
-            self.companion.start(model if isinstance(model, str) else None)
+            model = model if isinstance(model, str) else None
+            if self.adapter_base(model):  # an adapter: serve its base, then add it
+                self.pending_adapter, model = model, self.adapter_base(model)
+            self.companion.start(model)
             self.starting = True
         self.poll()
 
@@ -161,12 +221,18 @@ class CompanionScreen(ReportsWorkerErrors, Screen):
         if self.last_health is None:
             self.notify("start the companion first (ctrl+s)", severity="warning")
             return
+        adapter = model if self.adapter_base(model) else None
+        if adapter and self.refusal(adapter) is None:  # its base is served: add it, no reload
+            self.use_adapter(adapter)
+            return
         self.query_one("#companion-swap", Button).disabled = True
-        self.do_swap(model)
+        self.wanted = adapter
+        self.do_swap(self.adapter_base(model) or model, adapter)
 
     @work(thread=True, exclusive=True, group="swap", exit_on_error=False)
-    def do_swap(self, model: str) -> None:
-        from companion.client import SwapError
+    def do_swap(self, model: str, then_adapter: str | None = None) -> None:
+        """Swap to `model`; then add `then_adapter` (an adapter of it) when given."""
+        from companion.client import AdminRequestError, SwapError
 
         try:
             r = self.companion.swap(model)
@@ -174,7 +240,72 @@ class CompanionScreen(ReportsWorkerErrors, Screen):
             self.app.call_from_thread(self.notify, str(e), severity="error", timeout=10)
         else:
             self.app.call_from_thread(self.app.post_message, ModelSwapped(r))
+            if then_adapter:
+                try:
+                    self.post_message(AdapterAdded(then_adapter, self.companion.add_adapter(then_adapter)))
+                except AdminRequestError as e:
+                    self.post_message(AdapterAdded(then_adapter, None, str(e)))
         self.app.call_from_thread(self.poll)
+
+    # ---- LoRA adapters ------------------------------------------------------------------------------------
+    @on(Select.Changed, "#companion-model")
+    def model_picked(self, event: Select.Changed) -> None:
+        picked = event.value if isinstance(event.value, str) else None
+        if self.adapter_base(picked):
+            self.use_adapter(picked)
+        else:  # a model: the chat goes to the served base again (an adapter still being added is not used)
+            self.wanted = self.pending_adapter = None
+            if self.chat_model is not None:
+                self.chat_model = None
+                self.show_chat_target()
+
+    def use_adapter(self, adapter_id: str) -> None:
+        """Chat with the adapter: at once when the served base has it, after POST /admin/adapters when it fits the
+        served base; otherwise one line saying why not."""
+        base, h = self.adapter_base(adapter_id), self.last_health
+        self.wanted = None
+        if h is None and not self.starting:
+            self.notify(f"{adapter_id} is a LoRA adapter of {base}: ctrl+s starts the companion on {base} and adds it",
+                        timeout=6, markup=False)
+            return
+        if h is None or h.get("status") != "healthy" or not self.served():
+            self.pending_adapter = adapter_id  # starting or swapping: added once the companion is healthy
+            return
+        why = self.refusal(adapter_id)
+        if why is not None:
+            self.notify(f"{why} (ctrl+w swaps to {base} and adds it)", severity="warning", timeout=10, markup=False)
+            return
+        if adapter_id in self.loaded_adapters:
+            self.chat_model = adapter_id
+            self.show_chat_target()
+            return
+        self.wanted = adapter_id
+        self.add_adapter(adapter_id)
+
+    @work(thread=True, exclusive=True, group="adapter", exit_on_error=False)
+    def add_adapter(self, adapter_id: str) -> None:
+        from companion.client import AdminRequestError
+
+        try:
+            self.post_message(AdapterAdded(adapter_id, self.companion.add_adapter(adapter_id)))
+        except AdminRequestError as e:
+            self.post_message(AdapterAdded(adapter_id, None, str(e)))
+
+    def on_adapter_added(self, message: AdapterAdded) -> None:
+        if message.error is not None:
+            self.notify(message.error, severity="error", timeout=10, markup=False)
+            return
+        self.loaded_adapters |= set(message.result.get("loaded") or [message.adapter_id])
+        if self.wanted != message.adapter_id:  # something else was picked meanwhile
+            return
+        self.wanted = None
+        self.chat_model = message.adapter_id
+        select = self.query_one("#companion-model", Select)
+        if message.adapter_id in self.model_ids and select.value != message.adapter_id:
+            select.value = message.adapter_id
+        self.show_chat_target()
+        self.notify(f"{message.adapter_id} added on {message.result.get('base')}: the chat now uses it")
+        self.poll()
 
     @work(thread=True, exclusive=True, group="stop", exit_on_error=False)
     def stop_companion(self) -> None:
@@ -183,6 +314,8 @@ class CompanionScreen(ReportsWorkerErrors, Screen):
 
     def on_companion_stopped(self, message: CompanionStopped) -> None:
         self.stopping_since = None
+        self.chat_model = self.pending_adapter = None  # a new start loads no adapter until one is picked
+        self.loaded_adapters = set()
         self.notify("companion stopped")
         self.poll()
 
@@ -216,26 +349,28 @@ class CompanionScreen(ReportsWorkerErrors, Screen):
             self.notify("the companion is not running: start it with ctrl+s", severity="warning")
             return
         event.input.value = ""
+        model = self.chat_model or self.served() or "served"  # this turn's `model`: the adapter, or the base
         log = self.query_one("#chat-log", VerticalScroll)
         log.mount(Static(f"[b $accent]you[/]  {escape(text)}", classes="chat-user"))
-        reply = Static("[b $success]model[/]  …", classes="chat-model")
+        reply = Static(f"[b $success]{escape(self.shown(model))}[/]  …", classes="chat-model")
         log.mount(reply)
         log.scroll_end(animate=False)
         turn = {"role": "user", "content": text}
         self.history.append(turn)
         self.replies[id(turn)] = (turn, reply)
-        self.chat_workers[self.stream_reply(list(self.history), turn)] = turn
+        self.chat_workers[self.stream_reply(list(self.history), turn, model)] = turn
 
     @work(thread=True, group="chat", exit_on_error=False)
-    def stream_reply(self, messages: list[dict], turn: dict) -> None:
-        """Streams the reply to `turn` (the last of `messages`, a copy of the history): reports by message only."""
+    def stream_reply(self, messages: list[dict], turn: dict, model_name: str = "served") -> None:
+        """Streams the reply to `turn` (the last of `messages`, a copy of the history) from `model_name` (an adapter
+        id, or the base's): reports by message only, with the model the companion says answered."""
         import openai
 
         client = openai.OpenAI(base_url=f"{self.companion.url}/v1", api_key="forge-tui", max_retries=2,
                                timeout=self.app.config.companion.request_timeout_s)
         parts, model, t0, first = [], "?", time.perf_counter(), None
         try:
-            stream = client.chat.completions.create(model="served", messages=messages, stream=True,
+            stream = client.chat.completions.create(model=model_name, messages=messages, stream=True,
                                                     max_tokens=self.app.config.companion.max_tokens)
             for chunk in stream:
                 model = chunk.model or model
@@ -252,7 +387,7 @@ class CompanionScreen(ReportsWorkerErrors, Screen):
     def on_reply_streamed(self, message: ReplyStreamed) -> None:
         _, target = self.replies.get(id(message.turn), (None, None))
         if target is not None:
-            target.update(f"[b $success]{escape(message.model)}[/]  {escape(message.text)}")
+            target.update(f"[b $success]{escape(self.shown(message.model))}[/]  {escape(message.text)}")
             self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)
 
     def on_reply_finished(self, message: ReplyFinished) -> None:
@@ -273,6 +408,6 @@ class CompanionScreen(ReportsWorkerErrors, Screen):
             return
         self.history.insert(at + 1, {"role": "assistant", "content": message.text})
         ttft = f" · first token {message.first_token_s * 1000:.0f} ms" if message.first_token_s is not None else ""
-        target.update(f"[b $success]{escape(message.model)}[/]  {escape(message.text)}\n"
+        target.update(f"[b $success]{escape(self.shown(message.model))}[/]  {escape(message.text)}\n"
                       f"[dim]{message.tokens} tokens in {message.seconds:.1f} s{ttft}[/]")
         self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)

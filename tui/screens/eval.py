@@ -1,7 +1,11 @@
 """Eval mode: a model against its baseline on held-out prompts. A summary table of metrics (tuned, base and, for
 summary-like tasks, the lead-N extractive baseline, with tuned − each and its paired 95 % interval), the verdict in
 words with the leakage and forgetting notes, then prompt by prompt the expected, baseline and tuned answers side by
-side (words that differ from the expected one marked), keys to vote, the win rate, and a markdown + JSON report."""
+side (words that differ from the expected one marked), keys to vote, the win rate, and a markdown + JSON report.
+
+Either side may be a LoRA adapter (listed under its base, run as base + adapter, as the companion serves it): two of
+{adapters, base} are compared at a time. Outputs are stored per system and held-out prompts, so after running A vs
+base and B vs base on one file, picking A vs B shows their comparison without generating again."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Pro
 
 from forge import eval as ev
 from forge.config import REPO_ROOT
+from forge.export import is_adapter, models_with_adapters
 from forge.store import StoreError
 from tui.messages import EvalFinished, EvalProgressed
 from tui.screens.bundled_base import REGISTERING_TEXT, RegistersBundledBase
@@ -45,6 +50,7 @@ class EvalScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
         self.pair: tuple[dict, dict] | None = None
         self.compared: dict | None = None  # ev.comparison() of the pair, computed in a worker
         self.index = 0
+        self.adapter_of: dict[str, str] = {}  # adapter id → its base's id, for the adapters in the pickers
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -75,12 +81,15 @@ class EvalScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
     def refresh_models(self) -> None:
         if not self.ensure_bundled_base() and self.registering_base:  # list what is there now, again once it is in
             self.query_one("#eval-status", Label).update(REGISTERING_TEXT)
-        ids = [m["id"] for m in self.app.store.models()]
+        listed = models_with_adapters(self.app.store.models())  # each base with its adapters right after it
+        ids = [m["id"] for m in listed]
+        self.adapter_of = {m["id"]: m["meta"].get("base_id") for m in listed if is_adapter(m)}
+        label = {i: f"  └ {self.shown(i)}" if i in self.adapter_of else i for i in ids}
         model, base = self.query_one("#eval-model", Select), self.query_one("#eval-baseline", Select)
         choices = [i for i in ids if i != "base"] or ids
         was_model, was_base = self.ids()  # coming back to the mode keeps what was picked
-        model.set_options([(i, i) for i in choices])
-        base.set_options([(i, i) for i in ids])
+        model.set_options([(label[i], i) for i in choices])
+        base.set_options([(label[i], i) for i in ids])
         if was_base in ids:
             base.value = was_base
         elif "base" in ids:
@@ -92,6 +101,11 @@ class EvalScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
         elif ids:
             model.value = choices[0]
         self.load_latest()
+
+    def shown(self, model_id: str) -> str:
+        """A model id, or an adapter's with the base it runs on."""
+        base = self.adapter_of.get(model_id)
+        return f"{model_id} (LoRA of {base})" if base else model_id
 
     def ids(self) -> tuple[str | None, str | None]:
         m, b = self.query_one("#eval-model", Select).value, self.query_one("#eval-baseline", Select).value
@@ -216,8 +230,9 @@ class EvalScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
 
         prompt = Text(f"{self.index + 1}/{n}  {mo['prompt']}", style="bold")
         self.query_one("#side-expected", Static).update(Group(prompt, panel("expected", Text(expected), "cyan")))
-        for sid, rec, title in (("#side-baseline", bo, f"base · {b['model_id']}"),
-                                ("#side-model", mo, f"tuned · {m['model_id']}")):
+        side = "base" if b["model_id"] == "base" else "baseline"
+        for sid, rec, title in (("#side-baseline", bo, f"{side} · {self.shown(b['model_id'])}"),
+                                ("#side-model", mo, f"tuned · {self.shown(m['model_id'])}")):
             body = Text(rec["error"], style="red") if rec.get("error") else diff_text(expected, rec["output"])
             mark = " ✓" if ev.exact_match(rec.get("output") or "", expected) else ""
             style = "green" if mark else "grey50"

@@ -29,9 +29,24 @@ from tui.widgets.loss_chart import LossChart
 FORM = [  # (spec field, label)
     ("base_model", "base model"), ("max_steps", "max steps (empty: epochs)"), ("epochs", "epochs"),
     ("learning_rate", "learning rate"), ("lora_r", "LoRA r"), ("lora_alpha", "LoRA alpha"),
-    ("batch_size", "batch size"), ("grad_accum", "grad accumulation"), ("max_seq_len", "max seq len"),
-    ("eval_steps", "eval every"), ("save_steps", "save every"),
+    ("batch_size", "batch size"), ("grad_accum", "grad accumulation"), ("num_processes", "processes"),
+    ("max_seq_len", "max seq len"), ("eval_steps", "eval every"), ("save_steps", "save every"),
 ]
+BATCH_FIELDS = ("batch_size", "grad_accum", "num_processes")
+
+
+def batch_text(batch_size, grad_accum, num_processes, short: bool = False) -> str:
+    """"effective batch 16 = 4 rows × 2 accumulated × 2 processes" (short: "2 processes · effective batch 16
+    (4×2×2)"), or a dash for a value that is not a number."""
+    try:
+        b, g, p = int(batch_size), int(grad_accum), int(num_processes or 1)
+    except (TypeError, ValueError):
+        return "effective batch —"
+    processes = f"{p} process{'es' if p != 1 else ''}"
+    if short:
+        return f"{processes} · effective batch {b * g * p} ({b}×{g}×{p})"
+    return f"effective batch {b * g * p} = {b} rows × {g} accumulated × {processes}"
+
 REDRAW_SECONDS = 0.25
 
 
@@ -51,6 +66,7 @@ class TrainScreen(ReportsWorkerErrors, Screen):
         self.eval_points: list[tuple[int, float]] = []
         self.dirty = False
         self.max_steps = 0
+        self.run_batch = ""  # the followed run's processes and effective batch (from its stored spec)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -61,6 +77,7 @@ class TrainScreen(ReportsWorkerErrors, Screen):
                     yield Label(label, classes="form-label")
                     value = getattr(defaults, name)
                     yield Input("" if value is None else str(value), id=f"spec-{name}", classes="form-input")
+                yield Static(self.form_batch_text(defaults), id="spec-batch", markup=False)
                 yield Label("recipe", classes="form-label")
                 yield Select([(name, name) for name in RECIPES], value=defaults.recipe or Select.NULL,
                              prompt="none", id="spec-recipe")
@@ -90,6 +107,15 @@ class TrainScreen(ReportsWorkerErrors, Screen):
         self.set_interval(REDRAW_SECONDS, self.poll)
 
     # ---- spec -------------------------------------------------------------------------------------------
+    @staticmethod
+    def form_batch_text(spec) -> str:
+        return batch_text(*(getattr(spec, name) for name in BATCH_FIELDS))
+
+    @on(Input.Changed, "#spec-batch_size, #spec-grad_accum, #spec-num_processes")
+    def batch_changed(self, event: Input.Changed) -> None:
+        values = (self.query_one(f"#spec-{name}", Input).value.strip() for name in BATCH_FIELDS)
+        self.query_one("#spec-batch", Static).update(batch_text(*values))
+
     def read_spec(self) -> TrainSpec | None:
         data = dict(self.app.train_defaults)
         for name, _ in FORM:
@@ -180,6 +206,12 @@ class TrainScreen(ReportsWorkerErrors, Screen):
 
     def follow(self, run_id: str, run_dir: Path, proc, resume: bool = False) -> None:
         self.run_id, self.run_dir, self.proc = run_id, run_dir, proc
+        try:  # the stored spec: measuring lengths may have put fewer rows in a step and accumulated more
+            spec = self.app.store.get_run(run_id)["spec"]
+            self.run_batch = batch_text(*(spec.get(name, 1) for name in BATCH_FIELDS), short=True)
+        except StoreError:
+            self.run_batch = ""
+        self.query_one("#train-stats", Label).update(f"{run_id}  {self.run_batch}")
         if not resume:  # a resumed run appends to the same events file: keep reading where we were
             self.train_points, self.eval_points, self.events_offset = [], [], 0
         self.query_one("#train-log", RichLog).write(f"[b]{'resumed' if resume else 'started'} {run_id}[/]")
@@ -250,7 +282,8 @@ class TrainScreen(ReportsWorkerErrors, Screen):
             eta = as_float(last.get("eta_s"))
             self.query_one("#train-stats", Label).update(
                 f"{self.run_id}  step {last['step']}/{self.max_steps}  loss {as_float(last['loss']):.4f}  "
-                f"{last.get('tokens_per_s', 0):.0f} tok/s" + (f"  ETA {eta:.0f} s" if eta else ""))
+                f"{last.get('tokens_per_s', 0):.0f} tok/s" + (f"  ETA {eta:.0f} s" if eta else "")
+                + (f"  ·  {self.run_batch}" if self.run_batch else ""))
             self.query_one("#train-progress", ProgressBar).update(total=self.max_steps or None,
                                                                   progress=last["step"])
         if self.dirty:
