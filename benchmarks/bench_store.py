@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import WORDS, percentiles
+from benchmarks.common import WORDS, action_to_frame, percentiles
 
 
 def timed(fn, runs: int = 30) -> dict:
@@ -132,16 +132,7 @@ async def curate_keys(ws: Path, presses: int = 100) -> dict:
         out["start_position"] = screen.position_text()
         for key, action, n in (("j", "next", presses), ("k", "previous", presses), ("a", "approve", presses),
                                ("s", "cycle_status", 20)):
-            samples = []
-            for _ in range(n):
-                painted = asyncio.get_running_loop().create_future()
-                t = time.perf_counter()
-                await screen.run_action(action)
-                app.call_after_refresh(lambda f=painted: f.done() or f.set_result(time.perf_counter()))
-                samples.append((await painted - t) * 1000)
-                await pilot.pause()
-            p50, p99 = percentiles(samples)
-            out[key] = {"p50_ms": round(p50, 1), "p99_ms": round(p99, 1)}
+            out[key] = await action_to_frame(app, pilot, screen, action, n)
         out["end_position"] = screen.position_text()
     store.close()
     return out

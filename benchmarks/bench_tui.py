@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import percentiles, sentence
+from benchmarks.common import action_to_frame, sentence
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,16 +51,7 @@ async def keypress_latency(ws: Path, n_presses: int = 300) -> dict:
         await pilot.pause()
         screen = app.screen
         for key, action in (("j", "next"), ("a", "approve")):
-            samples = []
-            for _ in range(n_presses):
-                painted = asyncio.get_running_loop().create_future()
-                t = time.perf_counter()
-                await screen.run_action(action)
-                app.call_after_refresh(lambda f=painted: f.done() or f.set_result(time.perf_counter()))
-                samples.append((await painted - t) * 1000)
-                await pilot.pause()
-            p50, p99 = percentiles(samples)
-            out[key] = {"p50_ms": round(p50, 1), "p99_ms": round(p99, 1)}
+            out[key] = await action_to_frame(app, pilot, screen, action, n_presses)
     return out
 
 

@@ -45,6 +45,23 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return qs[49], qs[98]
 
 
+async def action_to_frame(app, pilot, screen, action: str, n: int) -> dict:
+    """{p50_ms, p99_ms} from running `action` on `screen` to the next painted frame, `n` times (a key press
+    without the terminal: the binding's action, then the refresh it causes)."""
+    import asyncio
+
+    samples = []
+    for _ in range(n):
+        painted = asyncio.get_running_loop().create_future()
+        t = time.perf_counter()
+        await screen.run_action(action)
+        app.call_after_refresh(lambda f=painted: f.done() or f.set_result(time.perf_counter()))
+        samples.append((await painted - t) * 1000)
+        await pilot.pause()
+    p50, p99 = percentiles(samples)
+    return {"p50_ms": round(p50, 1), "p99_ms": round(p99, 1)}
+
+
 def corpus_sentences() -> list[str]:
     """Real English sentences from the Python help topics that ship with the standard library: varied text
     whose embeddings spread like a person's notes do (word salad from a small vocabulary would make every
