@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import WORDS, action_to_frame, percentiles
+from benchmarks.common import action_to_frame, corpus_sentences, percentiles
 
 
 def timed(fn, runs: int = 30) -> dict:
@@ -36,22 +36,18 @@ def timed(fn, runs: int = 30) -> dict:
 
 
 def items(n: int, seed: int = 1):
-    """The shape bench_tui fills (a numbered question, four sentences of answer, one of three tags), drawn from
-    pools of random sentences of the same words so that making a million takes seconds, not minutes (every
-    question is unique by its number)."""
+    """The shape bench_tui fills (a numbered question, four paragraphs of answer, one of three tags), drawn from
+    real English sentences (the Python help topics, benchmarks/common.py corpus_sentences) so that words are as
+    unevenly common as in a person's notes: "the" is in nearly every example, "object" in about half, most words
+    in few. Making a million takes seconds (every question is unique by its number)."""
     rng = random.Random(seed)
     tags = ["reflection", "decision", "learning"]
-
-    def sentence(k: int) -> str:
-        return " ".join(rng.choices(WORDS, k=k)).capitalize() + "."
-
-    questions = [sentence(10) for _ in range(4096)]
-    answers = [sentence(20) for _ in range(16384)]
+    pool = corpus_sentences()
     for i in range(n):
         yield {"extract_key": f"bench:{i}", "source_kind": "jsonl", "source_ref": f"bench.jsonl:{i + 1}",
                "tags": [tags[rng.randrange(3)]],
-               "messages": [{"role": "user", "content": f"Question {i}: " + questions[rng.randrange(4096)]},
-                            {"role": "assistant", "content": "\n\n".join(rng.choices(answers, k=4))}]}
+               "messages": [{"role": "user", "content": f"Question {i}: " + rng.choice(pool)},
+                            {"role": "assistant", "content": "\n\n".join(rng.choices(pool, k=4))}]}
 
 
 def fill(ws: Path, n: int) -> float:
@@ -84,10 +80,12 @@ def store_ops(ws: Path) -> dict:
         ("page_middle_source", {"source": "bench.jsonl:9", "after": mid}),
         ("fts_rare_word_first_page", {"search": "Question 999999"}),
         ("fts_rare_prefix_first_page", {"search": f"Question {mid}"}),
-        ("fts_common_word_first_page", {"search": "note"}),
-        ("fts_common_word_middle_page", {"search": "note", "after": mid}),
-        ("fts_common_word_pending_middle_page", {"search": "note", "status": "pending", "after": mid}),
-        ("fts_two_words_first_page", {"search": "garden habit"}),
+        ("fts_common_word_first_page", {"search": "the"}),  # in ~all examples; a 3-letter prefix index entry
+        ("fts_common_word_middle_page", {"search": "the", "after": mid}),
+        ("fts_common_word_pending_middle_page", {"search": "the", "status": "pending", "after": mid}),
+        ("fts_common_long_prefix_first_page", {"search": "objec"}),  # 5 letters: no prefix index; ~half of them
+        ("fts_common_long_prefix_middle_page", {"search": "objec", "after": mid}),
+        ("fts_two_words_first_page", {"search": "return value"}),
     ]
     for name, kw in pages:
         sql, params = store.page_sql(**kw, limit=100)
@@ -95,7 +93,7 @@ def store_ops(ws: Path) -> dict:
                      "bare": timed(lambda sql=sql, params=params: bare.execute(sql, params).fetchall())}
     from tui.screens.curate import COUNT_CAP
 
-    for name, kw in [("count_fts_common_capped", {"search": "note", "cap": COUNT_CAP}),  # as Curate's reload counts
+    for name, kw in [("count_fts_common_capped", {"search": "the", "cap": COUNT_CAP}),  # as Curate's reload counts
                      ("count_tag_capped", {"tag": "decision", "cap": COUNT_CAP}),
                      ("count_pending_below_middle_capped", {"status": "pending", "below": mid, "cap": COUNT_CAP})]:
         out[name] = timed(lambda kw=kw: store.count(**kw), 10)

@@ -222,3 +222,60 @@ def test_pages_use_the_index_of_their_filter(store):
     assert searched.startswith("SCAN examples_fts VIRTUAL TABLE") and "PRIMARY KEY (rowid=?)" in searched
     assert all("TEMP B-TREE" not in plan(**kw) for kw in ({"status": "approved", "after": 1}, {"search": "x"},
                                                           {"search": "x", "before": 9}, {}))
+
+
+def test_source_filter_is_a_literal_case_blind_substring_kept_up_to_date(store):
+    """The source filter reads the trigram index of "kind:ref" (3+ characters) and checks shorter ones row by row;
+    either way it is a plain substring: `_` and `%` in a file name are not wildcards."""
+    rows = [dict(item(f"k{i}", user=f"q{i}"), source_kind="csv", source_ref=ref) for i, ref in enumerate(
+        ["notes/My_Week.csv:2", "notes/myXweek.csv:3", "Daily 100%.csv:9", "daily.csv:19", "other.csv:1"])]
+    store.ingest(rows)
+    ids = store.ids()
+    src = lambda s, **kw: store.page(source=s, **kw)  # noqa: E731
+    assert src("my_week") == [ids[0]]  # not myXweek: `_` is literal; and case does not matter
+    assert src("100%") == [ids[2]] and src("DAILY") == ids[2:4] and src("csv:1") == [ids[3], ids[4]]
+    assert src("y_") == [ids[0]] and src("%") == [ids[2]]  # two characters and less: the row-by-row path
+    assert src("csv:1", after=ids[3]) == [ids[4]] and store.count(source="daily") == 2
+    assert src("daily", search="q3") == [ids[3]] and src("daily", search="q1") == []  # beside a search
+    # A re-import that moves an example to another line, and a deletion: the index follows both.
+    store.ingest([dict(rows[3], source_ref="daily.csv:42", messages=rows[3]["messages"][:1] + [
+        {"role": "assistant", "content": "changed"}])])
+    assert src("daily.csv:42") == [ids[3]] and src("daily.csv:19") == []
+    with store.transaction() as c:
+        c.execute("DELETE FROM examples WHERE id=?", (ids[2],))
+    assert src("daily") == [ids[3]]
+    plan = " | ".join(r[3] for r in store.conn.execute("EXPLAIN QUERY PLAN " + store.page_sql(source="daily")[0],
+                                                         store.page_sql(source="daily")[1]))
+    assert plan.startswith("SCAN examples_src VIRTUAL TABLE") and "TEMP B-TREE" not in plan
+
+
+def test_search_matches_a_single_letter_as_a_word_and_two_as_a_prefix(store):
+    store.ingest([item("a", user="plan b for the garden"), item("b", user="buy bulbs"), item("c", user="x")])
+    a, b, _ = store.ids()
+    assert store.page(search="b") == [a]  # the word "b", not every word starting with b
+    assert store.page(search="bu") == [b] and store.page(search="garden b") == [a]
+
+
+def test_a_store_from_before_the_search_indexes_is_migrated_with_its_rows(tmp_path):
+    """A workspace made by an earlier forge (schema 5): opening it builds the prefix and source indexes over
+    what it holds, and nothing is lost."""
+    import sqlite3
+
+    from forge import store as store_mod
+
+    old = Store.__new__(Store)  # a store stopped at migration 5
+    path = tmp_path / "forge.db"
+    migrations, store_mod.MIGRATIONS = store_mod.MIGRATIONS, store_mod.MIGRATIONS[:5]
+    try:
+        old.__init__(path)
+        old.ingest([dict(item(f"k{i}", user=f"gardening note {i}"), source_ref=f"vault/n{i}.md") for i in range(30)])
+        assert old.schema_version == 5
+        old.close()
+    finally:
+        store_mod.MIGRATIONS = migrations
+    s = Store(path)
+    assert s.schema_version == len(migrations) and s.counts()["total"] == 30
+    assert len(s.page(search="garde", limit=100)) == 30 and s.page(source="n7.md") == s.page(search="7")
+    names = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
+    assert {"examples_ai", "examples_ad", "examples_au", "examples_src_ai", "examples_src_ad"} <= names
+    s.close()
