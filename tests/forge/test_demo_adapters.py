@@ -1,4 +1,4 @@
-"""`forge demo --adapters` reduced (4 steps, 5 held-out prompts per task): the structure, not the quality; Ctrl-C
+"""`forge demo --adapters` reduced (2 steps, 3 held-out prompts per task): the structure, not the quality; Ctrl-C
 leaves no companion behind; a task with --adapters is refused. (A file of its own so the test-suite workers can
 run it beside the other demo tests.)"""
 
@@ -17,7 +17,7 @@ def test_demo_adapters_two_tasks_two_adapters_one_companion_reduced(tmp_path, ba
     from forge.store import Store
 
     lines = []
-    r = run_adapters_demo(tmp_path / "ws", lines.append, max_steps=4, heldout_limit=5, base_model=str(base_model_dir))
+    r = run_adapters_demo(tmp_path / "ws", lines.append, max_steps=2, heldout_limit=3, base_model=str(base_model_dir))
     assert set(r["tasks"]) == {"reminders", "intent"} and r["base"] == "base"
     adapters = {t: d["adapter_id"] for t, d in r["tasks"].items()}
     # Two runs, two adapters (GGUF LoRA, not merged exports), both of the one base.
@@ -39,10 +39,10 @@ def test_demo_adapters_two_tasks_two_adapters_one_companion_reduced(tmp_path, ba
         os.kill(c["pid"], 0)
     # Each task asked of its own adapter and of the base, through that companion, on its own held-out file.
     for task, d in r["tasks"].items():
-        assert d["heldout_file"] == TASKS[task].heldout_file and d["n"] == 5, d["leaks"]
+        assert d["heldout_file"] == TASKS[task].heldout_file and d["n"] == 3, d["leaks"]
         assert d["answered_by"] == {"adapter": [d["adapter_id"]], "base": ["base"]}
         assert d["adapter"]["errors"] == 0 and d["base"]["errors"] == 0
-        held = [json.loads(x) for x in (DEMO_DIR / TASKS[task].heldout_file).read_text().splitlines()[:5]]
+        held = [json.loads(x) for x in (DEMO_DIR / TASKS[task].heldout_file).read_text().splitlines()[:3]]
         for model in (d["adapter_id"], "base"):
             (ev,) = store.evals(model) if model != "base" else [e for e in store.evals("base")
                                                                  if e["dataset"] == d["dataset"]]

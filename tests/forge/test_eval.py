@@ -53,14 +53,15 @@ def test_a_crash_and_a_timeout_are_recorded_and_the_rest_complete(tmp_path, monk
 
 @pytest.fixture(scope="module")
 def exported(trained_workspace):
-    """The session's trained run exported twice (Q8_0, Q4_K_M): (store, config, run_id, q8 id, q4 id)."""
+    """The session's trained run exported (Q8_0), and the bundled base to compare it with: (store, config, run_id,
+    export id, "base")."""
     store, config, run_id, _ = trained_workspace
     return (store, config, run_id, ex.export_run(store, config, run_id, "q8_0")["model_id"],
-            ex.export_run(store, config, run_id, "q4_k_m")["model_id"])
+            ex.register_bundled_base(store, config)["id"])
 
 
 @pytest.mark.slow
-def test_eval_of_two_exports_stores_outputs_and_metrics(exported, tmp_path):
+def test_eval_of_an_export_vs_the_base_stores_outputs_and_metrics(exported, tmp_path):
     store, config, _, model, other = exported
     r = ev.evaluate(store, model, other, test_file=str(prompts_file(tmp_path)), max_tokens=16, config=config)
     assert r["n"] == 4 and r["model_id"] == model and r["baseline_id"] == other
