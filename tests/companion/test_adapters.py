@@ -195,3 +195,45 @@ def test_serving_an_adapter_on_its_own_is_refused_before_anything_loads(served):
     line = r.stderr.strip().splitlines()[-1]
     assert line.startswith("forge: error: tuned is a LoRA adapter of base:") and "/admin/adapters" in line
     assert "Traceback" not in r.stderr and "loading" not in r.stderr
+
+
+SWITCH_BACK = r"""
+import json, sys
+from companion.worker import Adapters
+from forge.llama_child import load_llama
+from forge.train.base_model import bundled_gguf
+
+llm = load_llama(str(bundled_gguf()), n_ctx=512, n_threads=1, seed=0)
+a = Adapters(llm)
+a.add("loud", sys.argv[1])
+ask = lambda: llm.create_chat_completion([{"role": "user", "content": "remind me to call mom tomorrow at 5"}],
+                                         max_tokens=8, temperature=0)["choices"][0]["message"]["content"]
+out = {"base": ask()}
+a.apply("loud")
+out["loud_first_kept"] = llm.n_tokens
+out["loud"] = ask()
+a.apply(None)
+out["base_kept"] = llm.n_tokens
+out["base_again"] = ask()
+a.apply("loud")
+out["loud_kept"] = llm.n_tokens
+out["loud_again"] = ask()
+a.remove("loud")  # while applied: the base comes back, with its cells
+out["states_left"], out["base_kept_after_remove"] = [str(k) for k in a.states], llm.n_tokens
+print(json.dumps(out))
+"""
+
+
+def test_switching_back_reuses_the_prompt_its_own_adapter_computed(trained_workspace, tmp_path):
+    """An adapter switch keeps the outgoing adapter's KV cells and restores the incoming one's (in llama.cpp, in a
+    child process): the prompt prefix each computed is read again by neither, and no answer changes — the base's
+    after `loud` (alpha ×200, whose KV differs everywhere) is the base's first answer, token for token."""
+    loud = loud_adapter(trained_workspace[3], tmp_path)
+    p = subprocess.run([sys.executable, "-c", SWITCH_BACK, str(loud)], capture_output=True, text=True, timeout=300,
+                       cwd=Path(__file__).resolve().parents[2])
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["loud"] != out["base"] and out["base_again"] == out["base"] and out["loud_again"] == out["loud"]
+    assert out["loud_first_kept"] == 0  # nothing computed with loud yet: an empty cache, never the base's cells
+    assert out["base_kept"] > 8 and out["loud_kept"] > 8  # the prompt (template and request) came back with each
+    assert out["states_left"] == [] and out["base_kept_after_remove"] > 8  # loud's cells went with it
