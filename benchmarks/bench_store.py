@@ -38,8 +38,8 @@ def timed(fn, runs: int = 30) -> dict:
 def items(n: int, seed: int = 1):
     """The shape bench_tui fills (a numbered question, four paragraphs of answer, one of three tags), drawn from
     real English sentences (the Python help topics, benchmarks/common.py corpus_sentences) so that words are as
-    unevenly common as in a person's notes: "the" is in nearly every example, "object" in about half, most words
-    in few. Making a million takes seconds (every question is unique by its number)."""
+    unevenly common as in a person's notes: "the" is in nearly every example, "object" in about half, "function"
+    in a third, most words in few. Making a million takes seconds (every question is unique by its number)."""
     rng = random.Random(seed)
     tags = ["reflection", "decision", "learning"]
     pool = corpus_sentences()
@@ -83,8 +83,9 @@ def store_ops(ws: Path) -> dict:
         ("fts_common_word_first_page", {"search": "the"}),  # in ~all examples; a 3-letter prefix index entry
         ("fts_common_word_middle_page", {"search": "the", "after": mid}),
         ("fts_common_word_pending_middle_page", {"search": "the", "status": "pending", "after": mid}),
-        ("fts_common_long_prefix_first_page", {"search": "objec"}),  # 5 letters: no prefix index; ~half of them
-        ("fts_common_long_prefix_middle_page", {"search": "objec", "after": mid}),
+        ("fts_common_6_letter_prefix_first_page", {"search": "object"}),  # in ~half; the longest prefix index
+        ("fts_common_long_prefix_first_page", {"search": "functio"}),  # 7 letters: no prefix index; ~a third
+        ("fts_common_long_prefix_middle_page", {"search": "functio", "after": mid}),
         ("fts_two_words_first_page", {"search": "return value"}),
     ]
     for name, kw in pages:
