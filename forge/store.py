@@ -628,11 +628,14 @@ class Store:
                 "edited": bool(row["edited"]), "reason": row["reason"]}
 
     def _apply_state(self, c: sqlite3.Connection, example_id: int, state: dict, ts: str) -> None:
-        msgs = state["messages"]
-        c.execute("UPDATE examples SET status=?, messages=?, text=?, content_hash=?, edited=?, reason=?, "
-                  "updated_at=? WHERE id=?",
-                  (state["status"], canonical_messages(msgs), flatten(msgs), content_hash(msgs),
-                   int(state["edited"]), state["reason"], ts, example_id))
+        """Set an example's status, messages, edited flag and reason. The text columns are written only when the
+        messages differ, so a decision does not rewrite the example's full-text index entries (their trigger
+        fires on any UPDATE naming text)."""
+        msgs = canonical_messages(state["messages"])
+        c.execute("UPDATE examples SET status=?, edited=?, reason=?, updated_at=? WHERE id=?",
+                  (state["status"], int(state["edited"]), state["reason"], ts, example_id))
+        c.execute("UPDATE examples SET messages=?, text=?, content_hash=? WHERE id=? AND messages IS NOT ?",
+                  (msgs, flatten(state["messages"]), content_hash(state["messages"]), example_id, msgs))
 
     def decide(self, action: str, changes: dict[int, dict], reason: str | None = None,
                expect: dict[int, dict] | None = None) -> int:

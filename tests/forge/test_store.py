@@ -279,3 +279,20 @@ def test_a_store_from_before_the_search_indexes_is_migrated_with_its_rows(tmp_pa
     names = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
     assert {"examples_ai", "examples_ad", "examples_au", "examples_src_ai", "examples_src_ad"} <= names
     s.close()
+
+
+def test_search_follows_edits_and_their_undo_while_decisions_leave_the_index_alone(store, config):
+    store.ingest([item("a", user="water the ferns"), item("b", user="call the plumber")])
+    a, b = store.ids()
+    fts_rows = lambda: store.conn.execute("SELECT count(*) FROM examples_fts_data").fetchone()[0]  # noqa: E731
+    before = fts_rows()
+    curate.approve(store, a, config)
+    curate.reject(store, b)
+    store.undo()
+    assert fts_rows() == before  # a decision writes no full-text entries (it once rewrote them all)
+    assert store.page(search="ferns", status="approved") == [a]
+    curate.edit(store, a, [{"role": "user", "content": "water the orchids"}, {"role": "assistant", "content": "ok"}])
+    assert store.page(search="orchid") == [a] and store.page(search="ferns") == []
+    store.undo()
+    assert store.page(search="ferns") == [a] and store.page(search="orchid") == []
+    assert store.get(a).status == "approved" and not store.get(a).edited
