@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import sqlite3
+import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -270,6 +271,10 @@ def _m6_search_indexes(db) -> None:
     # (a decision no longer rewrites the example's index entry); adds the source index. One pass over the store
     # (about two minutes per million examples).
     c = db.conn
+    n = c.execute("SELECT count(*) FROM examples").fetchone()[0]
+    if n > 50_000:  # minutes for a large store: say so rather than look frozen (once, on the first open)
+        print(f"forge: building the search indexes for {n:,} examples (once; about 2 minutes per million)…",
+              file=sys.stderr, flush=True)
     c.execute("DROP TABLE examples_fts")
     c.execute(FTS_SQL)
     c.execute("INSERT INTO examples_fts (examples_fts) VALUES ('rebuild')")
