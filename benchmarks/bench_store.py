@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import action_to_frame, corpus_sentences, percentiles
+from benchmarks.common import action_to_frame, corpus_sentences, curate_app, percentiles
 
 
 def timed(fn, runs: int = 30) -> dict:
@@ -116,15 +116,8 @@ def store_ops(ws: Path) -> dict:
 async def curate_keys(ws: Path, presses: int = 100) -> dict:
     """Time from a Curate key's action starting to the next frame painted (headless), starting in the middle of
     the store: next (j), previous (k), approve (a), and the status filter (s, which re-reads the window)."""
-    from forge.config import Config
-    from forge.store import Store
-    from tui.app import make_app
-
-    store = Store.for_workspace(ws)
-    app = make_app(Config(workspace=str(ws)), store)
     out = {}
-    async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+    async with curate_app(ws) as (store, app, pilot):
         screen = app.screen
         screen.reload(keep_id=store.page(status="pending", after=store.counts()["total"] // 2, limit=1)[0])
         await pilot.pause()
@@ -133,7 +126,6 @@ async def curate_keys(ws: Path, presses: int = 100) -> dict:
                                ("s", "cycle_status", 20)):
             out[key] = await action_to_frame(app, pilot, screen, action, n)
         out["end_position"] = screen.position_text()
-    store.close()
     return out
 
 

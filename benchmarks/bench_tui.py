@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import action_to_frame, sentence
+from benchmarks.common import action_to_frame, curate_app, sentence
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -40,15 +40,8 @@ def fill_store(ws: Path, n: int):
 async def keypress_latency(ws: Path, n_presses: int = 300) -> dict:
     """Time from the key's action starting to the next frame painted (headless driver). Pilot.press is not
     used for timing: it adds ~60 ms of its own idle-waiting that a person at a terminal never sees."""
-    from forge.config import Config
-    from forge.store import Store
-    from tui.app import make_app
-
-    store = Store.for_workspace(ws)
-    app = make_app(Config(workspace=str(ws)), store)
     out = {}
-    async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+    async with curate_app(ws) as (_, app, pilot):
         screen = app.screen
         for key, action in (("j", "next"), ("a", "approve")):
             out[key] = await action_to_frame(app, pilot, screen, action, n_presses)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import statistics
 import time
@@ -43,6 +44,23 @@ def timed(fn, repeat: int = 3) -> float:
 def percentiles(samples: list[float]) -> tuple[float, float]:
     qs = statistics.quantiles(samples, n=100, method="inclusive")
     return qs[49], qs[98]
+
+
+@contextlib.asynccontextmanager
+async def curate_app(ws: Path):
+    """forge's app on workspace `ws`, headless at 120×40, opened on Curate: yields (store, app, pilot)."""
+    from forge.config import Config
+    from forge.store import Store
+    from tui.app import make_app
+
+    store = Store.for_workspace(ws)
+    app = make_app(Config(workspace=str(ws)), store)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            yield store, app, pilot
+    finally:
+        store.close()
 
 
 async def action_to_frame(app, pilot, screen, action: str, n: int) -> dict:

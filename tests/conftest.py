@@ -129,22 +129,28 @@ def add_model(store, config, model_id: str, path: Path, quant: str) -> None:
                           "status": "ready", "meta": {}}, models_dir=config.workspace_path() / "models")
 
 
-@pytest.fixture(scope="session")
-def companion_ws(tmp_path_factory):
+def workspace_with_base(ws: Path, settings: dict):
+    """Workspace folder `ws` with a config.json (`settings` beside its `workspace` key) and the bundled base
+    registered as `base`: (config path, config, store, base record). The caller closes the store."""
     from forge.config import load_config
     from forge.export import register_bundled_base
-    from forge.llama_child import run_child
     from forge.store import Store
 
-    ws = tmp_path_factory.mktemp("companion-ws")
     cfg_path = ws / "config.json"
-    cfg_path.write_text(json.dumps({
-        "workspace": str(ws),
-        "companion": {"max_queue": 6, "request_timeout_s": 120, "drain_timeout_s": 120, "n_ctx": 1024},
-        "generate": {"max_tokens": 300, "concurrency": 1, "per_request": 2, "max_requests": 12, "timeout_s": 120}}))
+    cfg_path.write_text(json.dumps({"workspace": str(ws), **settings}))
     config = load_config(cfg_path, environ={})
     store = Store.for_workspace(ws)
-    base = register_bundled_base(store, config)
+    return cfg_path, config, store, register_bundled_base(store, config)
+
+
+@pytest.fixture(scope="session")
+def companion_ws(tmp_path_factory):
+    from forge.llama_child import run_child
+
+    ws = tmp_path_factory.mktemp("companion-ws")
+    cfg_path, config, store, base = workspace_with_base(ws, {
+        "companion": {"max_queue": 6, "request_timeout_s": 120, "drain_timeout_s": 120, "n_ctx": 1024},
+        "generate": {"max_tokens": 300, "concurrency": 1, "per_request": 2, "max_requests": 12, "timeout_s": 120}})
     alt = ws / "models" / "alt" / "smollm2-q8_0.gguf"
     alt.parent.mkdir(parents=True)
     run_child("quantize", src=base["path"], dst=str(alt), quant="q8_0", allow_requantize=True)

@@ -61,20 +61,13 @@ def served(trained_workspace, companion_ws, tmp_path_factory):
     """A companion serving `base` with, in its registry: `tuned` (the run's adapter), `loud` (the same LoRA with
     alpha ×200, so its effect on greedy text is certain), `alien` (an adapter of another base), `alt` (another
     base GGUF: the same model at Q8_0) and `base-copy` (the very same file as base under another id)."""
-    from forge import export as ex
-    from forge.config import load_config
-    from forge.store import Store
-    from tests.conftest import add_model
+    from tests.conftest import add_model, workspace_with_base
 
     run_dir = trained_workspace[3]
     adapter = session_adapter(trained_workspace)
     ws = tmp_path_factory.mktemp("adapters-ws")
-    cfg_path = ws / "config.json"
-    cfg_path.write_text(json.dumps({"workspace": str(ws), "companion": {
-        "max_queue": 16, "queue_timeout_s": 900, "request_timeout_s": 600, "drain_timeout_s": 600, "n_ctx": 1024}}))
-    config = load_config(cfg_path, environ={})
-    store = Store.for_workspace(ws)
-    base = ex.register_bundled_base(store, config)
+    cfg_path, config, store, base = workspace_with_base(ws, {"companion": {
+        "max_queue": 16, "queue_timeout_s": 900, "request_timeout_s": 600, "drain_timeout_s": 600, "n_ctx": 1024}})
     for model_id, src in (("alt", Path(companion_ws[1]) / "models" / "alt" / "smollm2-q8_0.gguf"),
                           ("base-copy", Path(base["path"]))):
         dst = ws / "models" / model_id / src.name

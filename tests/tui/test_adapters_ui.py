@@ -39,17 +39,13 @@ def lora_ws(trained_workspace, tmp_path_factory):
     """A workspace with the bundled `base` and three adapters: `run-lora` (the session run's LoRA, exported for
     real), `loud-lora` (the same LoRA with alpha ×200, so its greedy text surely differs from the base's) and
     `alien-lora` (an adapter of a base `alt` this workspace does not serve). (config path, workspace, held-out file)"""
-    from forge import export as ex
+    from tests.conftest import workspace_with_base
 
     run_dir = trained_workspace[3]
     adapter = session_adapter(trained_workspace)
     ws = tmp_path_factory.mktemp("lora-ui-ws")
-    cfg_path = ws / "config.json"
-    cfg_path.write_text(json.dumps({"workspace": str(ws), "companion": {
-        "max_queue": 8, "request_timeout_s": 600, "drain_timeout_s": 60, "n_ctx": 1024, "max_tokens": 24}}))
-    config = load_config(cfg_path, environ={})
-    store = Store.for_workspace(ws)
-    ex.register_bundled_base(store, config)
+    cfg_path, config, store, _ = workspace_with_base(ws, {"companion": {
+        "max_queue": 8, "request_timeout_s": 600, "drain_timeout_s": 60, "n_ctx": 1024, "max_tokens": 24}})
     register_adapter(store, config, "run-lora", Path(adapter["path"]), adapter["meta"])
     register_adapter(store, config, "loud-lora", loud_adapter(run_dir, ws), adapter["meta"])
     register_adapter(store, config, "alien-lora", Path(adapter["path"]), {
