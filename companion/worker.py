@@ -118,19 +118,24 @@ class Adapters:
             while len(self.states) > self.KEEP:
                 self.states.pop(next(iter(self.states)))
 
+    def _clear(self) -> None:
+        """An empty KV cache, and llama-cpp-python told so (no prompt prefix to reuse)."""
+        import llama_cpp
+
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self.llm._ctx.ctx), True)
+        self.llm.reset()
+
     def _restore(self, adapter_id: str | None) -> None:
         """The KV cache as `adapter_id` left it, or empty."""
         import llama_cpp
 
-        ctx = self.llm._ctx.ctx
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
-        self.llm.reset()
+        self._clear()
         state = self.states.pop(adapter_id, None)
         if state is None:
             return
         buf, size, tokens = state
-        if llama_cpp.llama_state_seq_set_data(ctx, buf, size, 0) != size:  # refused: start from nothing
-            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+        if llama_cpp.llama_state_seq_set_data(self.llm._ctx.ctx, buf, size, 0) != size:  # refused: start afresh
+            self._clear()
             return
         self.llm.input_ids[:len(tokens)] = tokens
         self.llm.n_tokens = len(tokens)  # generate() reuses the longest common prefix and re-reads the rest
@@ -153,8 +158,7 @@ class Adapters:
                 self.loaded[adapter_id]), 1, (ctypes.c_float * 1)(1.0))
         if rc != 0:
             self.states.clear()
-            self.llm.reset()
-            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+            self._clear()
             raise RuntimeError(f"llama_set_adapters_lora returned {rc}")
         self._restore(adapter_id)
         self.active = adapter_id
