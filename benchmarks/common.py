@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 import statistics
@@ -48,7 +49,8 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 @contextlib.asynccontextmanager
 async def curate_app(ws: Path):
-    """forge's app on workspace `ws`, headless at 120×40, opened on Curate: yields (store, app, pilot)."""
+    """forge's app on workspace `ws`, headless at 120×40, opened on Curate once its tokenizer has loaded (a worker,
+    a few seconds at start): yields (store, app, pilot)."""
     from forge.config import Config
     from forge.store import Store
     from tui.app import make_app
@@ -58,6 +60,9 @@ async def curate_app(ws: Path):
     try:
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.pause()
+            while not app.screen.tokenizer_ready:  # loads in a worker for a few seconds, as a person waits it out
+                await asyncio.sleep(0.05)
+            await pilot.pause()
             yield store, app, pilot
     finally:
         store.close()
@@ -66,8 +71,6 @@ async def curate_app(ws: Path):
 async def action_to_frame(app, pilot, screen, action: str, n: int) -> dict:
     """{p50_ms, p99_ms} from running `action` on `screen` to the next painted frame, `n` times (a key press
     without the terminal: the binding's action, then the refresh it causes)."""
-    import asyncio
-
     samples = []
     for _ in range(n):
         painted = asyncio.get_running_loop().create_future()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from functools import partial
 from typing import Iterable
 
@@ -72,6 +73,24 @@ class ForgeApp(App):
 
     def on_mount(self) -> None:
         self.switch_mode("curate")
+
+    def switch_mode(self, mode: str):
+        waiter = super().switch_mode(mode)
+        self.call_after_refresh(self.settle_heap)  # a mode's first visit imports its libraries (the chart, torch…)
+        return waiter
+
+    @staticmethod
+    def settle_heap() -> None:
+        """Collect, then freeze what is alive (gc.freeze): the modules, widgets and caches built so far are left
+        out of every later collection. Python's full collection walks every tracked object, and with forge's
+        libraries loaded that took 50-80 ms, every few hundred key presses, inside a key press: it was the whole
+        of Curate's slow tail. Called where a pause is expected: the first frame, a mode switch, a library loaded
+        in a worker (the tokenizer)."""
+        gc.collect()
+        gc.freeze()
+
+    def on_unmount(self) -> None:
+        gc.unfreeze()  # back to the collector once the app closes (the tests open many apps in one process)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

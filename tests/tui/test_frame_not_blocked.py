@@ -2,6 +2,7 @@
 registered (copy + sha256) and while the validation tokenizer loads. Where the work is fast on this machine, a gate
 holds the real call until the test has pressed its key (the work itself is real)."""
 
+import gc
 import importlib.util
 import subprocess
 import sys
@@ -97,3 +98,22 @@ async def test_keys_work_while_the_validation_tokenizer_loads(sample_store, conf
         assert screen.counts["approved"] == 1
         await pilot.press("k", "a")  # loaded now: approval is immediate
         assert sample_store.get(second).status == "approved"
+
+
+async def test_what_is_alive_when_a_mode_opens_is_left_out_of_full_collections(store, config):
+    """Python's full collection walks every object the collector tracks. With forge's libraries loaded that was
+    50-80 ms, every few hundred key presses, inside the key press that set it off: Curate's slow tail at a million
+    examples. The app freezes what is alive (gc.freeze) when a mode opens, so a full collection walks only what was
+    made since; closing the app gives it all back."""
+    gc.unfreeze()
+    app = make_app(config, store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, CurateScreen)
+        assert gc.get_freeze_count() > 4 * len(gc.get_objects())
+        await pilot.press("f4")  # Train imports its chart library on the first visit
+        await pilot.pause()
+        assert app.current_mode == "train"
+        assert "textual_plotext" in sys.modules
+        assert gc.get_freeze_count() > 4 * len(gc.get_objects())
+    assert gc.get_freeze_count() == 0

@@ -124,6 +124,7 @@ class CurateScreen(ReportsWorkerErrors, Screen):
 
     def on_tokenizer_loaded(self, message: TokenizerLoaded) -> None:
         self.tokenizer_ready, self.tokenizer_error = True, message.error
+        self.app.settle_heap()  # transformers' objects, out of the collector's sight
         if message.error:
             self.notify(f"approval is off: the tokenizer could not be loaded ({message.error}); fix "
                         f"validation.tokenizer in config.json", severity="error", timeout=10, markup=False)

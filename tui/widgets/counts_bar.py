@@ -15,4 +15,4 @@ class CountsBar(Static):
         t.append(f"  total {counts.get('total', 0)}", style="bold")
         if filters:
             t.append(f"   filter: {filters}", style="italic")
-        self.update(t)
+        self.update(t, layout=False)  # one line high (app.tcss): new counts never move another widget
