@@ -286,3 +286,34 @@ async def test_keys_page_through_the_store_by_keyset_without_loading_every_id(sa
         await pilot.press("slash", *"zzyzx", "enter")
         assert screen.current_id is None and screen.total == 0
         assert "Nothing matches" in str(screen.query_one("#example-body").render())
+
+
+async def test_a_key_press_renders_the_example_once(sample_store, config, monkeypatch):
+    """Textual measures a widget's height and then paints it, and each pass rendered the example's markdown: every
+    key press rendered every turn three times. Now each turn is rendered once per key press, and again at a new width."""
+    from rich.markdown import Markdown
+
+    widths = []
+    original = Markdown.__rich_console__
+
+    def counting(self, console, options):
+        widths.append(options.max_width)
+        yield from original(self, console, options)
+
+    monkeypatch.setattr(Markdown, "__rich_console__", counting)
+    app = make_app(config, sample_store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        await pilot.pause()
+        widths.clear()
+        await pilot.press("j")
+        await pilot.pause()
+        turns = len(sample_store.get(screen.current_id).messages)
+        assert len(widths) == turns and len(set(widths)) == 1
+        assert f"#{screen.current_id}" in app.export_screenshot()
+        wide = widths[0]
+        widths.clear()
+        await pilot.resize_terminal(90, 40)
+        await pilot.pause()
+        assert len(widths) == turns and widths[0] == wide - 30  # rendered again, at the new width
+        assert f"#{screen.current_id}" in app.export_screenshot()

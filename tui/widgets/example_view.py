@@ -5,8 +5,11 @@ from __future__ import annotations
 from rich.console import Group
 from rich.markdown import Markdown
 from rich.panel import Panel
+from rich.segment import Segment
 from rich.text import Text
 from textual.containers import VerticalScroll
+from textual.strip import Strip
+from textual.visual import RichVisual
 from textual.widgets import Static
 
 from forge.store import Example
@@ -36,6 +39,32 @@ def render_example(ex: Example, position: str = "", provenance: str = "") -> Gro
     return Group(*lines, Text(""), *turns)
 
 
+class RenderedOnce(RichVisual):
+    """A rich renderable that is rendered once per width and style. Textual renders a rich renderable to measure
+    its height and again to paint it: each key press rendered the example's markdown three times."""
+
+    def __init__(self, widget, renderable) -> None:
+        super().__init__(widget, renderable)
+        self._cached: tuple[tuple, list[Strip]] | None = None
+
+    def _lines(self, width: int, rich_style) -> list[Strip]:
+        key = (width, rich_style)
+        if self._cached is None or self._cached[0] != key:
+            app = self._widget.app
+            options = app.console_options.update(highlight=False, width=width)
+            segments = app.console.render(self._widget.post_render(self._renderable, rich_style), options)
+            lines = Segment.split_and_crop_lines(segments, width, include_new_lines=False, pad=False)
+            self._cached = (key, [Strip(line) for line in lines])
+        return self._cached[1]
+
+    def get_height(self, rules, width: int) -> int:
+        return len(self._lines(width, self._widget.visual_style.rich_style))
+
+    def render_strips(self, width, height, style, options) -> list[Strip]:
+        lines = self._lines(width, style.rich_style)
+        return lines[:height] if height is not None else list(lines)
+
+
 class ExampleView(VerticalScroll):
     """Scrollable view of the current example. The screen sets `show(example)`; it reports nothing upward."""
 
@@ -48,5 +77,5 @@ class ExampleView(VerticalScroll):
         if ex is None:
             body.update(Text(empty_message or "No examples here.", style="dim italic"))
         else:
-            body.update(render_example(ex, position, provenance))
+            body.update(RenderedOnce(body, render_example(ex, position, provenance)))
         self.scroll_home(animate=False)
