@@ -60,6 +60,9 @@ class RenderedOnce(RichVisual):
     def get_height(self, rules, width: int) -> int:
         return len(self._lines(width, self._widget.visual_style.rich_style))
 
+    def __rich_console__(self, console, options):
+        yield self._renderable  # printed by rich (a Static's `content`) as what it wraps
+
     def render_strips(self, width, height, style, options) -> list[Strip]:
         lines = self._lines(width, style.rich_style)
         return lines[:height] if height is not None else list(lines)
