@@ -238,12 +238,13 @@ def _m5_counts(db) -> None:
     """)
 
 
-# The full-text index with prefix indexes for 2-6 letters: a half-typed word (the search box matches its last word
+# The full-text index with prefix indexes for 2-12 letters: a half-typed word (the search box matches its last word
 # as a prefix) is then one index entry read in rowid order, where FTS5 without one collects every match of the
-# prefix first (a word in most examples: ~60 ms at 1M examples, <1 ms with). A one-letter last word is matched
-# whole (fts_query). Longer prefixes use the plain index: fast for most words, ~20-60 ms at 1M examples for one
-# in a third of them. The prefix indexes make the full-text index ~6× larger (1 GB at 1M examples).
-FTS_PREFIXES = "2 3 4 5 6"
+# prefix first (a word in most examples: ~60 ms at 1M examples, <1 ms with; a 7-letter prefix of a word in a third
+# of them: 12-22 ms with indexes for 2-6 letters only). A one-letter last word is matched whole (fts_query). The
+# indexes for 2-6 letters make the full-text index ~6x larger (1 GB at 1M examples); those for 7-12 add ~4 % more
+# (words that long are few), and a prefix of 13+ letters uses the plain index.
+FTS_PREFIXES = " ".join(str(n) for n in range(2, 13))
 FTS_SQL = (f"CREATE VIRTUAL TABLE examples_fts USING fts5(text, tags, tokenize='porter', content='examples', "
            f"prefix='{FTS_PREFIXES}')")
 # Where an example came from, as the source filter matches it (a substring of "kind:ref"), in a trigram index:
@@ -266,18 +267,23 @@ def _source_trigger(name: str) -> str:
                                                                           old=SOURCE_EXPR.format(t="old")))
 
 
-def _m6_search_indexes(db) -> None:
-    # Rebuilds the full-text index with its prefix indexes; its update trigger fires on text and tag changes only
-    # (a decision no longer rewrites the example's index entry); adds the source index. One pass over the store
-    # (about two minutes per million examples).
-    c = db.conn
+def _rebuild_fts(c, what: str) -> None:
+    """Drop and rebuild the full-text index from the examples table (its triggers stay)."""
     n = c.execute("SELECT count(*) FROM examples").fetchone()[0]
     if n > 50_000:  # minutes for a large store: say so rather than look frozen (once, on the first open)
-        print(f"forge: building the search indexes for {n:,} examples (once; about 2 minutes per million)…",
+        print(f"forge: building {what} for {n:,} examples (once; about 4 minutes per million)…",
               file=sys.stderr, flush=True)
     c.execute("DROP TABLE examples_fts")
     c.execute(FTS_SQL)
     c.execute("INSERT INTO examples_fts (examples_fts) VALUES ('rebuild')")
+
+
+def _m6_search_indexes(db) -> None:
+    # Rebuilds the full-text index with its prefix indexes; its update trigger fires on text and tag changes only
+    # (a decision no longer rewrites the example's index entry); adds the source index. One pass over the store
+    # (about four minutes per million examples).
+    c = db.conn
+    _rebuild_fts(c, "the search indexes")
     c.execute("DROP TRIGGER IF EXISTS examples_au")
     c.execute('CREATE TRIGGER examples_au AFTER UPDATE OF text, tags ON examples BEGIN '
               'INSERT INTO examples_fts (examples_fts, rowid, text, tags) VALUES (\'delete\', old.id, old.text, old.tags); '
@@ -288,7 +294,16 @@ def _m6_search_indexes(db) -> None:
         c.execute(_source_trigger(name))
 
 
-MIGRATIONS = [_m1_core, _m2_votes, _m3_distinct, _m4_sources, _m5_counts, _m6_search_indexes]
+def _m7_long_prefixes(db) -> None:
+    # Prefix indexes up to 12 letters (migration 6 made them for 2-6). Nothing to do where migration 6 has just
+    # built the index with today's FTS_SQL.
+    c = db.conn
+    if c.execute("SELECT sql FROM sqlite_master WHERE name = 'examples_fts'").fetchone()[0] != FTS_SQL:
+        _rebuild_fts(c, "the search indexes for long prefixes")
+
+
+MIGRATIONS = [_m1_core, _m2_votes, _m3_distinct, _m4_sources, _m5_counts, _m6_search_indexes,
+              _m7_long_prefixes]
 
 
 class Store:

@@ -281,6 +281,32 @@ def test_a_store_from_before_the_search_indexes_is_migrated_with_its_rows(tmp_pa
     s.close()
 
 
+def test_a_store_with_short_prefix_indexes_gets_the_long_ones_and_keeps_its_rows(tmp_path, monkeypatch):
+    """A workspace from the forge that indexed prefixes of 2-6 letters only (schema 6): opening it rebuilds the
+    full-text index with prefix indexes up to 12 letters, so a long half-typed word is one index read; the rows,
+    their decisions and every search answer stay as they were."""
+    from forge import store as store_mod
+
+    path = tmp_path / "forge.db"
+    old_sql = store_mod.FTS_SQL.replace(store_mod.FTS_PREFIXES, "2 3 4 5 6")
+    with monkeypatch.context() as m:  # the forge of schema 6
+        m.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:6])
+        m.setattr(store_mod, "FTS_SQL", old_sql)
+        old = Store(path)
+        old.ingest([item(f"k{i}", user=f"{'statements' if i % 3 else 'stationery'} note {i}") for i in range(30)])
+        old.set_status(old.ids()[0], "approved")
+        answers = {q: old.ids(search=q) for q in ("statemen", "stationer", "stationery", "note", "st")}
+        assert old.schema_version == 6 and len(answers["statemen"]) == 20 and len(answers["stationer"]) == 10
+        old.close()
+    s = Store(path)
+    assert s.schema_version == len(store_mod.MIGRATIONS)
+    sql = s.conn.execute("SELECT sql FROM sqlite_master WHERE name='examples_fts'").fetchone()[0]
+    assert "prefix='2 3 4 5 6 7 8 9 10 11 12'" in sql
+    assert {q: s.ids(search=q) for q in answers} == answers
+    assert s.counts()["approved"] == 1 and s.counts()["total"] == 30
+    s.close()
+
+
 def test_search_follows_edits_and_their_undo_while_decisions_leave_the_index_alone(store, config):
     store.ingest([item("a", user="water the ferns"), item("b", user="call the plumber")])
     a, b = store.ids()
