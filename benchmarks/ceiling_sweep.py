@@ -64,6 +64,7 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--deadline", type=float, default=420, help="seconds: start no configuration after this")
     ap.add_argument("--tiny", action="store_true", help="a few rows and steps, to check the script on a CPU")
+    ap.add_argument("--beams", type=int, default=0, help="also decode every configuration with this many beams")
     ap.add_argument("--only", default="", help="comma-separated config names (prefixes) to run")
     a = ap.parse_args()
     t0 = time.time()
@@ -83,6 +84,8 @@ def main() -> int:
         tok = AutoTokenizer.from_pretrained(a.base)
         base = AutoModelForCausalLM.from_pretrained(a.base, dtype=torch.float32)
     base.to(dev)
+    if tok.pad_token is None:  # the GGUF's tokenizer names none; forge's materialised copy uses <|endoftext|>
+        tok.pad_token = "<|endoftext|>"
     os.makedirs(a.out, exist_ok=True)
     log = open(os.path.join(a.out, "sweep.jsonl"), "a")
 
@@ -189,7 +192,8 @@ def main() -> int:
         if cfg["train"]:
             steps, losses = fit(model, cfg)
         t_train = time.time() - t1
-        for decode in [{}] + cfg.get("decode", []):
+        extra = [{"num_beams": a.beams}] if a.beams and {"num_beams": a.beams} not in cfg.get("decode", []) else []
+        for decode in [{}] + cfg.get("decode", []) + extra:
             score, preds = generate(model, **decode)
             say(event="result", name=cfg["name"], decode=decode, rouge_l=round(score, 4), steps=steps,
                 train_s=round(t_train, 1), loss_first=round(losses[0], 3) if losses else None,
