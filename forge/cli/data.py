@@ -29,6 +29,14 @@ def _report_extract(report: dict) -> None:
         click.echo(f"  {chunked['notes']} long note(s) split at headings into {chunked['examples']} examples that fit "
                    f"extract.obsidian.max_tokens" + (f" ({chunked['hard_splits']} paragraph(s) split mid-way)"
                                                      if chunked.get("hard_splits") else ""), err=True)
+    repaired = report.get("repaired") or []
+    if repaired:
+        click.echo(f"  {len(repaired)} note(s) imported although their frontmatter is not valid YAML (fix it to keep "
+                   f"Obsidian's properties view working):", err=True)
+        for r in repaired[:5]:
+            click.echo(f"    {r['source']}: {r['reason'].split(': ', 1)[-1]}", err=True)
+        if len(repaired) > 5:
+            click.echo(f"    … and {len(repaired) - 5} more (use --json for all)", err=True)
     ds = report.get("dataset")
     if ds:
         click.echo(f"  split {ds['split']}" + (f" of {', '.join(ds['splits'])}" if len(ds["splits"]) > 1 else "")

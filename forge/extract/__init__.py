@@ -129,6 +129,7 @@ def run_extract(store: Store, kind: str, path: str | Path, config: Config, progr
         report["filter"] = {"origin": origin, "include_tags": cfg.include_tags,
                             "include_folders": cfg.include_folders, "exclude_folders": cfg.exclude_folders}
         report["chunked"] = result.chunked or {"notes": 0, "examples": 0, "hard_splits": 0}
+        report["repaired"] = [{"source": src, "reason": why} for src, why in result.repaired]
     if kind == "dataset":
         report["dataset"] = result.survey  # the split, columns and shape read
     if not result.items:

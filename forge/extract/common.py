@@ -54,6 +54,7 @@ class Extraction:
     read: int = 0
     survey: dict | None = None
     chunked: dict | None = None
+    repaired: list[tuple[str, str]] = field(default_factory=list)  # (source, what was repaired): read anyway
 
     def skip(self, source: str, reason: str, code: str = "bad-record") -> None:
         self.skipped.append(Skipped(source, reason, code))

@@ -268,13 +268,89 @@ def chunk_note(body: str, masked: str, budget: int, count: TokenCount, min_token
 
 
 # ---- notes ---------------------------------------------------------------------------------------------------
-def parse_note(text: str) -> tuple[dict, str, int]:
-    """(frontmatter dict, body, frontmatter line count). Raises yaml.YAMLError or whatever the parser raises."""
+def parse_note(text: str, repairs: list[str] | None = None) -> tuple[dict, str, int]:
+    """(frontmatter dict, body, frontmatter line count).
+
+    Frontmatter that is not valid YAML as a whole is read one top-level key at a time (`repair_frontmatter`), the
+    commonest break being an unquoted colon in a title; what was repaired is appended to `repairs`. Raises
+    yaml.YAMLError when no key can be read that way either, or whatever the parser raises."""
     if not text.startswith("---"):
         return {}, text, 0
-    meta, body = frontmatter.parse(text)  # parse(), not loads(): a key named `content` breaks Post(**meta)
+    try:
+        meta, body = frontmatter.parse(text)  # parse(), not loads(): a key named `content` breaks Post(**meta)
+    except (yaml.YAMLError, ValueError):  # ValueError: a value YAML resolves but cannot build (2026-13-45)
+        block = _frontmatter_block(text)
+        if block is None:
+            raise
+        lines, body, fm_lines = block
+        meta, notes = repair_frontmatter(lines)
+        if not meta:
+            raise
+        if repairs is not None:
+            repairs.extend(notes)
+        return meta, body, fm_lines
     fm_lines = text[: len(text) - len(body)].count("\n") if body else 0
     return (meta if isinstance(meta, dict) else {}), body, fm_lines
+
+
+# A top-level frontmatter key: `key:` at the start of a line, then a space or the end of the line.
+_FM_KEY_RE = re.compile(r"""^('[^'\n]*'|"[^"\n]*"|[^\s#'"\-:?&*!|>%@`\[\]{},][^:\n]*?):(?:[ \t]|$)""")
+
+
+def _frontmatter_block(text: str) -> tuple[list[str], str, int] | None:
+    """(the lines between the --- fences, the body after them, lines before the body), None without a close."""
+    lines = text.split("\n")
+    if lines[0].rstrip() != "---":
+        return None
+    for j in range(1, len(lines)):
+        if lines[j].rstrip() in ("---", "..."):
+            return lines[1:j], "\n".join(lines[j + 1:]), j + 1
+    return None
+
+
+def repair_frontmatter(lines: list[str]) -> tuple[dict, list[str]]:
+    """Frontmatter that is not valid YAML, read one top-level key at a time: each `key:` line with the indented or
+    `- ` lines under it is parsed alone, so one bad value costs only itself. A one-line value YAML refuses (`title:
+    Part 2: the plan`, a quote that does not close) is kept as the plain text after the colon, as its author meant
+    it; a bad multi-line value is left out. Returns (what was read, one phrase per repair, naming line and key)."""
+    entries: list[tuple[int, str, list[str]]] = []  # (file line of the key, key, lines)
+    notes: list[str] = []
+    for i, line in enumerate(lines, start=2):  # line 1 is the opening ---
+        m = _FM_KEY_RE.match(line)
+        if m:
+            entries.append((i, m.group(1), [line]))
+        elif entries and (not line.strip() or line[0] in " \t-#"):
+            entries[-1][2].append(line)
+        elif line.strip() and not line.lstrip().startswith("#"):
+            notes.append(f"line {i} is not `key: value`, left out")
+    meta: dict = {}
+    for line_no, key, chunk in entries:
+        while len(chunk) > 1 and not chunk[-1].strip():
+            chunk.pop()
+        name = key[1:-1] if key[:1] in "'\"" else key
+        value = _yaml_or_none(chunk)
+        if isinstance(value, dict):
+            meta.update(value)
+        elif len(chunk) == 1:
+            meta[name] = chunk[0][len(key) + 1:].strip()
+            notes.append(f"line {line_no}: `{name}` read as plain text")
+        elif isinstance(head := _yaml_or_none(chunk[:1]), dict) and next(iter(head.values()), None) is not None:
+            meta.update(head)  # `tags: [a]` followed by lines that break it: keep the line that reads
+            notes.append(f"{_lines(line_no + 1, line_no + len(chunk) - 1)} under `{name}` left out")
+        else:
+            notes.append(f"{_lines(line_no, line_no + len(chunk) - 1)}: `{name}` left out")
+    return meta, notes
+
+
+def _lines(first: int, last: int) -> str:
+    return f"line {first}" if first == last else f"lines {first}-{last}"
+
+
+def _yaml_or_none(lines: list[str]) -> object:
+    try:
+        return yaml.safe_load("\n".join(lines))
+    except Exception:  # noqa: BLE001 - YAMLError, or ValueError for a date like 2026-13-45: unreadable either way
+        return None
 
 
 def _yaml_problem(e: yaml.YAMLError) -> str:
@@ -284,8 +360,9 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
 
 def note_to_items(rel: str, text: str, cfg: ObsidianConfig, result: Extraction,
                   count: TokenCount | None = None, tag_counts: Counter | None = None) -> list[dict]:
+    repairs: list[str] = []
     try:
-        meta, body, fm_lines = parse_note(text)
+        meta, body, fm_lines = parse_note(text, repairs)
     except yaml.YAMLError as e:
         result.skip(rel, f"frontmatter is not valid YAML{_yaml_problem(e)}; fix it or remove the --- block",
                     "bad-frontmatter")
@@ -373,6 +450,8 @@ def note_to_items(rel: str, text: str, cfg: ObsidianConfig, result: Extraction,
             result.chunked = c
     if not items:
         result.skip(rel, "empty: the note has no text after its frontmatter", "empty")
+    elif repairs:
+        result.repaired.append((rel, "frontmatter is not valid YAML, read key by key: " + "; ".join(repairs)))
     return items
 
 

@@ -58,9 +58,12 @@ def test_every_file_of_a_messy_vault_is_an_example_or_skipped_with_a_reason(tmp_
     # the dotfile app.json is settings; everything else must be accounted for
     assert accounted(report, paths) >= all_files(MESSY) - {".obsidian/app.json"}
     reasons = {s["source"]: s for s in report["skipped"]}
-    assert reasons["Journal/2026-03-03.md"]["code"] == "bad-frontmatter"  # a date YAML cannot read
-    assert "month must be in 1..12" in reasons["Journal/2026-03-03.md"]["reason"]
-    assert reasons["Journal/2026-03-05.md"]["code"] == "bad-frontmatter" and "line" in reasons["Journal/2026-03-05.md"]["reason"]
+    # Frontmatter YAML refuses (a date of month 13, a tab) costs only the bad key: the notes are in, and the report
+    # names the line of each repair.
+    repaired = {r["source"]: r["reason"] for r in report["repaired"]}
+    assert "line 2: `date` read as plain text" in repaired["Journal/2026-03-03.md"]
+    assert "line 3 under `tags` left out" in repaired["Journal/2026-03-05.md"]
+    assert not any(s["code"] == "bad-frontmatter" for s in report["skipped"])
     assert reasons["Journal/empty.md"]["code"] == reasons["Journal/only frontmatter.md"]["code"] == "empty"
     assert reasons["templates/Daily template.md"]["code"] == "template"
     assert reasons["attachments/diagram.png"]["code"] == "skipped-folder" if "attachments/diagram.png" in reasons \
@@ -68,6 +71,8 @@ def test_every_file_of_a_messy_vault_is_an_example_or_skipped_with_a_reason(tmp_
     assert reasons["No extension"]["code"] == "not-a-note"
     # The notes that broke or puzzled parsers are in, with their text.
     texts = {e.note_path: e.messages[-1]["content"] for e in store.examples()}
+    assert "must not stop the import" in texts["Journal/2026-03-03.md"]
+    assert "Tabs are not YAML" in texts["Journal/2026-03-05.md"]
     assert "light on the water" in texts["Journal/2026-03-01.md"]  # frontmatter with a `content:` key
     assert "stop checking email" in texts["Journal/2026-03-02.md"]  # `handler:` key
     assert "Café crème, naïve résumé — “quoted”" in texts["Journal/cp1252 note.md"]
@@ -101,7 +106,7 @@ def test_tag_and_folder_flags_are_remembered_per_vault_and_can_be_forgotten(ws, 
     assert again["filter"] == {**first["filter"], "origin": "remembered"}
     assert again["added"] == 0 and again["unchanged"] == first["added"]
     only = json.loads(forge(ws, "extract", "obsidian", str(MESSY), "--all-notes", "--folder", "Work", "--json").stdout)
-    assert only["added"] == 2 and only["reasons"]["folder-filter"] >= 10
+    assert only["added"] == 3 and only["reasons"]["folder-filter"] >= 10
     # Another vault has its own (no) remembered filter.
     other = tmp_path / "other"
     (other / "x").mkdir(parents=True)
@@ -164,3 +169,19 @@ def test_csv_and_jsonl_reports_count_every_row_read(tmp_path):
                   encoding="utf-8")
     r = run_extract(store, "jsonl", jl, config)
     assert r["read"] == 3 and r["added"] + len(r["skipped"]) == 3, r
+
+
+def test_a_note_whose_frontmatter_is_not_valid_yaml_is_imported_with_the_keys_that_read(ws):
+    """Real vaults are full of `title: Part 2: the plan` and `related: [[a]] [[b]]`, which YAML refuses and Obsidian
+    users write anyway. Such a note is imported: each top-level key is read alone, a one-line value YAML refuses is
+    kept as its text, a bad multi-line one is left out, and the report names the note, the line and the key."""
+    r = forge(ws, "extract", "obsidian", str(MESSY), "--tag", "adr")
+    assert r.returncode == 0, r.stderr
+    assert "added 1," in r.stdout and "1 note(s) imported although their frontmatter is not valid YAML" in r.stderr
+    assert ("Work/Decisions/ADR-7 prices.md: line 2: `title` read as plain text; line 6: `related` read as plain "
+            "text; lines 7-9: `aliases` left out") in r.stderr
+    (ex,) = Store.for_workspace(ws).examples()
+    assert ex.tags == ["adr", "work/decision", "pricing"]  # the keys that read are used: the tag filter saw them
+    assert ex.meta["title"] == 'ADR-7 — price "with VAT included" in the form: stored net vs a price_mode column'
+    assert 'ADR-7 — price "with VAT included" in the form' in ex.messages[0]["content"]  # the prompt names it
+    assert "Store the net price" in ex.messages[-1]["content"] and "aliases" not in ex.messages[-1]["content"]

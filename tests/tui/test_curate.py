@@ -94,6 +94,18 @@ async def test_import_dialog_runs_in_a_worker_and_refreshes(store, config, tmp_p
         assert len(app.screen.ids) == store.counts()["pending"] >= 30
 
 
+def test_the_import_report_names_notes_read_despite_frontmatter_yaml_refuses(store, config):
+    from pathlib import Path
+
+    from forge.extract import run_extract
+    from tui.screens.import_dialog import report_lines
+
+    messy = Path(__file__).resolve().parent.parent / "data" / "vaults" / "messy"
+    lines = report_lines(run_extract(store, "obsidian", messy, config, all_notes=True))
+    repaired = next(line for line in lines if "frontmatter that is not valid YAML" in line)
+    assert repaired.startswith("3 note(s)") and "read key by key" in repaired and "line 2: `" in repaired
+
+
 async def test_import_dialog_names_a_bad_path(store, config, tmp_path):
     app = make_app(config, store)
     async with app.run_test(size=(120, 40)) as pilot:

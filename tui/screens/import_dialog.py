@@ -54,6 +54,11 @@ def report_lines(result: dict, limit: int = 8) -> list[str]:
     chunked = result.get("chunked") or {}
     if chunked.get("notes"):
         lines.append(f"{chunked['notes']} long note(s) split at headings into {chunked['examples']} examples")
+    repaired = result.get("repaired") or []
+    if repaired:
+        first = repaired[0]
+        lines.append(f"{len(repaired)} note(s) with frontmatter that is not valid YAML, read key by key "
+                     f"(e.g. {first['source']}: {first['reason'].split(': ', 1)[-1]})")
     if result.get("reasons"):
         lines.append("skipped: " + ", ".join(f"{n} {SKIP_CODES.get(c, c)}" for c, n in
                                              sorted(result["reasons"].items(), key=lambda kv: -kv[1])))
