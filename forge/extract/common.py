@@ -24,6 +24,7 @@ SKIP_CODES = {
     "folder-filter": "left out by the folder filter",
     "skipped-folder": "in a folder forge never reads (settings, trash, attachments)",
     "template": "an Obsidian template",
+    "drawing": "an Excalidraw drawing",
     "not-a-note": "not a Markdown note",
     "empty": "empty",
     "too-large": "over the size limit",

@@ -53,6 +53,30 @@ def _outside_code(text: str, fn) -> str:
     return "".join(out)
 
 
+_CODE_OR_COMMENT_RE = re.compile(CODE_RE.pattern + r"|%%", re.DOTALL)
+
+
+def strip_comments(text: str) -> str:
+    """The text without its Obsidian comments (`%%…%%`, inline or over many lines, hidden in Obsidian's reading
+    view; the next `%%` closes one, an unclosed one runs to the end), each replaced by its newlines so line numbers
+    still match. `%%` inside code is text; a code block inside a comment is part of the comment."""
+    if "%%" not in text:
+        return text
+    out, pos = [], 0
+    while (m := _CODE_OR_COMMENT_RE.search(text, pos)) is not None:
+        if m.group(0) != "%%":  # code: kept as it is
+            out.append(text[pos:m.end()])
+            pos = m.end()
+            continue
+        out.append(text[pos:m.start()])
+        close = text.find("%%", m.end())
+        end = len(text) if close < 0 else close + 2
+        out.append("\n" * text.count("\n", m.start(), end))
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
 def mask_code(text: str) -> str:
     """The text with every code span blanked to spaces (newlines kept), so offsets and line numbers still match
     but nothing inside code is taken for a tag or a heading."""
@@ -91,6 +115,8 @@ def _render_link(m: re.Match) -> str:
     return page or sub.lstrip("^").strip()
 
 
+# A block id (`^id`, what a block reference points at) ending a line or alone on one: hidden in reading view.
+BLOCK_ID_RE = re.compile(r"(?:(?<=\S)[ \t]+|^[ \t]*)\^[A-Za-z0-9-]+[ \t]*$", re.MULTILINE)
 TAG_LINE_RE = re.compile(r"^[ \t]*#[\w/-]+(?:[ \t]+#[\w/-]+)*[ \t]*$", re.MULTILINE)
 TRAILING_TAGS_RE = re.compile(r"(?<=\S)(?:[ \t]+#[\w/-]+)+[ \t]*$", re.MULTILINE)
 
@@ -101,11 +127,13 @@ def _render_prose(seg: str) -> str:
     if "#" in seg:
         # Tags are metadata, not something the person would say: drop tag-only lines and tags ending a line.
         seg = TRAILING_TAGS_RE.sub("", TAG_LINE_RE.sub("", seg))
+    if "^" in seg:
+        seg = BLOCK_ID_RE.sub("", seg)
     return seg
 
 
 def render_body(body: str) -> str:
-    """Wikilinks as their alias or note name, embeds and tag-only lines dropped; code untouched."""
+    """Wikilinks as their alias or note name; embeds, tag-only lines and block ids dropped; code untouched."""
     return _outside_code(body, _render_prose)
 
 
@@ -372,6 +400,10 @@ def note_to_items(rel: str, text: str, cfg: ObsidianConfig, result: Extraction,
                     "bad-frontmatter")
         return []
 
+    if "excalidraw-plugin" in meta or rel.lower().endswith(".excalidraw.md"):
+        result.skip(rel, "an Excalidraw drawing: its text is the drawing's labels and JSON, not prose", "drawing")
+        return []
+    body = strip_comments(body)
     masked = mask_code(body)
     tags = list(dict.fromkeys(t.lower() for t in frontmatter_tags(meta) + inline_tags(body, masked)))
     if tag_counts is not None:

@@ -201,6 +201,19 @@ async def test_export_dialog_writes_the_dataset(sample_store, config, tmp_path):
     assert len((tmp_path / "ds" / "train.jsonl").read_text().splitlines()) == 8
 
 
+async def survey_laid_out(app, pilot) -> None:
+    """Wait until the survey is shown and laid out, so a click lands on the Import button where it now is."""
+    from textual.widgets import Button
+
+    from tests.tui.helpers import wait_until
+
+    button = app.screen.query_one("#import-start", Button)
+    assert await wait_until(pilot, lambda: str(button.label) == "Import" and not button.disabled)
+    await app.screen.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.pause()
+
+
 async def test_vault_survey_picks_tags_and_folders_remembered_and_an_empty_import_says_what_to_do(store, config):
     """A vault whose notes carry none of config.json's tags: the survey says so and lists the vault's tags; the
     person's pick imports those notes and is remembered for the next survey; an import that found nothing leaves a
@@ -221,6 +234,7 @@ async def test_vault_survey_picks_tags_and_folders_remembered_and_an_empty_impor
         assert "None of" in summary and "#retrospective" in summary
         tags = app.screen.query_one("#survey-tags", SelectionList)
         assert "journal" in [tags.get_option_at_index(i).value for i in range(tags.option_count)]
+        await survey_laid_out(app, pilot)
         await pilot.click("#import-start")
         await app.screen.workers.wait_for_complete()
         await pilot.pause()
@@ -242,6 +256,7 @@ async def test_vault_survey_picks_tags_and_folders_remembered_and_an_empty_impor
         tags.deselect_all()
         tags.select("journal")
         app.screen.query_one("#survey-folders", SelectionList).deselect("Private")
+        await survey_laid_out(app, pilot)
         await pilot.click("#import-start")
         await app.screen.workers.wait_for_complete()
         await pilot.pause()
