@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from forge.config import Config
-from forge.extract.common import Extraction, ExtractError, Progress
+from forge.extract.common import Extraction, ExtractError, Progress, lfs_pointer
 from forge.store import Store
 
 KINDS = ("obsidian", "csv", "jsonl", "dataset")
@@ -24,6 +24,8 @@ def file_kind(path: str | Path) -> str:
 
 def extract(kind: str, path: str | Path, config: Config, progress: Progress | None = None, **options) -> Extraction:
     ex = config.extract
+    if kind in ("csv", "jsonl") and (pointer := lfs_pointer(path)) is not None:
+        raise ExtractError(f"{path}: {pointer}")
     if kind == "obsidian":
         from forge.extract.obsidian import extract_vault
         from forge.tokens import lazy_counter

@@ -108,6 +108,23 @@ def read_text(path: Path) -> tuple[str, str]:
     return decode_bytes(path.read_bytes())
 
 
+def lfs_pointer(path: str | Path) -> str | None:
+    """What to do, when the file is a Git LFS pointer (a clone without git-lfs holds these ~130-byte text files in
+    place of the data, and they read as 'not valid JSON' or one odd CSV row); None for any other file."""
+    import re
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1025)
+    except OSError:
+        return None
+    if len(head) > 1024 or not head.startswith(b"version https://git-lfs.github.com/spec/"):
+        return None
+    size = re.search(rb"\nsize (\d+)", head)
+    what = f"a Git LFS pointer to a {int(size.group(1)) / 1e6:.1f} MB file" if size else "a Git LFS pointer"
+    return f"{what}, not the data: run `git lfs pull` in its repository, or download the file itself"
+
+
 def messages_from_pair(prompt: str, response: str, system: str | None = None) -> list[dict]:
     msgs = []
     if system and system.strip():
@@ -134,23 +151,31 @@ def coerce_messages(value: object) -> list[dict] | None:
     return normalize_messages(out)
 
 
+PROMPT_KEYS = ("prompt", "input", "question", "query")
+RESPONSE_KEYS = ("completion", "response", "output", "answer")
+
+
 def record_to_messages(obj: object) -> list[dict] | None:
     """The conversation inside one record of the common LLM-output shapes, or None if it is none of them:
-    {"messages": [...]}, Alpaca {instruction, input, output}, {input, output}, {prompt, completion|response},
-    {question, answer}."""
+    {"messages": [...]} (or ShareGPT's `conversations`), Alpaca {instruction, input, output}, Dolly {instruction,
+    context, response}, and a prompt-like key (prompt, input, question, query) with a response-like one
+    (completion, response, output, answer), a `context` (SQuAD-style) following the prompt."""
     if not isinstance(obj, dict):
         return None
     for key in ("messages", "conversations", "conversation"):
         if key in obj:
             return coerce_messages(obj[key])
     system = obj.get("system") if isinstance(obj.get("system"), str) else None
-    if isinstance(obj.get("instruction"), str) and isinstance(obj.get("output"), str):
-        extra = obj.get("input")
-        prompt = obj["instruction"] + (f"\n\n{extra}" if isinstance(extra, str) and extra.strip() else "")
-        return messages_from_pair(prompt, obj["output"], system)
-    for p, r in (("input", "output"), ("prompt", "completion"), ("prompt", "response"), ("question", "answer")):
-        if isinstance(obj.get(p), str) and isinstance(obj.get(r), str):
-            return messages_from_pair(obj[p], obj[r], system)
+    answer = next((obj[k] for k in RESPONSE_KEYS if isinstance(obj.get(k), str)), None)
+    if isinstance(obj.get("instruction"), str) and answer is not None:
+        extra = next((obj[k] for k in ("input", "context") if isinstance(obj.get(k), str) and obj[k].strip()), "")
+        prompt = obj["instruction"] + (f"\n\n{extra}" if extra else "")
+        return messages_from_pair(prompt, answer, system)
+    for p in PROMPT_KEYS:
+        for r in RESPONSE_KEYS:
+            if p != r and isinstance(obj.get(p), str) and isinstance(obj.get(r), str):
+                ctx = obj.get("context") if p != "input" and isinstance(obj.get("context"), str) else ""
+                return messages_from_pair(obj[p] + (f"\n\n{ctx}" if ctx.strip() else ""), obj[r], system)
     return None
 
 
@@ -183,14 +208,15 @@ def why_not(rec: object) -> tuple[str, str]:
                 return "empty", f"'{key}' is empty"
             return "bad-record", f"'{key}' is not a list of {{role, content}} turns with known roles"
     if isinstance(rec.get("instruction"), str):
-        if "output" not in rec:
-            return "bad-record", "has 'instruction' but no 'output'"
-        if rec["output"] is None:
-            return "empty", "'output' is null"
-        return "bad-record", f"'output' is {_kind_of(rec['output'])}, not text"
+        key = next((k for k in RESPONSE_KEYS if k in rec), None)
+        if key is None:
+            return "bad-record", "has 'instruction' but no 'output' (or response, answer, completion)"
+        if rec[key] is None:
+            return "empty", f"'{key}' is null"
+        return "bad-record", f"'{key}' is {_kind_of(rec[key])}, not text"
     keys = ", ".join(sorted(map(str, rec))) or "no keys"
     return "bad-record", (f"not a known example shape (has: {keys}); expected messages, instruction/output, "
-                          f"input/output or prompt/completion")
+                          f"instruction/response, input/output, prompt/completion or question/answer")
 
 
 def empty_turn(msgs: list[dict]) -> str | None:

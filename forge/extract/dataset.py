@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from forge.extract.common import (CHAT_KEYS, Extraction, ExtractError, Progress, coerce_messages, describe_error,
-                                  empty_turn, examples_of, messages_from_pair)
+                                  empty_turn, examples_of, lfs_pointer, messages_from_pair)
 from forge.store import content_hash
 from forge.validate import normalize_messages
 
@@ -138,15 +138,7 @@ def _shard_split(path: Path, root: Path) -> str:
 
 
 def _unreadable(path: Path, e: BaseException) -> str:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(100)
-    except OSError:
-        head = b""
-    if head.startswith(b"version https://git-lfs.github.com/spec/"):
-        # a clone without git-lfs holds these small text pointers in place of the data
-        return "a Git LFS pointer, not the data: run `git lfs pull` in its repository, or download the file itself"
-    return f"cannot read: {describe_error(e)}"
+    return lfs_pointer(path) or f"cannot read: {describe_error(e)}"
 
 
 def _saved(folder: Path, label: str, split: str, result: Extraction | None) -> list[Table]:

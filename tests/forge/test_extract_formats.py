@@ -52,7 +52,8 @@ def test_self_instruct_bad_instances_and_empty_lists_are_skipped_with_reasons():
     s = skips(r)
     assert s[(f"{p}:3 (instance 2)", "empty")] == "instance 2: 'output' is null"
     assert s[(f"{p}:3 (instance 3)", "bad-record")] == "instance 3 is text, not {input, output}"
-    assert s[(f"{p}:3 (instance 4)", "bad-record")] == "instance 4: has 'instruction' but no 'output'"
+    assert s[(f"{p}:3 (instance 4)", "bad-record")] == \
+        "instance 4: has 'instruction' but no 'output' (or response, answer, completion)"
     assert s[(f"{p}:3 (instance 5)", "empty")] == "instance 5: the assistant turn is empty"
     assert s[(f"{p}:4", "empty")] == "a Self-Instruct task with an empty 'instances' list"
     assert s[(f"{p}:5", "bad-record")] == "'instances' is text, not a list"
@@ -273,3 +274,35 @@ def test_a_shard_with_other_columns_is_skipped_and_rows_name_their_shard(tmp_pat
     first, second = (tmp_path / "data" / f"train-0000{k}-of-00002.parquet" for k in (0, 1))
     assert skips(r)[(f"{first}:1", "empty")] == "empty 'response' value"
     assert "other columns than the first shard" in skips(r)[(str(second), "bad-record")]
+
+
+# ---- Dolly and other instruction shapes; files cloned without git-lfs ---------------------------------------------
+def test_dolly_rows_with_context_and_the_question_and_query_shapes():
+    """databricks-dolly-15k's {instruction, context, response, category}: the context follows the instruction in the
+    user turn (left out when blank); a null or non-text response is skipped, naming the key. SQuAD-style
+    {question, context, answer} and {query, response} read too."""
+    p = FORMATS / "dolly_and_friends.jsonl"
+    r = extract_jsonl(p, 10**7, 10**6)
+    got = pairs(r)
+    assert got[0] == ("When did Virgin Australia start operating?\n\nVirgin Australia, the trading name of Virgin "
+                      "Australia Airlines Pty Ltd, is an Australian-based airline. It commenced services on 31 August "
+                      "2000 as Virgin Blue, with two aircraft on a single route.",
+                      "Virgin Australia commenced services on 31 August 2000 as Virgin Blue.")
+    assert got[1] == ("Which is a species of fish? Tope or Rope", "Tope")  # empty context: no blank lines added
+    assert got[3][0] == "Write a haiku about a kettle."  # whitespace-only context left out, the nbsp normalised
+    assert got[4] == ("Who wrote it?\n\nThe Hobbit is a novel by J. R. R. Tolkien.", "J. R. R. Tolkien")
+    assert got[5] == ("今天天气怎么样？", "今天晴朗。")
+    assert len(got) == 6
+    assert skips(r) == {(f"{p}:5", "empty"): "'response' is null",
+                        (f"{p}:6", "bad-record"): "'response' is a list, not text"}
+
+
+@pytest.mark.parametrize("name", ["lfs_pointer.jsonl", "lfs_pointer.csv"])
+def test_a_file_cloned_without_git_lfs_says_so_and_how_to_fetch_it(name, store, config):
+    """A Hub dataset cloned without git-lfs (databricks-dolly-15k, seen here) holds a 130-byte pointer: the import
+    says what it is, the size it stands for and the command, instead of 'not valid JSON' on three lines."""
+    with pytest.raises(ExtractError) as e:
+        run_extract(store, file_kind(FORMATS / name), FORMATS / name, config)
+    assert str(e.value).startswith(f"{FORMATS / name}: a Git LFS pointer to a ")
+    assert "MB file, not the data: run `git lfs pull`" in str(e.value)
+    assert store.counts()["total"] == 0
