@@ -339,8 +339,8 @@ def _frontmatter_block(text: str) -> tuple[list[str], str, int] | None:
 def repair_frontmatter(lines: list[str]) -> tuple[dict, list[str]]:
     """Frontmatter that is not valid YAML, read one top-level key at a time: each `key:` line with the indented or
     `- ` lines under it is parsed alone, so one bad value costs only itself. A one-line value YAML refuses (`title:
-    Part 2: the plan`, a quote that does not close) is kept as the plain text after the colon, as its author meant
-    it; a bad multi-line value is left out. Returns (what was read, one phrase per repair, naming line and key)."""
+    Part 2: the plan`, a quote that does not close, `[[a]] [[b]]`) is kept as the plain text after the colon, as its
+    author meant it; a list that does not close (`[a, b`) and a bad multi-line value are left out. Returns (what was read, one phrase per repair, naming line and key)."""
     entries: list[tuple[int, str, list[str]]] = []  # (file line of the key, key, lines)
     notes: list[str] = []
     for i, line in enumerate(lines, start=2):  # line 1 is the opening ---
@@ -360,7 +360,11 @@ def repair_frontmatter(lines: list[str]) -> tuple[dict, list[str]]:
         if isinstance(value, dict):
             meta.update(value)
         elif len(chunk) == 1:
-            meta[name] = chunk[0][len(key) + 1:].strip()
+            raw = chunk[0][len(key) + 1:].strip()
+            if raw.startswith("{") or (raw.startswith("[") and not raw.startswith("[[")):
+                notes.append(f"line {line_no}: `{name}` left out (a list that does not close)")
+                continue
+            meta[name] = raw
             notes.append(f"line {line_no}: `{name}` read as plain text")
         elif isinstance(head := _yaml_or_none(chunk[:1]), dict) and next(iter(head.values()), None) is not None:
             meta.update(head)  # `tags: [a]` followed by lines that break it: keep the line that reads
@@ -410,8 +414,9 @@ def note_to_items(rel: str, text: str, cfg: ObsidianConfig, result: Extraction,
         tag_counts.update(tags)
     if not tag_matches(tags, cfg.include_tags):
         has = f"has {', '.join('#' + t for t in tags[:6])}" if tags else "has no tags"
+        broken = f"; its frontmatter is not valid YAML: {'; '.join(repairs)}" if repairs else ""
         result.skip(rel, f"left out by the tag filter ({has}; the filter wants "
-                         f"{', '.join('#' + t for t in cfg.include_tags)})", "tag-filter")
+                         f"{', '.join('#' + t for t in cfg.include_tags)}){broken}", "tag-filter")
         return []
 
     h1 = H1_RE.search(masked) if "# " in masked else None
