@@ -97,7 +97,16 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
     # Short texts often tie (cp1250 and cp1252 read "Café" alike); then the far more common cp1252 wins.
     found.sort(key=lambda m: (round(m.chaos, 3), -round(m.coherence, 3),
                               order.index(m.encoding) if m.encoding in order else len(order)))
-    encoding = found[0].encoding if found else "cp1252"
+    if found and found[0].encoding == "mac_roman":
+        # Classic Mac text is rare now; on a tie in chaos its slightly higher 'coherence' on a few words is noise
+        # (cp1252's "spät" read as "sp‰t"), so a Windows/ISO reading that is as clean wins.
+        found = [m for m in found[1:] if round(m.chaos, 3) <= round(found[0].chaos, 3)] + found
+    if found:
+        # charset-normalizer names one encoding for several that read the bytes alike: take the commonest of them
+        alike = [e for e in found[0].could_be_from_charset if e in order] or [found[0].encoding]
+        encoding = min(alike, key=lambda e: order.index(e) if e in order else len(order))
+    else:
+        encoding = "cp1252"
     try:
         return data.decode(encoding), encoding
     except UnicodeDecodeError:

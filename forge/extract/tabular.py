@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import sys
 from pathlib import Path
 
@@ -82,7 +83,11 @@ def extract_csv(path: str | Path, cfg: CsvConfig, max_file_bytes: int, max_field
     # A .tsv/.tab file is tab-separated whatever its header holds; otherwise the delimiter is the one the header line
     # uses most (the csv Sniffer misreads prose-heavy rows).
     first = text.split("\n", 1)[0]
-    if path.suffix.lower() in TSV_SUFFIXES:
+    offset = 0  # lines before the header that the reader does not see
+    if (sep := re.fullmatch(r"\s*sep=(.)\s*", first)) is not None:
+        # Excel's "sep=;" line names the delimiter (European exports write it): honour it, then skip it
+        delimiter, text, offset = sep.group(1), text.split("\n", 1)[1] if "\n" in text else "", 1
+    elif path.suffix.lower() in TSV_SUFFIXES:
         delimiter = "\t"
     else:
         delimiter = max([",", ";", "\t", "|"], key=first.count) if any(d in first for d in ",;\t|") else ","
@@ -102,10 +107,16 @@ def extract_csv(path: str | Path, cfg: CsvConfig, max_file_bytes: int, max_field
     if scol and scol not in header:
         result.skip(str(path), f"system column {scol!r} not found; the header has: {', '.join(header)}")
         return result
+    for col in dict.fromkeys(c for c in (pcol, rcol, scol) if c):
+        if header.count(col) > 1:
+            where = ", ".join(str(i + 1) for i, h in enumerate(header) if h == col)
+            result.skip(str(path), f"the header names {col!r} more than once (columns {where}): rename one, or "
+                                   f"pass --prompt-column/--response-column")
+            return result
     idx = {h: i for i, h in enumerate(header)}
     extra = idx.get("input") if pcol.lower() == "instruction" else None
     total = max(text.count("\n"), 1)
-    line = reader.line_num + 1
+    line = reader.line_num + 1 + offset
     while True:
         try:
             row = next(reader)
@@ -114,10 +125,10 @@ def extract_csv(path: str | Path, cfg: CsvConfig, max_file_bytes: int, max_field
         except csv.Error as e:
             result.skip(f"{path}:{line}", f"bad CSV row: {e}")
             result.read += 1
-            line = reader.line_num + 1
+            line = reader.line_num + 1 + offset
             continue
         where = f"{path}:{line}"
-        line = reader.line_num + 1
+        line = reader.line_num + 1 + offset
         if not any(c.strip() for c in row):
             continue
         result.read += 1  # rows read (blank lines are not rows)

@@ -306,3 +306,21 @@ def test_a_file_cloned_without_git_lfs_says_so_and_how_to_fetch_it(name, store, 
     assert str(e.value).startswith(f"{FORMATS / name}: a Git LFS pointer to a ")
     assert "MB file, not the data: run `git lfs pull`" in str(e.value)
     assert store.counts()["total"] == 0
+
+
+def test_an_excel_export_with_a_sep_line_in_cp1252():
+    """European Excel writes `sep=;` as the first line and saves in cp1252: the line names the delimiter and is not
+    the header; the rows keep their file line numbers; a short German text reads as cp1252, not Mac Roman."""
+    p = FORMATS / "excel_sep_cp1252.csv"
+    r = extract_csv(p, CsvConfig(), 10**7, 10**6, prompt_column="Frage", response_column="Antwort")
+    assert pairs(r) == [("Wie spät ist es?", "Es ist drei Uhr."), ("Was kostet das?", "Zehn Euro; bar.")]
+    assert [it["source_ref"] for it in r.items] == [f"{p.name}:3", f"{p.name}:4"]
+
+
+def test_a_header_that_names_a_column_twice_is_refused_with_the_columns(tmp_path):
+    p = tmp_path / "dup.csv"
+    p.write_text("prompt,prompt,response\na,b,c\n")
+    r = extract_csv(p, CsvConfig(), 10**7, 10**6)
+    assert r.items == [] and skips(r)[(str(p), "bad-record")] == (
+        "the header names 'prompt' more than once (columns 1, 2): rename one, or pass "
+        "--prompt-column/--response-column")
