@@ -111,8 +111,9 @@ def extract_csv(obj: Ctx, path: str, prompt_column, response_column, system_colu
 @json_option
 @click.pass_obj
 def extract_jsonl(obj: Ctx, path: str, as_json: bool) -> None:
-    """LLM output: JSONL/JSON in chat, Alpaca, Self-Instruct, input/output or prompt/completion shapes, fenced or
-    not."""
+    """LLM output: JSONL/JSON in chat, Alpaca, Dolly, Self-Instruct, input/output or prompt/completion shapes, fenced
+    or not; or your own chat history: the conversations.json of a ChatGPT or Claude data export (one example per
+    conversation)."""
     _extract(obj, "jsonl", path, as_json)
 
 

@@ -160,13 +160,83 @@ def coerce_messages(value: object) -> list[dict] | None:
     return normalize_messages(out)
 
 
+def _merge_turns(turns: list[tuple[str, str]]) -> list[dict]:
+    """Consecutive turns of one role joined (an answer split around a tool call reads as one answer)."""
+    out: list[dict] = []
+    for role, text in turns:
+        if not text.strip():
+            continue
+        if out and out[-1]["role"] == role:
+            out[-1]["content"] += "\n\n" + text
+        else:
+            out.append({"role": role, "content": text})
+    return out
+
+
+def chatgpt_turns(conv: dict) -> list[dict] | None:
+    """A conversation of ChatGPT's data export (conversations.json: a tree of nodes in `mapping`): the branch that
+    ends at `current_node` (the one the person last saw; regenerated answers on other branches are left out), from
+    the root down. Kept: the text of user, assistant and visible system messages; left out: tool calls and their
+    output (an assistant message addressed to a tool, a `tool` message), images, reasoning summaries."""
+    mapping = conv.get("mapping")
+    if not isinstance(mapping, dict) or not mapping:
+        return None
+    node_id = conv.get("current_node")
+    if node_id not in mapping:  # no current node named: the last leaf
+        leaves = [k for k, v in mapping.items() if isinstance(v, dict) and not v.get("children")]
+        node_id = leaves[-1] if leaves else None
+    path, seen = [], set()
+    while node_id in mapping and node_id not in seen:
+        seen.add(node_id)
+        node = mapping[node_id] if isinstance(mapping[node_id], dict) else {}
+        path.append(node.get("message"))
+        node_id = node.get("parent")
+    turns = []
+    for msg in reversed(path):
+        if not isinstance(msg, dict):
+            continue
+        role = (msg.get("author") or {}).get("role") if isinstance(msg.get("author"), dict) else None
+        content = msg.get("content") if isinstance(msg.get("content"), dict) else {}
+        meta = msg.get("metadata") if isinstance(msg.get("metadata"), dict) else {}
+        if role not in ("user", "assistant", "system") or msg.get("recipient", "all") != "all" \
+                or meta.get("is_visually_hidden_from_conversation") \
+                or content.get("content_type") not in ("text", "multimodal_text"):
+            continue
+        parts = content.get("parts") if isinstance(content.get("parts"), list) else []
+        turns.append((role, "\n\n".join(p for p in parts if isinstance(p, str) and p.strip())))
+    return normalize_messages(_merge_turns(turns))
+
+
+def claude_turns(conv: dict) -> list[dict] | None:
+    """A conversation of Claude's data export (`chat_messages`, each with `sender` human/assistant and `text`, or
+    `content` blocks of which the text ones are kept)."""
+    turns = []
+    for m in conv.get("chat_messages") or []:
+        if not isinstance(m, dict) or m.get("sender") not in ("human", "assistant"):
+            continue
+        blocks = m.get("content") if isinstance(m.get("content"), list) else []
+        texts = [b["text"] for b in blocks if isinstance(b, dict) and b.get("type") == "text"
+                 and isinstance(b.get("text"), str)]
+        text = "\n\n".join(texts) if texts else (m.get("text") if isinstance(m.get("text"), str) else "")
+        turns.append(("user" if m["sender"] == "human" else "assistant", text))
+    return normalize_messages(_merge_turns(turns))
+
+
+def export_title(rec: object) -> str | None:
+    """The title of a ChatGPT or Claude export conversation (None for any other record)."""
+    if isinstance(rec, dict) and (isinstance(rec.get("mapping"), dict) or isinstance(rec.get("chat_messages"), list)):
+        title = rec.get("title") if "mapping" in rec else rec.get("name")
+        return str(title).strip() if title else "untitled"
+    return None
+
+
 PROMPT_KEYS = ("prompt", "input", "question", "query")
 RESPONSE_KEYS = ("completion", "response", "output", "answer")
 
 
 def record_to_messages(obj: object) -> list[dict] | None:
     """The conversation inside one record of the common LLM-output shapes, or None if it is none of them:
-    {"messages": [...]} (or ShareGPT's `conversations`), Alpaca {instruction, input, output}, Dolly {instruction,
+    {"messages": [...]} (or ShareGPT's `conversations`), a conversation of a ChatGPT or Claude data export, Alpaca {instruction, input, output}, Dolly {instruction,
     context, response}, and a prompt-like key (prompt, input, question, query) with a response-like one
     (completion, response, output, answer), a `context` (SQuAD-style) following the prompt."""
     if not isinstance(obj, dict):
@@ -174,6 +244,10 @@ def record_to_messages(obj: object) -> list[dict] | None:
     for key in ("messages", "conversations", "conversation"):
         if key in obj:
             return coerce_messages(obj[key])
+    if isinstance(obj.get("mapping"), dict):
+        return chatgpt_turns(obj)
+    if isinstance(obj.get("chat_messages"), list):
+        return claude_turns(obj)
     system = obj.get("system") if isinstance(obj.get("system"), str) else None
     answer = next((obj[k] for k in RESPONSE_KEYS if isinstance(obj.get(k), str)), None)
     if isinstance(obj.get("instruction"), str) and answer is not None:
@@ -193,8 +267,8 @@ CHAT_KEYS = ("messages", "conversations", "conversation")
 
 @dataclass
 class Found:
-    """One example in a record, or why there is none: `label` is "" for the record itself and "instance N" for one
-    of a Self-Instruct task's instances; `messages` is None when skipped (then `code` and `reason` say why)."""
+    """One example in a record, or why there is none: `label` is "" for the record itself, "instance N" for one
+    of a Self-Instruct task's instances and "conversation 'TITLE'" for one of a chat export; `messages` is None when skipped (then `code` and `reason` say why)."""
 
     label: str
     messages: list[dict] | None
@@ -239,6 +313,8 @@ def empty_turn(msgs: list[dict]) -> str | None:
 
 
 def found_in(rec: object, label: str = "") -> Found:
+    if not label and (title := export_title(rec)) is not None:
+        label = f"conversation {title!r}"
     msgs = record_to_messages(rec)
     if msgs is None:
         return Found(label, None, *why_not(rec))

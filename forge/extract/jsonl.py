@@ -1,4 +1,5 @@
 """LLM output → conversations. Accepts JSONL (or a JSON array) of the common shapes: {"messages": [...]}, Alpaca,
+ChatGPT's and Claude's data exports (conversations.json: one example per conversation),
 {input, output}, {prompt, completion}, Self-Instruct seed tasks (one example per instance), OpenAI chat-completion
 objects whose message content holds one of those, and JSON inside ```json fences, as models like to write it."""
 
@@ -77,8 +78,9 @@ def extract_jsonl(path: str | Path, max_file_bytes: int, max_line_bytes: int,
                     result.skip(where, found.reason, found.code)
                     continue
                 msgs = found.messages
+                ref = f"{path.name}:{line}" + (f" ({found.label})" if found.label.startswith("conversation") else "")
                 result.items.append({"extract_key": f"{source_kind}:{path.name}:{content_hash(msgs)}",
-                                     "source_kind": source_kind, "source_ref": f"{path.name}:{line}", "line": line,
+                                     "source_kind": source_kind, "source_ref": ref, "line": line,
                                      "tags": [], "messages": msgs})
 
     with open(path, "rb") as f:

@@ -324,3 +324,40 @@ def test_a_header_that_names_a_column_twice_is_refused_with_the_columns(tmp_path
     assert r.items == [] and skips(r)[(str(p), "bad-record")] == (
         "the header names 'prompt' more than once (columns 1, 2): rename one, or pass "
         "--prompt-column/--response-column")
+
+
+# ---- chat exports: a person's own ChatGPT and Claude history --------------------------------------------------------
+def test_a_chatgpt_export_gives_one_conversation_per_example_along_the_branch_shown():
+    """conversations.json of ChatGPT's data export: each conversation is a tree; the branch ending at current_node
+    is the one kept (a regenerated answer on another branch is not), hidden system messages, tool calls, tool output
+    and images are left out, an answer split around a tool call is one turn, and every example and skip names its
+    conversation."""
+    p = FORMATS / "chatgpt_conversations.json"
+    r = extract_jsonl(p, 10**7, 10**6)
+    convs = {it["source_ref"]: [(m["role"], m["content"]) for m in it["messages"]] for it in r.items}
+    assert convs[f"{p.name}:1 (conversation 'Sourdough starter')"] == [
+        ("user", "My starter smells like nail polish. Is it dead?"),
+        ("assistant", "It is hungry, not dead: that acetone smell means it ran out of food. Feed it twice a day for "
+                      "a few days."),
+        ("user", "How much flour per feed?"),
+        ("assistant", "Equal weights of starter, flour and water — say 50 g each.")]
+    assert convs[f"{p.name}:1 (conversation 'Loan maths')"] == [
+        ("user", "What is the monthly payment on 10,000 at 5 % over 3 years?"),
+        ("assistant", "About 299.71 a month.\n\nThat is 10,789.56 paid in total.")]
+    assert convs[f"{p.name}:1 (conversation 'untitled')"] == [("user", "Name a blue flower."),
+                                                              ("assistant", "Cornflower.")]  # no current_node
+    assert not any("Throw it away" in str(c) or "execution" in str(c) for c in convs.values())
+    assert skips(r) == {(f"{p}:1 (conversation 'Unanswered')", "empty"): "no assistant turn"}
+    assert r.read == 4
+
+
+def test_a_claude_export_keeps_the_text_blocks_of_each_message(store, config):
+    p = FORMATS / "claude_conversations.json"
+    report = run_extract(store, "jsonl", p, config)
+    assert report["added"] == 2 and report["reasons"] == {"empty": 1}
+    by_ref = {e.source_ref: [(m["role"], m["content"]) for m in e.messages] for e in store.examples()}
+    assert by_ref[f"{p.name}:1 (conversation 'Packing list')"] == [
+        ("user", "What should I pack for two nights in Oslo in March?"),
+        ("assistant", "Layers: a warm coat,\n\ngloves and shoes with grip.")]  # tool use and result left out
+    assert by_ref[f"{p.name}:1 (conversation 'Old export')"][1] == ("assistant", "Takk.")
+    assert run_extract(store, "jsonl", p, config)["unchanged"] == 2  # a re-run changes nothing

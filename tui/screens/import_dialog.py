@@ -87,7 +87,7 @@ class ImportScreen(JobDialog):
         with Vertical(id="import-dialog"):
             yield Label("Import examples", id="import-title")
             yield Select([("Obsidian vault (folder)", "obsidian"), ("CSV / TSV file", "csv"),
-                          ("LLM output (JSONL / JSON)", "jsonl"),
+                          ("LLM output or a chat export (JSONL / JSON)", "jsonl"),
                           ("Dataset (Parquet / Arrow file, save_to_disk folder)", "dataset")],
                          value="obsidian", allow_blank=False,
                          id="import-kind")
