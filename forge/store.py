@@ -394,8 +394,7 @@ class Store:
         out["total"] = sum(out[s] for s in STATUSES)
         return out
 
-    @staticmethod
-    def _filter(status: str | None = None, tag: str | None = None, source: str | None = None,
+    def _filter(self, status: str | None = None, tag: str | None = None, source: str | None = None,
                 search: str | None = None) -> tuple[str, str, list[str], list]:
         """(FROM clause, id column, WHERE conditions, parameters) for the examples matching every given filter.
 
@@ -406,7 +405,7 @@ class Store:
         if search and search.strip():
             frm, key = "examples_fts CROSS JOIN examples ON examples.id = examples_fts.rowid", "examples_fts.rowid"
             where.append("examples_fts MATCH ?")
-            params.append(fts_query(search))
+            params.append(self._typed_query(search))
         else:
             frm, key = "examples", "examples.id"
         if status:
@@ -428,6 +427,37 @@ class Store:
             where.append(f"({SOURCE_EXPR.format(t='examples')}) LIKE ? ESCAPE '\\'")
             params.append("%" + source.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%")
         return frm, key, where, params
+
+    def _typed_query(self, search: str) -> str:
+        """fts_query(search), or, when its last word (a prefix, still being typed) matches nothing because the index
+        holds Porter stems, the same query with that word cut back to the longest stem it extends.
+
+        Typing `meeting` letter by letter: `meet*` finds meetings, but `meeti*` and `meetin*` found nothing (the index
+        holds `meet`, and no stem starts with `meeti`) until the word was whole. Then `meeti` is read as the word
+        `meet`, so results stay on screen as the person types. One indexed LIMIT 1 probe per cut (at most 5)."""
+        query = fts_query(search)
+        m = re.search(r'"([^"]+)"\*$', query)
+        if m is None or self._any_match(query):
+            return query
+        word = m.group(1)
+        for k in range(len(word) - 1, max(2, len(word) - 6), -1):
+            stem, tail = word[:k], word[k:].lower()
+            if tail[0] == stem[-1].lower():
+                tail = tail[1:]  # running: run + n + ing (Porter undoes the doubled consonant)
+            if tail and not any(suffix.startswith(tail) for suffix in _SUFFIXES):
+                continue  # `meetzz` is not `meet` + the start of a suffix: a typo finds nothing, as before
+            cut = query[:m.start()] + f'"{stem}"'
+            if self._any_match(cut):
+                return cut
+        return query
+
+    def _any_match(self, query: str) -> bool:
+        with self.lock:
+            try:
+                return self.conn.execute("SELECT 1 FROM examples_fts WHERE examples_fts MATCH ? LIMIT 1",
+                                         (query,)).fetchone() is not None
+            except sqlite3.OperationalError:
+                return True  # let the real query report what is wrong with it
 
     def _query(self, sql: str, params: list, search: str | None) -> list:
         with self.lock:
@@ -891,6 +921,13 @@ class Store:
 
 
 _FTS_SPECIAL = set('"*():^+-')
+# What the Porter stemmer takes off English words (with the forms those endings take), for Store._typed_query.
+_SUFFIXES = ("ing", "ings", "ingly", "ion", "ions", "ation", "ations", "ational", "ate", "ated", "ates", "ating",
+             "ative", "ed", "er", "ers", "es", "s", "ly", "ment", "ments", "ness", "ity", "ities", "ive", "ize",
+             "ized", "izes", "izing", "ization", "ise", "ised", "ises", "ising", "isation", "ful", "fulness", "ous",
+             "ously", "ousness", "ance", "ances", "ence", "ences", "able", "ably", "ible", "al", "ally", "als", "ic",
+             "ical", "ically", "ism", "isms", "ist", "ists", "iti", "ent", "ently", "ant", "ement", "y", "ies",
+             "ied", "e", "est", "ably", "iveness")
 
 
 def fts_query(text: str) -> str:

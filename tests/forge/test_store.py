@@ -322,3 +322,21 @@ def test_search_follows_edits_and_their_undo_while_decisions_leave_the_index_alo
     store.undo()
     assert store.page(search="ferns") == [a] and store.page(search="orchid") == []
     assert store.get(a).status == "approved" and not store.get(a).edited
+
+
+def test_a_word_typed_letter_by_letter_keeps_its_examples_on_screen(store):
+    """The index holds Porter stems, so `meeti*` matched no stem (the index has `meet`) and the results vanished
+    while a person typed `meeting`, to come back at the last letter. Each prefix now finds them; a typo past a stem
+    (`meetzz`) still finds nothing, and a word in the middle of a query is matched as before."""
+    texts = ["The weekly meeting moved to Tuesday.", "More information about the dinner.", "She was running late.",
+             "Stopping the process.", "Happiness is a warm cup."]
+    store.ingest([{"extract_key": f"k{i}", "source_kind": "jsonl", "source_ref": f"f:{i}", "tags": [],
+                   "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": t}]}
+                  for i, t in enumerate(texts)])
+    for word, row in [("meeting", 0), ("information", 1), ("running", 2), ("stopping", 3), ("happiness", 4)]:
+        want = [store.ids()[row]]
+        for k in range(3, len(word) + 1):
+            assert store.ids(search=word[:k]) == want, word[:k]
+        assert store.ids(search=f"weekly {word[:5]}") == (want if word == "meeting" else [])
+    assert store.ids(search="meetzz") == [] and store.ids(search="zzzzz") == []
+    assert store.count(search="meetin") == 1 and store.page(search="informatio") == [store.ids()[1]]
