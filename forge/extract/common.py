@@ -117,6 +117,14 @@ def read_text(path: Path) -> tuple[str, str]:
     return decode_bytes(path.read_bytes())
 
 
+def over_limit(size: int, limit: int, key: str = "extract.max_file_bytes") -> str:
+    """`N bytes is over the L-byte limit (KEY: ...)`, with the setting that raises it and a value that would do."""
+    env = "FORGE_" + key.upper().replace(".", "__")
+    enough = -(-size // 10_000_000) * 10_000_000  # the size rounded up to 10 MB
+    return (f"{size} bytes is over the {limit}-byte limit ({key}: raise it in config.json, or run with "
+            f"{env}={enough})")
+
+
 def lfs_pointer(path: str | Path) -> str | None:
     """What to do, when the file is a Git LFS pointer (a clone without git-lfs holds these ~130-byte text files in
     place of the data, and they read as 'not valid JSON' or one odd CSV row); None for any other file."""

@@ -9,7 +9,7 @@ import json
 import re
 from pathlib import Path
 
-from forge.extract.common import Extraction, Progress, decode_bytes, examples_of
+from forge.extract.common import Extraction, Progress, decode_bytes, examples_of, over_limit
 from forge.store import content_hash
 
 FENCE_RE = re.compile(r"```(?:json|jsonl)?\s*\n(.*?)```", re.DOTALL | re.IGNORECASE)
@@ -63,7 +63,7 @@ def extract_jsonl(path: str | Path, max_file_bytes: int, max_line_bytes: int,
         result.skip(str(path), f"cannot read: {e.strerror or e}")
         return result
     if size > max_file_bytes:
-        result.skip(str(path), f"{size} bytes is over the {max_file_bytes}-byte limit (extract.max_file_bytes)")
+        result.skip(str(path), over_limit(size, max_file_bytes), "too-large")
         return result
 
     def add(value: object, line: int) -> None:

@@ -23,7 +23,7 @@ import frontmatter
 import yaml
 
 from forge.config import ObsidianConfig
-from forge.extract.common import Extraction, Progress, decode_bytes, describe_error
+from forge.extract.common import Extraction, Progress, decode_bytes, describe_error, over_limit
 from forge.validate import normalize_text
 
 TokenCount = Callable[[str], int]
@@ -562,8 +562,7 @@ def extract_vault(root: str | Path, cfg: ObsidianConfig, max_file_bytes: int,
         try:
             size = path.stat().st_size
             if size > max_file_bytes:
-                result.skip(rel, f"too large: {size} bytes is over the {max_file_bytes}-byte limit "
-                                 f"(extract.max_file_bytes)", "too-large")
+                result.skip(rel, "too large: " + over_limit(size, max_file_bytes), "too-large")
                 continue
             text, _ = decode_bytes(path.read_bytes())
         except OSError as e:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from forge.config import CsvConfig
-from forge.extract.common import Extraction, ExtractError, Progress, decode_bytes, messages_from_pair
+from forge.extract.common import Extraction, ExtractError, Progress, decode_bytes, messages_from_pair, over_limit
 from forge.store import content_hash
 
 TSV_SUFFIXES = (".tsv", ".tab")
@@ -73,7 +73,7 @@ def extract_csv(path: str | Path, cfg: CsvConfig, max_file_bytes: int, max_field
     try:
         size = path.stat().st_size
         if size > max_file_bytes:
-            result.skip(str(path), f"{size} bytes is over the {max_file_bytes}-byte limit (extract.max_file_bytes)")
+            result.skip(str(path), over_limit(size, max_file_bytes), "too-large")
             return result
         text, _ = decode_bytes(path.read_bytes())
     except OSError as e:

@@ -361,3 +361,22 @@ def test_a_claude_export_keeps_the_text_blocks_of_each_message(store, config):
         ("assistant", "Layers: a warm coat,\n\ngloves and shoes with grip.")]  # tool use and result left out
     assert by_ref[f"{p.name}:1 (conversation 'Old export')"][1] == ("assistant", "Takk.")
     assert run_extract(store, "jsonl", p, config)["unchanged"] == 2  # a re-run changes nothing
+
+
+def test_a_file_over_the_size_limit_names_the_setting_and_a_value_that_works(tmp_path):
+    """A ChatGPT export is easily over the 20 MB default: the skip says which setting raises the limit and a value
+    that fits this file, and that value, given as the environment variable it names, imports it."""
+    import os
+    import subprocess
+    import sys
+
+    p = FORMATS / "dolly_and_friends.jsonl"
+    cmd = [sys.executable, "-m", "forge.cli", "--workspace", str(tmp_path / "ws"), "extract", "jsonl", str(p)]
+    repo = Path(__file__).resolve().parents[2]
+    small = subprocess.run(cmd, capture_output=True, text=True, cwd=repo,
+                           env={**os.environ, "FORGE_EXTRACT__MAX_FILE_BYTES": "100"})
+    advice = "(extract.max_file_bytes: raise it in config.json, or run with FORGE_EXTRACT__MAX_FILE_BYTES=10000000)"
+    assert f"bytes is over the 100-byte limit {advice}" in small.stderr and "added 0" in small.stdout
+    enough = subprocess.run(cmd, capture_output=True, text=True, cwd=repo,
+                            env={**os.environ, "FORGE_EXTRACT__MAX_FILE_BYTES": "10000000"})
+    assert "added 6," in enough.stdout, enough.stderr
