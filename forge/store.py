@@ -433,8 +433,10 @@ class Store:
         holds Porter stems, the same query with that word cut back to the longest stem it extends.
 
         Typing `meeting` letter by letter: `meet*` finds meetings, but `meeti*` and `meetin*` found nothing (the index
-        holds `meet`, and no stem starts with `meeti`) until the word was whole. Then `meeti` is read as the word
-        `meet`, so results stay on screen as the person types. One indexed LIMIT 1 probe per cut (at most 5)."""
+        holds `meet`, and no stem starts with `meeti`) until the word was whole. Now `meeti` is read as `meet*` (the
+        cut must leave the start of an English suffix: `meetzz` is not cut), so results stay on screen as the person
+        types; a whole word missing from the index reads as its stem too (`singer` finds `sings`). One indexed LIMIT
+        1 probe per cut (at most 5)."""
         query = fts_query(search)
         m = re.search(r'"([^"]+)"\*$', query)
         if m is None or self._any_match(query):
@@ -446,7 +448,7 @@ class Store:
                 tail = tail[1:]  # running: run + n + ing (Porter undoes the doubled consonant)
             if tail and not any(suffix.startswith(tail) for suffix in _SUFFIXES):
                 continue  # `meetzz` is not `meet` + the start of a suffix: a typo finds nothing, as before
-            cut = query[:m.start()] + f'"{stem}"'
+            cut = query[:m.start()] + f'"{stem}"*'
             if self._any_match(cut):
                 return cut
         return query

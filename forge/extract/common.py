@@ -138,7 +138,9 @@ def lfs_pointer(path: str | Path) -> str | None:
     if len(head) > 1024 or not head.startswith(b"version https://git-lfs.github.com/spec/"):
         return None
     size = re.search(rb"\nsize (\d+)", head)
-    what = f"a Git LFS pointer to a {int(size.group(1)) / 1e6:.1f} MB file" if size else "a Git LFS pointer"
+    n = int(size.group(1)) if size else 0
+    amount = f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB" if n >= 1e3 else f"{n}-byte"
+    what = f"a Git LFS pointer to a {amount} file" if size else "a Git LFS pointer"
     return f"{what}, not the data: run `git lfs pull` in its repository, or download the file itself"
 
 
@@ -169,10 +171,17 @@ def coerce_messages(value: object) -> list[dict] | None:
 
 
 def _merge_turns(turns: list[tuple[str, str]]) -> list[dict]:
-    """Consecutive turns of one role joined (an answer split around a tool call reads as one answer)."""
+    """Consecutive turns of one role joined (an answer split around a tool call reads as one answer). A user turn
+    with no text (only an image or a file) ends the conversation there: what follows answers what forge cannot
+    see, and joining the answers around it would pair the wrong question with them. Leading assistant turns are
+    left out (a conversation starts with the person)."""
     out: list[dict] = []
     for role, text in turns:
         if not text.strip():
+            if role == "user":
+                break
+            continue
+        if role == "assistant" and not any(m["role"] == "user" for m in out):
             continue
         if out and out[-1]["role"] == role:
             out[-1]["content"] += "\n\n" + text
@@ -190,11 +199,11 @@ def chatgpt_turns(conv: dict) -> list[dict] | None:
     if not isinstance(mapping, dict) or not mapping:
         return None
     node_id = conv.get("current_node")
-    if node_id not in mapping:  # no current node named: the last leaf
+    if not isinstance(node_id, str) or node_id not in mapping:  # no current node named: the last leaf
         leaves = [k for k, v in mapping.items() if isinstance(v, dict) and not v.get("children")]
         node_id = leaves[-1] if leaves else None
     path, seen = [], set()
-    while node_id in mapping and node_id not in seen:
+    while isinstance(node_id, str) and node_id in mapping and node_id not in seen:
         seen.add(node_id)
         node = mapping[node_id] if isinstance(mapping[node_id], dict) else {}
         path.append(node.get("message"))
@@ -230,43 +239,50 @@ def claude_turns(conv: dict) -> list[dict] | None:
     return normalize_messages(_merge_turns(turns))
 
 
+PROMPT_LIKE = ("input", "prompt", "question", "query")
+
+
 def export_title(rec: object) -> str | None:
     """The title of a ChatGPT or Claude export conversation (None for any other record)."""
-    if isinstance(rec, dict) and (isinstance(rec.get("mapping"), dict) or isinstance(rec.get("chat_messages"), list)):
+    if isinstance(rec, dict) and (isinstance(rec.get("mapping"), dict) or isinstance(rec.get("chat_messages"), list)) \
+            and not any(k in rec for k in ("messages", "conversations", "conversation", "instruction", *PROMPT_LIKE)):
         title = rec.get("title") if "mapping" in rec else rec.get("name")
         return str(title).strip() if title else "untitled"
     return None
 
 
-PROMPT_KEYS = ("prompt", "input", "question", "query")
-RESPONSE_KEYS = ("completion", "response", "output", "answer")
+# Prompt/answer key pairs, in the order they are tried: the four forge read first keep their precedence (a record
+# with several keys imports as it always did), then the ones Dolly-, SQuAD- and query-style datasets use.
+PAIRS = (("input", "output"), ("prompt", "completion"), ("prompt", "response"), ("question", "answer"),
+         ("question", "response"), ("query", "response"), ("query", "answer"), ("prompt", "output"),
+         ("prompt", "answer"), ("input", "response"), ("input", "answer"), ("question", "output"))
+RESPONSE_KEYS = ("output", "response", "answer", "completion")  # an instruction's answer, Alpaca's `output` first
 
 
 def record_to_messages(obj: object) -> list[dict] | None:
     """The conversation inside one record of the common LLM-output shapes, or None if it is none of them:
-    {"messages": [...]} (or ShareGPT's `conversations`), a conversation of a ChatGPT or Claude data export, Alpaca {instruction, input, output}, Dolly {instruction,
-    context, response}, and a prompt-like key (prompt, input, question, query) with a response-like one
-    (completion, response, output, answer), a `context` (SQuAD-style) following the prompt."""
+    {"messages": [...]} (or ShareGPT's `conversations`), Alpaca {instruction, input, output}, Dolly {instruction,
+    context, response}, a prompt-like key with an answer-like one (PAIRS; a SQuAD-style `context` follows a
+    `question`), and a conversation of a ChatGPT or Claude data export (a record with none of those keys)."""
     if not isinstance(obj, dict):
         return None
     for key in ("messages", "conversations", "conversation"):
         if key in obj:
             return coerce_messages(obj[key])
-    if isinstance(obj.get("mapping"), dict):
-        return chatgpt_turns(obj)
-    if isinstance(obj.get("chat_messages"), list):
-        return claude_turns(obj)
     system = obj.get("system") if isinstance(obj.get("system"), str) else None
     answer = next((obj[k] for k in RESPONSE_KEYS if isinstance(obj.get(k), str)), None)
     if isinstance(obj.get("instruction"), str) and answer is not None:
         extra = next((obj[k] for k in ("input", "context") if isinstance(obj.get(k), str) and obj[k].strip()), "")
         prompt = obj["instruction"] + (f"\n\n{extra}" if extra else "")
         return messages_from_pair(prompt, answer, system)
-    for p in PROMPT_KEYS:
-        for r in RESPONSE_KEYS:
-            if p != r and isinstance(obj.get(p), str) and isinstance(obj.get(r), str):
-                ctx = obj.get("context") if p != "input" and isinstance(obj.get("context"), str) else ""
-                return messages_from_pair(obj[p] + (f"\n\n{ctx}" if ctx.strip() else ""), obj[r], system)
+    for p, r in PAIRS:
+        if isinstance(obj.get(p), str) and isinstance(obj.get(r), str):
+            ctx = obj.get("context") if p == "question" and isinstance(obj.get("context"), str) else ""
+            return messages_from_pair(obj[p] + (f"\n\n{ctx}" if ctx.strip() else ""), obj[r], system)
+    if isinstance(obj.get("mapping"), dict):
+        return chatgpt_turns(obj)
+    if isinstance(obj.get("chat_messages"), list):
+        return claude_turns(obj)
     return None
 
 

@@ -9,7 +9,7 @@ import json
 import re
 from pathlib import Path
 
-from forge.extract.common import Extraction, Progress, decode_bytes, examples_of, over_limit
+from forge.extract.common import Extraction, Progress, decode_bytes, describe_error, examples_of, over_limit
 from forge.store import content_hash
 
 FENCE_RE = re.compile(r"```(?:json|jsonl)?\s*\n(.*?)```", re.DOTALL | re.IGNORECASE)
@@ -72,7 +72,12 @@ def extract_jsonl(path: str | Path, max_file_bytes: int, max_line_bytes: int,
         if not recs:
             result.skip(f"{path}:{line}", "no examples inside this record")
         for rec in recs:
-            for found in examples_of(rec):  # a Self-Instruct task gives one per instance
+            try:
+                founds = examples_of(rec)  # a Self-Instruct task gives one per instance
+            except Exception as e:  # noqa: BLE001 - one record a shape reader chokes on never stops the file
+                result.skip(f"{path}:{line}", f"could not be read ({describe_error(e)})", "parser-error")
+                continue
+            for found in founds:
                 if found.messages is None:
                     where = f"{path}:{line}" + (f" ({found.label})" if found.label else "")
                     result.skip(where, found.reason, found.code)

@@ -59,7 +59,8 @@ _CODE_OR_COMMENT_RE = re.compile(CODE_RE.pattern + r"|%%", re.DOTALL)
 def strip_comments(text: str) -> str:
     """The text without its Obsidian comments (`%%…%%`, inline or over many lines, hidden in Obsidian's reading
     view; the next `%%` closes one, an unclosed one runs to the end), each replaced by its newlines so line numbers
-    still match. `%%` inside code is text; a code block inside a comment is part of the comment."""
+    still match. `%%` inside code is text; a code block inside a comment is part of the comment, and a `%%` inside
+    that code block closes the comment (Obsidian is ambiguous there; JSON scenes in drawings never hold one)."""
     if "%%" not in text:
         return text
     out, pos = [], 0
@@ -116,7 +117,7 @@ def _render_link(m: re.Match) -> str:
 
 
 # A block id (`^id`, what a block reference points at) ending a line or alone on one: hidden in reading view.
-BLOCK_ID_RE = re.compile(r"(?:(?<=\S)[ \t]+|^[ \t]*)\^[A-Za-z0-9-]+[ \t]*$", re.MULTILINE)
+BLOCK_ID_RE = re.compile(r"(?:(?<=\S)[ \t]+|^[ \t]*)\^[A-Za-z0-9-]+[ \t]*(?=\n)", re.MULTILINE)
 TAG_LINE_RE = re.compile(r"^[ \t]*#[\w/-]+(?:[ \t]+#[\w/-]+)*[ \t]*$", re.MULTILINE)
 TRAILING_TAGS_RE = re.compile(r"(?<=\S)(?:[ \t]+#[\w/-]+)+[ \t]*$", re.MULTILINE)
 
@@ -134,7 +135,9 @@ def _render_prose(seg: str) -> str:
 
 def render_body(body: str) -> str:
     """Wikilinks as their alias or note name; embeds, tag-only lines and block ids dropped; code untouched."""
-    return _outside_code(body, _render_prose)
+    # A block id ends a line; with a newline after the last one, a piece of prose that stops where inline code
+    # starts is not taken for a line's end.
+    return _outside_code(body + "\n", _render_prose)[:-1]
 
 
 def tag_matches(tags: list[str], include: list[str]) -> bool:
@@ -589,11 +592,14 @@ def extract_vault(root: str | Path, cfg: ObsidianConfig, max_file_bytes: int,
 
 
 def _tags_only(text: str) -> list[str]:
+    """A note's tags as note_to_items counts them (drawings have none; tags inside comments do not count)."""
     try:
         meta, body, _ = parse_note(text)
     except Exception:  # noqa: BLE001 - the survey counts what it can
         return []
-    return list(dict.fromkeys(t.lower() for t in frontmatter_tags(meta) + inline_tags(body)))
+    if "excalidraw-plugin" in meta:
+        return []
+    return list(dict.fromkeys(t.lower() for t in frontmatter_tags(meta) + inline_tags(strip_comments(body))))
 
 
 def survey_vault(root: str | Path, cfg: ObsidianConfig, max_file_bytes: int,

@@ -84,7 +84,7 @@ def extract_csv(path: str | Path, cfg: CsvConfig, max_file_bytes: int, max_field
     # uses most (the csv Sniffer misreads prose-heavy rows).
     first = text.split("\n", 1)[0]
     offset = 0  # lines before the header that the reader does not see
-    if (sep := re.fullmatch(r"\s*sep=(.)\s*", first)) is not None:
+    if (sep := re.fullmatch(r"\s*sep=(\S)\s*", first)) is not None:
         # Excel's "sep=;" line names the delimiter (European exports write it): honour it, then skip it
         delimiter, text, offset = sep.group(1), text.split("\n", 1)[1] if "\n" in text else "", 1
     elif path.suffix.lower() in TSV_SUFFIXES:

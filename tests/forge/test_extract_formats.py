@@ -9,7 +9,7 @@ import pytest
 
 from forge.config import CsvConfig
 from forge.extract import file_kind, run_extract
-from forge.extract.common import ExtractError
+from forge.extract.common import ExtractError, record_to_messages
 from forge.extract.dataset import HELD_OUT_SPLITS, extract_dataset
 from forge.extract.jsonl import extract_jsonl
 from forge.extract.tabular import extract_csv
@@ -293,18 +293,23 @@ def test_dolly_rows_with_context_and_the_question_and_query_shapes():
     assert got[4] == ("Who wrote it?\n\nThe Hobbit is a novel by J. R. R. Tolkien.", "J. R. R. Tolkien")
     assert got[5] == ("今天天气怎么样？", "今天晴朗。")
     assert len(got) == 6
+    # Keys forge read before keep their precedence: Alpaca's `output`, `input` over `prompt`, no context on a prompt.
+    assert record_to_messages({"instruction": "X", "output": "O", "response": "R"})[-1]["content"] == "O"
+    assert [m["content"] for m in record_to_messages({"prompt": "P", "input": "I", "output": "O"})] == ["I", "O"]
+    assert record_to_messages({"prompt": "P", "completion": "C", "context": "K"})[0]["content"] == "P"
+    assert record_to_messages({"prompt": "P", "completion": "C", "mapping": {}})[0]["content"] == "P"
     assert skips(r) == {(f"{p}:5", "empty"): "'response' is null",
                         (f"{p}:6", "bad-record"): "'response' is a list, not text"}
 
 
-@pytest.mark.parametrize("name", ["lfs_pointer.jsonl", "lfs_pointer.csv"])
-def test_a_file_cloned_without_git_lfs_says_so_and_how_to_fetch_it(name, store, config):
+@pytest.mark.parametrize("name,size", [("lfs_pointer.jsonl", "13.1 MB"), ("lfs_pointer.csv", "524 kB")])
+def test_a_file_cloned_without_git_lfs_says_so_and_how_to_fetch_it(name, size, store, config):
     """A Hub dataset cloned without git-lfs (databricks-dolly-15k, seen here) holds a 130-byte pointer: the import
     says what it is, the size it stands for and the command, instead of 'not valid JSON' on three lines."""
     with pytest.raises(ExtractError) as e:
         run_extract(store, file_kind(FORMATS / name), FORMATS / name, config)
-    assert str(e.value).startswith(f"{FORMATS / name}: a Git LFS pointer to a ")
-    assert "MB file, not the data: run `git lfs pull`" in str(e.value)
+    assert str(e.value).startswith(f"{FORMATS / name}: a Git LFS pointer to a {size} file, not the data: run "
+                                   f"`git lfs pull`")
     assert store.counts()["total"] == 0
 
 
@@ -346,9 +351,13 @@ def test_a_chatgpt_export_gives_one_conversation_per_example_along_the_branch_sh
         ("assistant", "About 299.71 a month.\n\nThat is 10,789.56 paid in total.")]
     assert convs[f"{p.name}:1 (conversation 'untitled')"] == [("user", "Name a blue flower."),
                                                               ("assistant", "Cornflower.")]  # no current_node
+    # An image-only question ends the conversation there: "A dog." answers what forge cannot see.
+    assert convs[f"{p.name}:1 (conversation 'Photos')"] == [("user", "What is in this photo?"),
+                                                           ("assistant", "A cat on a windowsill.")]
     assert not any("Throw it away" in str(c) or "execution" in str(c) for c in convs.values())
-    assert skips(r) == {(f"{p}:1 (conversation 'Unanswered')", "empty"): "no assistant turn"}
-    assert r.read == 4
+    assert skips(r) == {(f"{p}:1 (conversation 'Unanswered')", "empty"): "no assistant turn",
+                        (f"{p}:1 (conversation 'Broken tree')", "empty"): "no assistant turn"}
+    assert r.read == 6
 
 
 def test_a_claude_export_keeps_the_text_blocks_of_each_message(store, config):

@@ -203,4 +203,5 @@ def test_drawings_comments_and_block_ids_stay_out_of_the_examples(tmp_path):
     assert "Sam" not in text and "neighbour" not in text and "Not a heading" not in text
     assert "^turn-rule" not in text and "^compost-list" not in text and "- Browns: cardboard, dry leaves" in text
     assert "A `%%` in code stays, and so does 2 ^ 3 in the middle of a line." in text
+    assert "A caret before code is text: x ^y `z`." in text  # not a block id: the line goes on
     assert compost.tags == ["garden"]  # the #garden/complaint inside the comment is not a tag

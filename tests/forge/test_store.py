@@ -339,4 +339,11 @@ def test_a_word_typed_letter_by_letter_keeps_its_examples_on_screen(store):
             assert store.ids(search=word[:k]) == want, word[:k]
         assert store.ids(search=f"weekly {word[:5]}") == (want if word == "meeting" else [])
     assert store.ids(search="meetzz") == [] and store.ids(search="zzzzz") == []
+    # The cut word stays a prefix: `rati` (towards `rating`) finds `rat` and `rating` alike, not only the shorter one.
+    store.ingest([{"extract_key": f"r{i}", "source_kind": "jsonl", "source_ref": f"r:{i}", "tags": [],
+                   "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": t}]}
+                  for i, t in enumerate(["Five star rating.", "A rat ran."])])
+    rating, rat = store.ids()[-2:]
+    assert set(store.ids(search="rati")) == set(store.ids(search="ratin")) == {rating, rat}
+    assert store.ids(search="rating") == [rating]
     assert store.count(search="meetin") == 1 and store.page(search="informatio") == [store.ids()[1]]
