@@ -1,4 +1,4 @@
-"""Obsidian vault → conversations.
+"""Obsidian vault (or Logseq graph) → conversations.
 
 A note carrying one of the include tags (and inside the chosen folders) becomes a conversation: the user turn from
 frontmatter `prompt:` or a template over the title, the assistant turn the body with frontmatter removed, wikilinks
@@ -394,7 +394,8 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
 
 
 def note_to_items(rel: str, text: str, cfg: ObsidianConfig, result: Extraction,
-                  count: TokenCount | None = None, tag_counts: Counter | None = None) -> list[dict]:
+                  count: TokenCount | None = None, tag_counts: Counter | None = None,
+                  logseq: bool = False) -> list[dict]:
     repairs: list[str] = []
     try:
         meta, body, fm_lines = parse_note(text, repairs)
@@ -411,6 +412,9 @@ def note_to_items(rel: str, text: str, cfg: ObsidianConfig, result: Extraction,
         result.skip(rel, "an Excalidraw drawing: its text is the drawing's labels and JSON, not prose", "drawing")
         return []
     body = strip_comments(body)
+    if logseq:
+        page, body = logseq_page(body)
+        meta = {**page, **meta}  # frontmatter, where a page has it, wins
     masked = mask_code(body)
     tags = list(dict.fromkeys(t.lower() for t in frontmatter_tags(meta) + inline_tags(body, masked)))
     if tag_counts is not None:
@@ -495,6 +499,35 @@ def note_to_items(rel: str, text: str, cfg: ObsidianConfig, result: Extraction,
     return items
 
 
+# ---- Logseq graphs ---------------------------------------------------------------------------------------------
+# `key:: value` on a line of its own (or as a block: `- key:: value`) is a Logseq property: metadata, not prose.
+LOGSEQ_PROP_RE = re.compile(r"^[ \t]*(?:- )?([A-Za-z][\w-]*):: ?(.*?)[ \t]*$", re.MULTILINE)
+EMPTY_BLOCK_RE = re.compile(r"^[ \t]*-[ \t]*$\n?", re.MULTILINE)
+
+
+def is_logseq(root: Path) -> bool:
+    """A Logseq graph (pages/, journals/ and logseq/config.edn) rather than an Obsidian vault."""
+    return (Path(root) / "logseq" / "config.edn").is_file()
+
+
+def logseq_page(body: str) -> tuple[dict, str]:
+    """(page properties, body without properties and empty blocks). The page's properties are the `key:: value`
+    lines it starts with (`tags:: a, [[b]]`, `title::`, `alias::`); properties further down (`collapsed:: true`,
+    `id::`, `- category:: …`) are dropped from the text too. Obsidian vaults are not read this way: there
+    `key:: value` is a Dataview field people read as text."""
+    meta: dict = {}
+    lines = body.split("\n")
+    i = 0
+    while i < len(lines) and (m := LOGSEQ_PROP_RE.fullmatch(lines[i])) and not lines[i].lstrip().startswith("-"):
+        meta[m.group(1).lower()] = m.group(2)
+        i += 1
+    if isinstance(meta.get("tags"), str):
+        meta["tags"] = [t.strip().strip("[]#").strip() for t in meta["tags"].split(",") if t.strip("[]# ")]
+    rest = LOGSEQ_PROP_RE.sub("\x00", "\n".join(lines[i:]))
+    rest = re.sub(r"^\x00\n?", "", rest, flags=re.MULTILINE).replace("\x00", "")
+    return meta, EMPTY_BLOCK_RE.sub("", rest)
+
+
 # ---- the vault ---------------------------------------------------------------------------------------------
 def _under(rel: str, folders: list[str]) -> bool:
     low = rel.lower()
@@ -506,6 +539,8 @@ def iter_vault(root: Path, cfg: ObsidianConfig, result: Extraction) -> list[Path
     and files that are not notes are skipped, each with a reason."""
     root_real = root.resolve()
     skip = {s.lower().strip("/") for s in cfg.skip_folders}
+    if is_logseq(root):
+        skip.add("logseq")  # Logseq's own folder: settings, bak/ (old copies of every page), .recycle/
     templates = cfg.templates_folder.lower().strip("/")
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -518,8 +553,10 @@ def iter_vault(root: Path, cfg: ObsidianConfig, result: Extraction) -> list[Path
                 # Settings and hidden folders hold no notes of the person's own; their notes are counted, not listed.
                 n = sum(1 for _, _, fs in os.walk(Path(dirpath) / d) for f in fs if f.lower().endswith(".md"))
                 if n:
-                    result.skip(rel + "/", f"{n} note(s) in a folder forge never reads "
-                                           f"(extract.obsidian.skip_folders / hidden)", "skipped-folder")
+                    why = ("Logseq's own folder: settings, bak/ copies of old pages, .recycle/" if low == "logseq"
+                           and "logseq" not in {x.lower().strip("/") for x in cfg.skip_folders}
+                           else "extract.obsidian.skip_folders / hidden")
+                    result.skip(rel + "/", f"{n} note(s) in a folder forge never reads ({why})", "skipped-folder")
             elif low == templates:
                 for sub, _, fs in os.walk(Path(dirpath) / d):
                     for f in sorted(fs):
@@ -556,6 +593,7 @@ def extract_vault(root: str | Path, cfg: ObsidianConfig, max_file_bytes: int,
         result.skip(str(root), "not a folder; point at the vault's top folder", "unreadable")
         return result
     files = iter_vault(root, cfg, result)
+    logseq = is_logseq(root)
     tag_counts: Counter = Counter()
     folder_counts: Counter = Counter()
     for i, path in enumerate(files, start=1):
@@ -581,7 +619,7 @@ def extract_vault(root: str | Path, cfg: ObsidianConfig, max_file_bytes: int,
                 result.skip(rel, "left out by the folder filter (excluded folder)", "folder-filter")
                 tag_counts.update(_tags_only(text))
             else:
-                result.items.extend(note_to_items(rel, text, cfg, result, count, tag_counts))
+                result.items.extend(note_to_items(rel, text, cfg, result, count, tag_counts, logseq))
         except Exception as e:  # noqa: BLE001 - one note a library chokes on never stops the import
             result.skip(rel, f"could not be read ({describe_error(e)})", "parser-error")
         if progress and (i % 200 == 0 or i == len(files)):

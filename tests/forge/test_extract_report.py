@@ -204,4 +204,29 @@ def test_drawings_comments_and_block_ids_stay_out_of_the_examples(tmp_path):
     assert "^turn-rule" not in text and "^compost-list" not in text and "- Browns: cardboard, dry leaves" in text
     assert "A `%%` in code stays, and so does 2 ^ 3 in the middle of a line." in text
     assert "A caret before code is text: x ^y `z`." in text  # not a block id: the line goes on
+    assert "Rating:: 4 of 5" in text  # a Dataview field is text in an Obsidian vault
     assert compost.tags == ["garden"]  # the #garden/complaint inside the comment is not a tag
+
+
+LOGSEQ = Path(__file__).resolve().parent.parent / "data" / "vaults" / "logseq"
+
+
+def test_a_logseq_graph_reads_page_properties_and_leaves_its_backups_out(tmp_path):
+    """A Logseq graph (logseq/config.edn): logseq/bak/ holds old copies of every page and is left out, named; a
+    page's `tags::` are its tags and `title::` its title; property lines and empty blocks are not text; code keeps
+    what looks like a property."""
+    config = Config(workspace=str(tmp_path / "ws"))
+    store = Store.for_workspace(config.workspace_path())
+    report = run_extract(store, "obsidian", LOGSEQ, config, all_notes=True)
+    skipped = {s["source"]: s["reason"] for s in report["skipped"]}
+    assert skipped["logseq/"] == ("1 note(s) in a folder forge never reads (Logseq's own folder: settings, bak/ "
+                                  "copies of old pages, .recycle/)")
+    by_path = {e.note_path: e for e in store.examples()}
+    assert set(by_path) == {"pages/Selection Sort.md", "journals/2025_03_04.md"}
+    page = by_path["pages/Selection Sort.md"]
+    assert page.tags == ["algorithms", "sorting", "card-deck"]
+    assert page.messages[0]["content"] == "Tell me about Selection Sort."
+    text = page.messages[-1]["content"]
+    assert "::" not in text.replace('{"a":: 1}', "") and '{"a":: 1}' in text
+    assert text.startswith("- Selection sort picks the smallest item") and "\n-\n" not in text
+    assert by_path["journals/2025_03_04.md"].tags == ["journal"]
