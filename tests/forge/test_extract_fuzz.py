@@ -35,7 +35,9 @@ raw_yaml = st.one_of(
     st.text(max_size=60),
 )
 bodies = st.one_of(st.text(max_size=200), st.sampled_from(["# H1\n\n## H2\ntext", "```\n# not a heading\n```", "#tag only",
-                                                           "[[link|alias]] ![[embed.png]]", "\x00\x01\x02", ""]))
+                                                           "[[link|alias]] ![[embed.png]]", "\x00\x01\x02", "",
+                                                           "a %%x%% b ^id-1\n%%\n#t\n", "x ^y `z` %%", "```\n%%\n```",
+                                                           "tags:: a, [[b]]\n- k:: v\n-\n- text\n  id:: 1"]))
 
 
 def write(path, data: bytes) -> None:
@@ -45,9 +47,11 @@ def write(path, data: bytes) -> None:
 
 @FAST
 @given(st.lists(st.tuples(raw_yaml, bodies, st.sampled_from(ENCODINGS)), min_size=1, max_size=4),
-       st.binary(max_size=300))
-def test_vault_extraction_never_raises(tmp_path_factory, notes, junk):
+       st.binary(max_size=300), st.booleans())
+def test_vault_extraction_never_raises(tmp_path_factory, notes, junk, logseq):
     root = tmp_path_factory.mktemp("vault")
+    if logseq:  # a Logseq graph: its pages' properties are read, logseq/ is left out
+        write(root / "logseq" / "config.edn", b"{}")
     for i, (fm, body, enc) in enumerate(notes):
         text = f"---\n{fm}---\n{body}\n" if i % 2 == 0 else f"---\n{fm}\n---\n{body}"
         write(root / f"d{i % 2}" / f"n{i}.md", text.encode(enc, errors="replace"))
@@ -82,7 +86,11 @@ json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st
                                                    st.dictionaries(st.sampled_from(
                                                        ["messages", "role", "content", "instruction", "input", "output",
                                                         "instances", "prompt", "completion", "choices", "message",
-                                                        "examples", "from", "value", "x"]), inner, max_size=4)),
+                                                        "examples", "from", "value", "x", "mapping", "current_node",
+                                                        "parent", "children", "author", "parts", "content_type",
+                                                        "recipient", "chat_messages", "sender", "text", "type",
+                                                        "context", "response", "query", "title", "name"]),
+                                                       inner, max_size=4)),
                            max_leaves=12)
 
 
@@ -182,3 +190,39 @@ def test_dataset_extraction_never_raises(tmp_path_factory, columns, junk, data):
             assert all(isinstance(m["content"], str) for m in it["messages"])
             assert it["messages"][-1]["content"].strip()
             json.dumps(it)
+
+
+# ---- chat exports: trees with cycles, dangling parents, odd messages -----------------------------------------------
+node_ids = st.sampled_from(["a", "b", "c", "d"])
+odd = st.one_of(st.none(), st.integers(), st.lists(st.text(max_size=3), max_size=2), st.dictionaries(
+    st.text(max_size=3), st.text(max_size=3), max_size=2))
+gpt_message = st.one_of(odd, st.fixed_dictionaries({
+    "author": st.one_of(odd, st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "tool",
+                                                                            "x"])})),
+    "content": st.one_of(odd, st.fixed_dictionaries({
+        "content_type": st.sampled_from(["text", "multimodal_text", "code", "execution_output"]),
+        "parts": st.one_of(odd, st.lists(st.one_of(maybe_text, odd), max_size=3))})),
+    "recipient": st.sampled_from(["all", "python", None]),
+    "metadata": st.one_of(odd, st.fixed_dictionaries({"is_visually_hidden_from_conversation": st.booleans()}))}))
+gpt_tree = st.dictionaries(node_ids, st.one_of(odd, st.fixed_dictionaries({
+    "message": gpt_message, "parent": st.one_of(node_ids, odd), "children": st.one_of(odd, st.lists(node_ids))})),
+    max_size=4)
+gpt_conv = st.fixed_dictionaries({"mapping": gpt_tree, "current_node": st.one_of(node_ids, odd),
+                                  "title": st.one_of(maybe_text, odd)})
+claude_conv = st.fixed_dictionaries({"name": maybe_text, "chat_messages": st.lists(st.one_of(odd, st.fixed_dictionaries({
+    "sender": st.sampled_from(["human", "assistant", "x"]), "text": st.one_of(maybe_text, odd),
+    "content": st.one_of(odd, st.lists(st.fixed_dictionaries({"type": st.sampled_from(["text", "tool_use"]),
+                                                              "text": st.one_of(maybe_text, odd)}), max_size=3))})),
+    max_size=4)})
+
+
+@FAST
+@given(st.lists(st.one_of(gpt_conv, claude_conv), max_size=5))
+def test_chat_exports_never_raise_and_every_example_starts_with_the_person(tmp_path_factory, convs):
+    d = tmp_path_factory.mktemp("export")
+    write(d / "conversations.json", json.dumps(convs).encode())
+    r = extract_jsonl(d / "conversations.json", 10**6, 10**6)
+    assert len(r.items) + len(r.skipped) >= len(convs)
+    for it in r.items:
+        roles = [m["role"] for m in it["messages"] if m["role"] != "system"]
+        assert roles[0] == "user" and "assistant" in roles and all(m["content"].strip() for m in it["messages"])
