@@ -122,9 +122,17 @@ TAG_LINE_RE = re.compile(r"^[ \t]*#[\w/-]+(?:[ \t]+#[\w/-]+)*[ \t]*$", re.MULTIL
 TRAILING_TAGS_RE = re.compile(r"(?<=\S)(?:[ \t]+#[\w/-]+)+[ \t]*$", re.MULTILINE)
 
 
+# Markdown-style links between notes (Obsidian's other link format; Notion exports use only these) read as their
+# text, like wikilinks; a local image is dropped, like an embed. Links to the web stay as written.
+MD_IMAGE_RE = re.compile(r"!\[[^\]\n]*\]\((?!https?:|data:)[^)\n]*\)")
+MD_NOTE_LINK_RE = re.compile(r"(?<!!)\[([^\]\n]+)\]\((?!https?:)[^)\n]*?\.md(?:#[^)\n]*)?\)")
+
+
 def _render_prose(seg: str) -> str:
     if "[[" in seg:
         seg = LINK_RE.sub(_render_link, EMBED_RE.sub("", seg))
+    if "](" in seg:
+        seg = MD_NOTE_LINK_RE.sub(r"\1", MD_IMAGE_RE.sub("", seg))
     if "#" in seg:
         # Tags are metadata, not something the person would say: drop tag-only lines and tags ending a line.
         seg = TRAILING_TAGS_RE.sub("", TAG_LINE_RE.sub("", seg))
@@ -134,7 +142,8 @@ def _render_prose(seg: str) -> str:
 
 
 def render_body(body: str) -> str:
-    """Wikilinks as their alias or note name; embeds, tag-only lines and block ids dropped; code untouched."""
+    """Wikilinks and markdown links to notes as their text; embeds, local images, tag-only lines and block ids
+    dropped; code and links to the web untouched."""
     # A block id ends a line; with a newline after the last one, a piece of prose that stops where inline code
     # starts is not taken for a line's end.
     return _outside_code(body + "\n", _render_prose)[:-1]

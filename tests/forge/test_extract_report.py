@@ -205,6 +205,8 @@ def test_drawings_comments_and_block_ids_stay_out_of_the_examples(tmp_path):
     assert "A `%%` in code stays, and so does 2 ^ 3 in the middle of a line." in text
     assert "A caret before code is text: x ^y `z`." in text  # not a block id: the line goes on
     assert "Rating:: 4 of 5" in text  # a Dataview field is text in an Obsidian vault
+    # a markdown link to a note reads as its text, a local image goes, a link to the web stays
+    assert "See the bin guide and , or [a site](https://example.org/x.md)." in text
     assert compost.tags == ["garden"]  # the #garden/complaint inside the comment is not a tag
 
 
