@@ -389,3 +389,10 @@ def test_a_file_over_the_size_limit_names_the_setting_and_a_value_that_works(tmp
     enough = subprocess.run(cmd, capture_output=True, text=True, cwd=repo,
                             env={**os.environ, "FORGE_EXTRACT__MAX_FILE_BYTES": "10000000"})
     assert "added 6," in enough.stdout, enough.stderr
+
+
+def test_a_sep_line_without_a_character_is_not_taken_for_a_delimiter(tmp_path):
+    p = tmp_path / "odd.csv"
+    p.write_bytes(b"sep=\r\nprompt,response\r\nhi,there\r\n")
+    r = extract_csv(p, CsvConfig(), 10**7, 10**6, prompt_column="prompt", response_column="response")
+    assert r.items == [] and "sep=" in skips(r)[(str(p), "bad-record")]  # the header is that line, named as it is

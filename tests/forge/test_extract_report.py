@@ -208,6 +208,11 @@ def test_drawings_comments_and_block_ids_stay_out_of_the_examples(tmp_path):
     # a markdown link to a note reads as its text, a local image goes, a link to the web stays
     assert "See the bin guide and , or [a site](https://example.org/x.md)." in text
     assert compost.tags == ["garden"]  # the #garden/complaint inside the comment is not a tag
+    # The survey (of notes a folder filter leaves out too) counts tags as the import does: none from the comment or
+    # from the drawing.
+    survey = extract_vault(MESSY, ObsidianConfig(include_tags=[], exclude_folders=["Garden"]), 10**6).survey
+    counted = {t for t, _ in survey["tags"]}
+    assert "garden" in counted and not {"garden/complaint", "excalidraw"} & counted
 
 
 LOGSEQ = Path(__file__).resolve().parent.parent / "data" / "vaults" / "logseq"
