@@ -929,7 +929,7 @@ _SUFFIXES = ("ing", "ings", "ingly", "ion", "ions", "ation", "ations", "ational"
              "ized", "izes", "izing", "ization", "ise", "ised", "ises", "ising", "isation", "ful", "fulness", "ous",
              "ously", "ousness", "ance", "ances", "ence", "ences", "able", "ably", "ible", "al", "ally", "als", "ic",
              "ical", "ically", "ism", "isms", "ist", "ists", "iti", "ent", "ently", "ant", "ement", "y", "ies",
-             "ied", "e", "est", "ably", "iveness")
+             "ied", "e", "est", "iveness")
 
 
 def fts_query(text: str) -> str:

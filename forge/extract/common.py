@@ -242,13 +242,23 @@ def claude_turns(conv: dict) -> list[dict] | None:
 PROMPT_LIKE = ("input", "prompt", "question", "query")
 
 
+def export_kind(rec: object) -> str | None:
+    """"chatgpt" or "claude" for a conversation of that data export, None for any other record (one with a chat,
+    instruction or prompt-like key is read as that shape, never as an export)."""
+    if not isinstance(rec, dict) or any(k in rec for k in (*CHAT_KEYS, "instruction", *PROMPT_LIKE)):
+        return None
+    if isinstance(rec.get("mapping"), dict):
+        return "chatgpt"
+    return "claude" if isinstance(rec.get("chat_messages"), list) else None
+
+
 def export_title(rec: object) -> str | None:
     """The title of a ChatGPT or Claude export conversation (None for any other record)."""
-    if isinstance(rec, dict) and (isinstance(rec.get("mapping"), dict) or isinstance(rec.get("chat_messages"), list)) \
-            and not any(k in rec for k in ("messages", "conversations", "conversation", "instruction", *PROMPT_LIKE)):
-        title = rec.get("title") if "mapping" in rec else rec.get("name")
-        return str(title).strip() if title else "untitled"
-    return None
+    kind = export_kind(rec)
+    if kind is None:
+        return None
+    title = rec.get("title" if kind == "chatgpt" else "name")
+    return str(title).strip() if title else "untitled"
 
 
 # Prompt/answer key pairs, in the order they are tried: the four forge read first keep their precedence (a record
@@ -266,7 +276,7 @@ def record_to_messages(obj: object) -> list[dict] | None:
     `question`), and a conversation of a ChatGPT or Claude data export (a record with none of those keys)."""
     if not isinstance(obj, dict):
         return None
-    for key in ("messages", "conversations", "conversation"):
+    for key in CHAT_KEYS:
         if key in obj:
             return coerce_messages(obj[key])
     system = obj.get("system") if isinstance(obj.get("system"), str) else None
@@ -279,11 +289,8 @@ def record_to_messages(obj: object) -> list[dict] | None:
         if isinstance(obj.get(p), str) and isinstance(obj.get(r), str):
             ctx = obj.get("context") if p == "question" and isinstance(obj.get("context"), str) else ""
             return messages_from_pair(obj[p] + (f"\n\n{ctx}" if ctx.strip() else ""), obj[r], system)
-    if isinstance(obj.get("mapping"), dict):
-        return chatgpt_turns(obj)
-    if isinstance(obj.get("chat_messages"), list):
-        return claude_turns(obj)
-    return None
+    kind = export_kind(obj)
+    return chatgpt_turns(obj) if kind == "chatgpt" else claude_turns(obj) if kind == "claude" else None
 
 
 CHAT_KEYS = ("messages", "conversations", "conversation")

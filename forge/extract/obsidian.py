@@ -402,12 +402,32 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
     return f" (line {mark.line + 2})" if mark is not None else ""
 
 
+def read_note(rel: str, text: str, logseq: bool = False,
+              repairs: list[str] | None = None) -> tuple[dict, str, int] | None:
+    """(meta, body, frontmatter line count) as forge reads a note: parse_note's, with comments taken out of the body
+    and, in a Logseq graph, the page's properties in meta (frontmatter, where a page has it, wins). None for an
+    Excalidraw drawing. Raises what parse_note raises."""
+    meta, body, fm_lines = parse_note(text, repairs)
+    if "excalidraw-plugin" in meta or rel.lower().endswith(".excalidraw.md"):
+        return None
+    body = strip_comments(body)
+    if logseq:
+        page, body = logseq_page(body)
+        meta = {**page, **meta}
+    return meta, body, fm_lines
+
+
+def note_tags(meta: dict, body: str, masked: str | None = None) -> list[str]:
+    """A note's tags, lower-cased, frontmatter first, each once."""
+    return list(dict.fromkeys(t.lower() for t in frontmatter_tags(meta) + inline_tags(body, masked)))
+
+
 def note_to_items(rel: str, text: str, cfg: ObsidianConfig, result: Extraction,
                   count: TokenCount | None = None, tag_counts: Counter | None = None,
                   logseq: bool = False) -> list[dict]:
     repairs: list[str] = []
     try:
-        meta, body, fm_lines = parse_note(text, repairs)
+        note = read_note(rel, text, logseq, repairs)
     except yaml.YAMLError as e:
         result.skip(rel, f"frontmatter is not valid YAML{_yaml_problem(e)}; fix it or remove the --- block",
                     "bad-frontmatter")
@@ -417,15 +437,12 @@ def note_to_items(rel: str, text: str, cfg: ObsidianConfig, result: Extraction,
                     "bad-frontmatter")
         return []
 
-    if "excalidraw-plugin" in meta or rel.lower().endswith(".excalidraw.md"):
+    if note is None:
         result.skip(rel, "an Excalidraw drawing: its text is the drawing's labels and JSON, not prose", "drawing")
         return []
-    body = strip_comments(body)
-    if logseq:
-        page, body = logseq_page(body)
-        meta = {**page, **meta}  # frontmatter, where a page has it, wins
+    meta, body, fm_lines = note
     masked = mask_code(body)
-    tags = list(dict.fromkeys(t.lower() for t in frontmatter_tags(meta) + inline_tags(body, masked)))
+    tags = note_tags(meta, body, masked)
     if tag_counts is not None:
         tag_counts.update(tags)
     if not tag_matches(tags, cfg.include_tags):
@@ -543,13 +560,15 @@ def _under(rel: str, folders: list[str]) -> bool:
     return any(low == f or low.startswith(f + "/") for f in (x.lower().strip("/") for x in folders) if f)
 
 
-def iter_vault(root: Path, cfg: ObsidianConfig, result: Extraction) -> list[Path]:
+def iter_vault(root: Path, cfg: ObsidianConfig, result: Extraction, logseq: bool = False) -> list[Path]:
     """Markdown files of the vault. Settings, trash, attachments, templates, hidden folders, links leaving the vault
     and files that are not notes are skipped, each with a reason."""
     root_real = root.resolve()
     skip = {s.lower().strip("/") for s in cfg.skip_folders}
-    if is_logseq(root):
-        skip.add("logseq")  # Logseq's own folder: settings, bak/ (old copies of every page), .recycle/
+    # A Logseq graph's own folder (settings, bak/ with old copies of every page, .recycle/), unless configured anyway
+    logseq_own = logseq and "logseq" not in skip
+    if logseq_own:
+        skip.add("logseq")
     templates = cfg.templates_folder.lower().strip("/")
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -562,9 +581,8 @@ def iter_vault(root: Path, cfg: ObsidianConfig, result: Extraction) -> list[Path
                 # Settings and hidden folders hold no notes of the person's own; their notes are counted, not listed.
                 n = sum(1 for _, _, fs in os.walk(Path(dirpath) / d) for f in fs if f.lower().endswith(".md"))
                 if n:
-                    why = ("Logseq's own folder: settings, bak/ copies of old pages, .recycle/" if low == "logseq"
-                           and "logseq" not in {x.lower().strip("/") for x in cfg.skip_folders}
-                           else "extract.obsidian.skip_folders / hidden")
+                    why = ("Logseq's own folder: settings, bak/ copies of old pages, .recycle/"
+                           if logseq_own and low == "logseq" else "extract.obsidian.skip_folders / hidden")
                     result.skip(rel + "/", f"{n} note(s) in a folder forge never reads ({why})", "skipped-folder")
             elif low == templates:
                 for sub, _, fs in os.walk(Path(dirpath) / d):
@@ -601,8 +619,8 @@ def extract_vault(root: str | Path, cfg: ObsidianConfig, max_file_bytes: int,
     if not root.is_dir():
         result.skip(str(root), "not a folder; point at the vault's top folder", "unreadable")
         return result
-    files = iter_vault(root, cfg, result)
     logseq = is_logseq(root)
+    files = iter_vault(root, cfg, result, logseq)
     tag_counts: Counter = Counter()
     folder_counts: Counter = Counter()
     for i, path in enumerate(files, start=1):
@@ -623,10 +641,10 @@ def extract_vault(root: str | Path, cfg: ObsidianConfig, max_file_bytes: int,
             if cfg.include_folders and not _under(rel, cfg.include_folders):
                 result.skip(rel, f"left out by the folder filter (only {', '.join(cfg.include_folders)})",
                             "folder-filter")
-                tag_counts.update(_tags_only(text))
+                tag_counts.update(_tags_only(rel, text, logseq))
             elif cfg.exclude_folders and _under(rel, cfg.exclude_folders):
                 result.skip(rel, "left out by the folder filter (excluded folder)", "folder-filter")
-                tag_counts.update(_tags_only(text))
+                tag_counts.update(_tags_only(rel, text, logseq))
             else:
                 result.items.extend(note_to_items(rel, text, cfg, result, count, tag_counts, logseq))
         except Exception as e:  # noqa: BLE001 - one note a library chokes on never stops the import
@@ -638,15 +656,13 @@ def extract_vault(root: str | Path, cfg: ObsidianConfig, max_file_bytes: int,
     return result
 
 
-def _tags_only(text: str) -> list[str]:
-    """A note's tags as note_to_items counts them (drawings have none; tags inside comments do not count)."""
+def _tags_only(rel: str, text: str, logseq: bool) -> list[str]:
+    """A note's tags as note_to_items counts them, for the survey of a note a filter leaves out."""
     try:
-        meta, body, _ = parse_note(text)
+        note = read_note(rel, text, logseq)
     except Exception:  # noqa: BLE001 - the survey counts what it can
         return []
-    if "excalidraw-plugin" in meta:
-        return []
-    return list(dict.fromkeys(t.lower() for t in frontmatter_tags(meta) + inline_tags(strip_comments(body))))
+    return note_tags(note[0], note[1]) if note is not None else []
 
 
 def survey_vault(root: str | Path, cfg: ObsidianConfig, max_file_bytes: int,
