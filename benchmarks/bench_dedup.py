@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import corpus_sentences
-from forge import dedup as dd
+from forge.data import dedup as dd
 from forge.config import Config
 from forge.store import Store
 

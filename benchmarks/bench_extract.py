@@ -23,7 +23,7 @@ import frontmatter
 
 from benchmarks.common import make_vault, timed
 from forge.config import Config
-from forge.extract import extract, run_extract
+from forge.data.extract import extract, run_extract
 from forge.store import Store, canonical_messages, content_hash, flatten, now
 
 

@@ -130,11 +130,11 @@ async def curate_keys(ws: Path, presses: int = 100) -> dict:
 
 
 def dedup_at_scale(n: int, dim: int = 384, planted: int = 1000) -> dict:
-    """forge's ANN pair search (faiss k-means cells, forge/dedup.py pairs_ann) over n unit vectors with `planted`
+    """forge's ANN pair search (faiss k-means cells, forge/data/dedup.py pairs_ann) over n unit vectors with `planted`
     near-duplicate pairs; recall of the planted pairs, seconds and peak RSS."""
     import numpy as np
 
-    from forge.dedup import pairs_ann
+    from forge.data.dedup import pairs_ann
 
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((n, dim), dtype=np.float32)

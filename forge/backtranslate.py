@@ -74,8 +74,8 @@ def template_source(ex: Example, cfg: ObsidianConfig) -> str | None:
         return None
     if ex.meta.get("prompt_source") == "frontmatter":
         return None
-    from forge.extract.obsidian import _fill
-    from forge.validate import normalize_text
+    from forge.data.extract.obsidian import _fill
+    from forge.data.validate import normalize_text
 
     user = ex.messages[_turns(ex)[0]]["content"]
     title = str(ex.meta.get("title") or ex.heading or "")
@@ -148,7 +148,7 @@ def clean_reply(text: str, note: str, template: str, max_chars: int,
     """(request, None) for a usable reply, else (None, why). Keeps the first paragraph, drops what follows an
     `Answer:` line, `Question:`-style labels, list markers and wrapping quotes; refuses an empty reply, several
     requests, one longer than max_chars (or cut off by max_tokens), the template itself, or a copy of the note."""
-    from forge.validate import normalize_text
+    from forge.data.validate import normalize_text
 
     t = (text or "").strip()
     if t.startswith("```"):

@@ -31,7 +31,7 @@ from typing import Callable
 from forge.config import REPO_ROOT, Config
 from forge.errors import ForgeError
 from forge.store import Store
-from forge.validate import MARKER_RE
+from forge.data.validate import MARKER_RE
 
 DEMO_DIR = REPO_ROOT / "data" / "demo"
 MARKER = ".forge-demo-workspace"
@@ -109,8 +109,8 @@ def fresh_workspace(path: Path) -> Path:
 def curate(store: Store, config: Config, spec_task: DemoTask, out: Path, say: Callable[[str], None],
            prefix: str = "") -> dict:
     """Import the task's training file into `store`, approve every example, export the dataset to `out`."""
-    from forge.dataset import export_dataset
-    from forge.extract import run_extract
+    from forge.data.dataset import export_dataset
+    from forge.data.extract import run_extract
 
     report = run_extract(store, "jsonl", DEMO_DIR / spec_task.train_file, config)
     ids = store.ids(status="pending")

@@ -10,7 +10,7 @@ and per-field accuracy when the expected outputs are JSON; latency p50/p95 and t
 Beside the two models: lead-N (the first N sentences, or lines of a dialogue, of the last user turn) for
 summary-like tasks, and for tuned − each comparison a paired bootstrap 95 % interval on every metric
 (scipy.stats.bootstrap over the prompts). Before generating, prompts with a near-duplicate in the models'
-training data are excluded (forge/leakage.py), and the output budget follows the reference lengths.
+training data are excluded (forge/data/leakage.py), and the output budget follows the reference lengths.
 """
 
 from __future__ import annotations
@@ -351,15 +351,15 @@ def read_heldout(path: Path, columns: dict | None = None, split: str | None = No
     """The examples in a held-out file, read by the extractor `forge extract` uses for its kind: JSONL in any shape,
     CSV/TSV (with the column flags and config's prompt template, as extraction applies them), Parquet/Arrow files and
     save_to_disk folders (`split` default: test, else validation, else the only one)."""
-    from forge.extract import file_kind
-    from forge.extract.common import ExtractError
+    from forge.data.extract import file_kind
+    from forge.data.extract.common import ExtractError
 
     columns = {k: v for k, v in (columns or {}).items() if v}
     kind = file_kind(path)
     try:
         if kind == "csv":
             from forge.config import CsvConfig
-            from forge.extract.tabular import extract_csv
+            from forge.data.extract.tabular import extract_csv
 
             if split:
                 raise ExtractError(f"{path} is one file with no splits: leave out --split")
@@ -369,7 +369,7 @@ def read_heldout(path: Path, columns: dict | None = None, split: str | None = No
             cfg = config.extract.csv if config is not None else CsvConfig()
             return extract_csv(path, cfg, 200_000_000, 2_000_000, **columns)
         if kind == "dataset":
-            from forge.extract.dataset import HELD_OUT_SPLITS, extract_dataset
+            from forge.data.extract.dataset import HELD_OUT_SPLITS, extract_dataset
 
             return extract_dataset(path, 2_000_000, split=split, prefer=HELD_OUT_SPLITS, **columns)
         if columns or split:
@@ -377,7 +377,7 @@ def read_heldout(path: Path, columns: dict | None = None, split: str | None = No
                                f"Arrow files and dataset folders; JSONL records are read by their shape")
     except ExtractError as e:
         raise EvalError(str(e)) from e
-    from forge.extract.jsonl import extract_jsonl
+    from forge.data.extract.jsonl import extract_jsonl
 
     return extract_jsonl(path, 200_000_000, 2_000_000)
 
@@ -423,9 +423,9 @@ def training_files(store: Store, model_ids: list[str]) -> list[tuple[str, Path]]
 def check_leaks(store: Store, config: Config, model_ids: list[str], prompts: list[dict],
                 progress: Callable[[int, int], None] | None = None) -> dict:
     """Held-out prompts (with their expected answers) that have a near-duplicate in the training data of the
-    compared models' runs: forge/leakage.py, the Dedup model and threshold."""
-    from forge.extract.jsonl import extract_jsonl
-    from forge.leakage import find_leaks
+    compared models' runs: forge/data/leakage.py, the Dedup model and threshold."""
+    from forge.data.extract.jsonl import extract_jsonl
+    from forge.data.leakage import find_leaks
 
     files = training_files(store, model_ids)
     if not files:
@@ -448,9 +448,9 @@ AUTO_MIN_TOKENS, AUTO_MAX_TOKENS, MAX_CONTEXT = 16, 2048, 8192
 
 
 def token_counter_for(config: Config) -> tuple[Callable[[str], int], str]:
-    """The base model's tokenizer (forge/tokens.py: the `tokenizers` library on the base's tokenizer.json, ~0.1 s),
+    """The base model's tokenizer (forge/data/tokens.py: the `tokenizers` library on the base's tokenizer.json, ~0.1 s),
     or an estimate of 1.5 tokens per word when it cannot be had."""
-    from forge.tokens import TokenizerUnavailable, token_counter
+    from forge.data.tokens import TokenizerUnavailable, token_counter
 
     try:
         return token_counter(config.workspace_path(), config.validation.tokenizer), "base tokenizer"

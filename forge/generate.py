@@ -20,11 +20,11 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from forge.config import Config
-from forge.extract.common import record_to_messages
-from forge.extract.jsonl import parse_json_text, records_of
+from forge.data.extract.common import record_to_messages
+from forge.data.extract.jsonl import parse_json_text, records_of
 from forge.llm import CallFailed, Endpoint, Usage
 from forge.store import Store, StoreError, content_hash
-from forge.validate import validate_messages
+from forge.data.validate import validate_messages
 
 TEMPLATES = {
     "pairs": ("Write {k} varied training examples for this task: {topic}\n"

@@ -9,7 +9,7 @@ opening lines: the first lines are greetings and small talk, the request sits in
 (the lead-N baseline that forge's Eval shows has to lose to a model that learned the task).
 
 Some counseling sessions contain a risk marker, `{{RED:…}}` around the client's own words; the summary must carry
-it byte for byte (forge's normalisation keeps such markers untouched: forge/validate.py).
+it byte for byte (forge's normalisation keeps such markers untouched: forge/data/validate.py).
 
 The held-out file shares nothing with the training file but the answer format: its situations, speaker names,
 small talk, phrasings and risk statements are all written only for it. Deterministic (seeded); re-run to regenerate:

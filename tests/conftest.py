@@ -63,7 +63,7 @@ def store(config):
 
 @pytest.fixture
 def sample_store(store, config):
-    from forge.extract import run_extract
+    from forge.data.extract import run_extract
 
     run_extract(store, "obsidian", SAMPLE_VAULT, config)
     return store

@@ -101,7 +101,7 @@ class SwapProgressed(Message):
 
 
 class DatasetExported(Message):
-    """The dataset export ended: `report` (forge.dataset.export_dataset's) when it ran, else `error`."""
+    """The dataset export ended: `report` (forge.data.dataset.export_dataset's) when it ran, else `error`."""
 
     def __init__(self, report: dict | None, error: str | None = None) -> None:
         self.report, self.error = report, error

@@ -64,7 +64,7 @@ def _decide(obj: Ctx, ids: tuple[int, ...], as_json: bool, fn) -> None:
 @click.pass_obj
 def approve(obj: Ctx, ids, as_json: bool) -> None:
     """Approve examples (refused, with the reason, when an example is invalid)."""
-    from forge import curate
+    from forge.data import curate
 
     _decide(obj, ids, as_json, lambda i: curate.approve(obj.store, i, obj.config))
 
@@ -76,7 +76,7 @@ def approve(obj: Ctx, ids, as_json: bool) -> None:
 @click.pass_obj
 def reject(obj: Ctx, ids, reason, as_json: bool) -> None:
     """Reject examples."""
-    from forge import curate
+    from forge.data import curate
 
     _decide(obj, ids, as_json, lambda i: curate.reject(obj.store, i, reason))
 

@@ -42,7 +42,7 @@ def _report_extract(report: dict) -> None:
         click.echo(f"  split {ds['split']}" + (f" of {', '.join(ds['splits'])}" if len(ds["splits"]) > 1 else "")
                    + (f" · {ds['shape']}" if ds.get("shape") else ""), err=True)
     if report.get("reasons"):
-        from forge.extract.common import SKIP_CODES
+        from forge.data.extract.common import SKIP_CODES
 
         click.echo("  skipped: " + ", ".join(f"{n} {SKIP_CODES.get(code, code)}"
                                              for code, n in sorted(report["reasons"].items(), key=lambda kv: -kv[1])),
@@ -57,7 +57,7 @@ def _report_extract(report: dict) -> None:
 
 
 def _extract(obj: Ctx, kind: str, path: str, as_json: bool, **options) -> None:
-    from forge.extract import run_extract
+    from forge.data.extract import run_extract
 
     def go(progress):
         return run_extract(obj.store, kind, path, obj.config, progress, **options)
@@ -154,7 +154,7 @@ def dataset() -> None:
 def dataset_export(obj: Ctx, out, val, test, seed, fmt, keep_leaks, as_json: bool) -> None:
     """Write train/val/test JSONL and manifest.json; no example lands in two splits, and no val/test example has a
     near-duplicate (cosine ≥ dedup.threshold) in train unless --keep-leaks."""
-    from forge.dataset import export_dataset
+    from forge.data.dataset import export_dataset
 
     r = run_guarded(as_json, export_dataset, obj.store, out, obj.config, val, test, seed, fmt, keep_leaks)
 
@@ -178,7 +178,7 @@ def dataset_export(obj: Ctx, out, val, test, seed, fmt, keep_leaks, as_json: boo
 @click.pass_obj
 def dedup(obj: Ctx, threshold, do_apply: bool, as_json: bool) -> None:
     """Find near-duplicate clusters among pending and approved examples (embeddings cached in the store)."""
-    from forge import dedup as dd
+    from forge.data import dedup as dd
 
     result = run_guarded(as_json, _progress_run, "embedding", as_json,
                          lambda progress: dd.find_duplicates(obj.store, obj.config, threshold, progress))

@@ -111,11 +111,11 @@ def folder_chat(folder: str | Path) -> ChatTokenizer:
 
 def chat_for_base(base_model: str, workspace: str | Path) -> ChatTokenizer:
     """The tokenizer of the base model a spec names: the bundled default (its tokenizer copy in the workspace,
-    forge/tokens.py), a local HF folder, or a hub id (through transformers)."""
+    forge/data/tokens.py), a local HF folder, or a hub id (through transformers)."""
     from forge.train.base_model import DEFAULT_BASE
 
     if base_model == DEFAULT_BASE:
-        from forge.tokens import TokenizerUnavailable, tokenizer_file
+        from forge.data.tokens import TokenizerUnavailable, tokenizer_file
 
         try:
             return folder_chat(tokenizer_file(workspace).parent)

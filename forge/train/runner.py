@@ -85,7 +85,7 @@ def latest_checkpoint(run_dir: Path, warn=lambda msg: None) -> Path | None:
 
 def load_split(path: Path) -> list[list[dict]]:
     """Conversations of one split, refusing the first invalid one by file and line."""
-    from forge.validate import validate_messages
+    from forge.data.validate import validate_messages
 
     out = []
     if not path.exists():

@@ -15,7 +15,7 @@ from typing import Callable
 
 from forge import child_env
 from forge.config import Config
-from forge.dataset import export_dataset
+from forge.data.dataset import export_dataset
 from forge.store import Store, StoreError
 from forge.train.events import read_events
 from forge.train.spec import SpecError, TrainSpec

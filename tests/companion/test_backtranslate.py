@@ -7,7 +7,7 @@ import pytest
 
 from forge import backtranslate as bt
 from forge.config import Config
-from forge.extract import run_extract
+from forge.data.extract import run_extract
 from forge.store import Store
 from tests.forge.test_backtranslate import VAULT
 

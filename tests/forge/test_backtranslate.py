@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from forge import backtranslate as bt
-from forge import curate
+from forge.data import curate
 from forge.config import Config
-from forge.extract import run_extract
+from forge.data.extract import run_extract
 from forge.store import Store
 from tests.conftest import REPO, free_port
 from tests.forge.llm_server import scripted_server

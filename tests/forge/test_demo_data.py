@@ -112,8 +112,8 @@ def test_summaries_carry_every_risk_marker_byte_for_byte():
 
 
 def test_markers_survive_import_and_dataset_export_byte_for_byte(tmp_path, store, config):
-    from forge.dataset import export_dataset
-    from forge.extract import run_extract
+    from forge.data.dataset import export_dataset
+    from forge.data.extract import run_extract
 
     source = tmp_path / "mix.jsonl"
     marked = [r for r in rows("summaries.jsonl") if "{{RED:" in r["messages"][1]["content"]][:20]

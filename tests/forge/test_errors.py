@@ -106,16 +106,16 @@ def test_the_formatter_without_a_file():
 def test_every_user_error_type_is_a_forge_error():
     from forge.backtranslate import BacktranslateError
     from forge.config import ConfigError
-    from forge.curate import InvalidExample
-    from forge.dataset import DatasetError
-    from forge.dedup import DedupError
+    from forge.data.curate import InvalidExample
+    from forge.data.dataset import DatasetError
+    from forge.data.dedup import DedupError
     from forge.demo import DemoError
     from forge.eval import EvalError
     from forge.export import ExportError
-    from forge.extract.common import ExtractError
+    from forge.data.extract.common import ExtractError
     from forge.generate import GenerateError
     from forge.store import StoreError
-    from forge.tokens import TokenizerUnavailable
+    from forge.data.tokens import TokenizerUnavailable
     from forge.train.base_model import BaseModelError
     from forge.train.runner import RunFailed
     from forge.train.spec import SpecError

@@ -18,7 +18,7 @@ from tests.conftest import REPO
 @pytest.fixture(scope="module")
 def tok_dir(tmp_path_factory):
     """tokenizer.json + chat template of the bundled SmolLM2 (read from its GGUF, no model weights)."""
-    from forge.tokens import _bundled_copy
+    from forge.data.tokens import _bundled_copy
 
     return _bundled_copy(tmp_path_factory.mktemp("tok") / "base-tokenizer").parent
 

@@ -1,6 +1,6 @@
 import pytest
 
-from forge import curate
+from forge.data import curate
 from forge.store import Store, StoreError
 
 

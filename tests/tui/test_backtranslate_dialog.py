@@ -4,7 +4,7 @@ worker, shows progress and the results, and Curate then shows the written prompt
 from rich.console import Console
 from textual.widgets import Button, Input, ProgressBar, Static
 
-from forge.extract import run_extract
+from forge.data.extract import run_extract
 from tests.forge.llm_server import scripted_server
 from tests.forge.test_backtranslate import VAULT, cfg, question
 from tests.tui.helpers import wait_until

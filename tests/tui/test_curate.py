@@ -97,7 +97,7 @@ async def test_import_dialog_runs_in_a_worker_and_refreshes(store, config, tmp_p
 def test_the_import_report_names_notes_read_despite_frontmatter_yaml_refuses(store, config):
     from pathlib import Path
 
-    from forge.extract import run_extract
+    from forge.data.extract import run_extract
     from tui.screens.import_dialog import report_lines
 
     messy = Path(__file__).resolve().parent.parent / "data" / "vaults" / "messy"
@@ -218,7 +218,7 @@ async def test_vault_survey_picks_tags_and_folders_remembered_and_an_empty_impor
     """A vault whose notes carry none of config.json's tags: the survey says so and lists the vault's tags; the
     person's pick imports those notes and is remembered for the next survey; an import that found nothing leaves a
     Curate screen that says what to do."""
-    from tests.forge.test_extract_report import MESSY
+    from tests.forge.data.extract.test_extract_report import MESSY
     from tui.widgets.example_view import ExampleView
 
     config.extract.obsidian.include_tags = ["retrospective"]

@@ -45,7 +45,7 @@ async def test_keep_one_threshold_and_undo(store, config):
         await pilot.press("u")
         assert len(screen.clusters) == 3 and screen.clusters[0].ids == kept_all
         await pilot.press("K")
-        from forge.dedup import find_duplicates
+        from forge.data.dedup import find_duplicates
 
         assert kept_all not in [c.ids for c in find_duplicates(store, app.config).clusters]  # a later run too
         for _ in range(30):  # raising the threshold to 1.0 re-clusters without re-embedding

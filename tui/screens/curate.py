@@ -19,7 +19,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input
 
-from forge import backtranslate, curate
+from forge import backtranslate
+from forge.data import curate
 from forge.store import STATUSES, StoreError
 from tui.messages import TokenizerLoaded
 from tui.screens.backtranslate_dialog import BacktranslateScreen
@@ -113,7 +114,7 @@ class CurateScreen(ReportsWorkerErrors, Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="tokenizer")
     def load_tokenizer(self, path: str) -> None:
-        from forge.validate import count_length
+        from forge.data.validate import count_length
 
         try:
             count_length([{"role": "user", "content": "x"}], path)  # loads it once (cached for the process)

@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, OptionList, ProgressBar
 from textual.widgets.option_list import Option
 
-from forge import dedup as dd
+from forge.data import dedup as dd
 from forge.store import StoreError
 from tui.messages import DuplicatesScanned, ScanFailed, ScanProgressed
 from tui.screens.worker_errors import ReportsWorkerErrors

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Select, Static
 
-from forge.dataset import export_dataset
+from forge.data.dataset import export_dataset
 from forge.store import StoreError
 from tui.messages import DatasetExported
 from tui.screens.job_dialog import JobDialog

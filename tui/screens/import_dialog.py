@@ -16,9 +16,9 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Select, SelectionList, Static
 
-from forge.extract import run_extract
-from forge.extract.common import SKIP_CODES
-from forge.extract.dataset import is_dataset_path
+from forge.data.extract import run_extract
+from forge.data.extract.common import SKIP_CODES
+from forge.data.extract.dataset import is_dataset_path
 from tui.screens.job_dialog import JobDialog
 
 
@@ -189,7 +189,7 @@ class ImportScreen(JobDialog):
     # ---- survey ---------------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="import")
     def run_survey(self, shown_path: str, path: str) -> None:
-        from forge.extract.obsidian import survey_vault
+        from forge.data.extract.obsidian import survey_vault
 
         try:
             survey = survey_vault(path, self.app.config.extract.obsidian, self.app.config.extract.max_file_bytes,

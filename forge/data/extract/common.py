@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from forge.errors import ForgeError
-from forge.validate import ROLES, normalize_messages
+from forge.data.validate import ROLES, normalize_messages
 
 Progress = Callable[[int, int], None]
 

@@ -1,7 +1,7 @@
 import csv
 
 from forge.config import CsvConfig
-from forge.extract.tabular import extract_csv
+from forge.data.extract.tabular import extract_csv
 
 
 def run(path, **kw):

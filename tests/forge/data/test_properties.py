@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from forge.config import ObsidianConfig
-from forge.dataset import split
-from forge.extract.obsidian import extract_vault
-from forge.validate import MARKER_RE, normalize_text
+from forge.data.dataset import split
+from forge.data.extract.obsidian import extract_vault
+from forge.data.validate import MARKER_RE, normalize_text
 
 hashes = st.lists(st.text(alphabet="0123456789abcdef", min_size=8, max_size=8), unique=True, max_size=300)
 fractions = st.floats(min_value=0, max_value=0.45, allow_nan=False)

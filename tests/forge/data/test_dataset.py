@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from forge import curate
-from forge.dataset import DatasetError, export_dataset
+from forge.data import curate
+from forge.data.dataset import DatasetError, export_dataset
 
 
 def approve_all(store, config):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from forge.config import Config
-from forge.extract.common import Extraction, ExtractError, Progress, lfs_pointer
+from forge.data.extract.common import Extraction, ExtractError, Progress, lfs_pointer
 from forge.store import Store
 
 KINDS = ("obsidian", "csv", "jsonl", "dataset")
@@ -14,8 +14,8 @@ KINDS = ("obsidian", "csv", "jsonl", "dataset")
 def file_kind(path: str | Path) -> str:
     """The extractor for a file or folder of held-out or imported examples, by what it is: CSV/TSV by extension,
     Parquet/Arrow files and folders (save_to_disk, or Parquet shards) as a dataset, anything else as JSONL."""
-    from forge.extract.dataset import is_dataset_path
-    from forge.extract.tabular import TSV_SUFFIXES
+    from forge.data.extract.dataset import is_dataset_path
+    from forge.data.extract.tabular import TSV_SUFFIXES
 
     if Path(path).suffix.lower() in (".csv",) + TSV_SUFFIXES:
         return "csv"
@@ -27,22 +27,22 @@ def extract(kind: str, path: str | Path, config: Config, progress: Progress | No
     if kind in ("csv", "jsonl") and (pointer := lfs_pointer(path)) is not None:
         raise ExtractError(f"{path}: {pointer}")
     if kind == "obsidian":
-        from forge.extract.obsidian import extract_vault
-        from forge.tokens import lazy_counter
+        from forge.data.extract.obsidian import extract_vault
+        from forge.data.tokens import lazy_counter
 
         cfg = options.get("obsidian") or ex.obsidian
         count = lazy_counter(config.workspace_path(), config.validation.tokenizer) if cfg.max_tokens else None
         return extract_vault(path, cfg, ex.max_file_bytes, progress, count)
     if kind == "csv":
-        from forge.extract.tabular import extract_csv
+        from forge.data.extract.tabular import extract_csv
 
         return extract_csv(path, ex.csv, ex.max_file_bytes, ex.max_line_bytes, progress=progress, **options)
     if kind == "jsonl":
-        from forge.extract.jsonl import extract_jsonl
+        from forge.data.extract.jsonl import extract_jsonl
 
         return extract_jsonl(path, ex.max_file_bytes, ex.max_line_bytes, progress)
     if kind == "dataset":
-        from forge.extract.dataset import extract_dataset
+        from forge.data.extract.dataset import extract_dataset
 
         return extract_dataset(path, ex.max_line_bytes, progress, **options)
     raise ExtractError(f"unknown source kind {kind!r}: use one of {', '.join(KINDS)}")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from forge.dataset import export_dataset
+from forge.data.dataset import export_dataset
 from forge.store import content_hash
 from tests.data.dedup_labelled import BASES, conversation
 from tests.forge.test_cli import forge

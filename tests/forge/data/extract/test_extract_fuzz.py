@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from forge.config import CsvConfig, ObsidianConfig
-from forge.extract.jsonl import extract_jsonl
-from forge.extract.obsidian import extract_vault
-from forge.extract.tabular import extract_csv
+from forge.data.extract.jsonl import extract_jsonl
+from forge.data.extract.obsidian import extract_vault
+from forge.data.extract.tabular import extract_csv
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                        HealthCheck.too_slow])
@@ -164,8 +164,8 @@ def test_dataset_extraction_never_raises(tmp_path_factory, columns, junk, data):
     import pyarrow.feather as feather
     import pyarrow.parquet as pq
 
-    from forge.extract.common import ExtractError
-    from forge.extract.dataset import extract_dataset
+    from forge.data.extract.common import ExtractError
+    from forge.data.extract.dataset import extract_dataset
 
     d = tmp_path_factory.mktemp("ds")
     table = pa.table(columns)

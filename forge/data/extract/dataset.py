@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from forge.extract.common import (CHAT_KEYS, Extraction, ExtractError, Progress, coerce_messages, describe_error,
+from forge.data.extract.common import (CHAT_KEYS, Extraction, ExtractError, Progress, coerce_messages, describe_error,
                                   empty_turn, examples_of, lfs_pointer, messages_from_pair)
 from forge.store import content_hash
-from forge.validate import normalize_messages
+from forge.data.validate import normalize_messages
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 ARROW_SUFFIXES = (".arrow", ".feather", ".ipc")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from forge.config import Config
 from forge.store import Store, StoreError
-from forge.validate import normalize_messages, validate_messages
+from forge.data.validate import normalize_messages, validate_messages
 
 
 class InvalidExample(StoreError):

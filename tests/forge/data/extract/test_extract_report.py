@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from forge.config import Config, ObsidianConfig
-from forge.extract import run_extract
-from forge.extract.obsidian import extract_vault
+from forge.data.extract import run_extract
+from forge.data.extract.obsidian import extract_vault
 from forge.store import Store
-from forge.tokens import token_counter
+from forge.data.tokens import token_counter
 
-MESSY = Path(__file__).resolve().parent.parent / "data" / "vaults" / "messy"
-REPO = Path(__file__).resolve().parents[2]
+MESSY = Path(__file__).resolve().parents[3] / "data" / "vaults" / "messy"
+REPO = Path(__file__).resolve().parents[4]
 
 
 def forge(ws: Path, *args: str) -> subprocess.CompletedProcess:
@@ -215,7 +215,7 @@ def test_drawings_comments_and_block_ids_stay_out_of_the_examples(tmp_path):
     assert "garden" in counted and not {"garden/complaint", "excalidraw"} & counted
 
 
-LOGSEQ = Path(__file__).resolve().parent.parent / "data" / "vaults" / "logseq"
+LOGSEQ = Path(__file__).resolve().parents[3] / "data" / "vaults" / "logseq"
 
 
 def test_a_logseq_graph_reads_page_properties_and_leaves_its_backups_out(tmp_path):

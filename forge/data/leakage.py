@@ -1,7 +1,7 @@
 """Leakage: held-out items (test, val, eval prompts) with a near-duplicate in the data a model trains on.
 
 The same notion of "near-duplicate" as Dedup, from the same code: sentence embeddings of the configured model and
-text mode (forge/dedup.py, cached in the store by content hash, so an example Dedup already embedded is never
+text mode (forge/data/dedup.py, cached in the store by content hash, so an example Dedup already embedded is never
 embedded again), cosine ≥ `dedup.threshold`, or identical after case, whitespace and punctuation are normalised.
 What is compared is `dedup.leak_text`: the whole conversation by default, or the user turns only, for data where a
 system prompt or an answer format that every example shares would make every held-out item look like a leak.
@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Callable
 
 from forge.config import DedupConfig
-from forge.dedup import embeddings_for, example_text, exact_key
+from forge.data.dedup import embeddings_for, example_text, exact_key
 from forge.store import Store, content_hash
 
 Progress = Callable[[int, int], None]

@@ -1,6 +1,6 @@
 import json
 
-from forge.extract.jsonl import extract_jsonl
+from forge.data.extract.jsonl import extract_jsonl
 
 
 def run(path, line_limit=100_000):

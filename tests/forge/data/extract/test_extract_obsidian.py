@@ -3,8 +3,8 @@ import os
 import pytest
 
 from forge.config import Config, ObsidianConfig
-from forge.extract import run_extract
-from forge.extract.obsidian import extract_vault, inline_tags, render_body
+from forge.data.extract import run_extract
+from forge.data.extract.obsidian import extract_vault, inline_tags, render_body
 from tests.conftest import SAMPLE_VAULT
 
 

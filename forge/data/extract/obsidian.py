@@ -23,8 +23,8 @@ import frontmatter
 import yaml
 
 from forge.config import ObsidianConfig
-from forge.extract.common import Extraction, Progress, decode_bytes, describe_error, over_limit
-from forge.validate import normalize_text
+from forge.data.extract.common import Extraction, Progress, decode_bytes, describe_error, over_limit
+from forge.data.validate import normalize_text
 
 TokenCount = Callable[[str], int]
 
@@ -613,7 +613,7 @@ def iter_vault(root: Path, cfg: ObsidianConfig, result: Extraction, logseq: bool
 def extract_vault(root: str | Path, cfg: ObsidianConfig, max_file_bytes: int,
                   progress: Progress | None = None, count: TokenCount | None = None) -> Extraction:
     """Every note of the vault → items; every other file → a skip with its reason; and the vault's survey.
-    `count` counts tokens of the base model's tokenizer (forge.tokens); without it notes are never split."""
+    `count` counts tokens of the base model's tokenizer (forge.data.tokens); without it notes are never split."""
     root = Path(root)
     result = Extraction()
     if not root.is_dir():

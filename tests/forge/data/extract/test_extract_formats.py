@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from forge.config import CsvConfig
-from forge.extract import file_kind, run_extract
-from forge.extract.common import ExtractError, record_to_messages
-from forge.extract.dataset import HELD_OUT_SPLITS, extract_dataset
-from forge.extract.jsonl import extract_jsonl
-from forge.extract.tabular import extract_csv
+from forge.data.extract import file_kind, run_extract
+from forge.data.extract.common import ExtractError, record_to_messages
+from forge.data.extract.dataset import HELD_OUT_SPLITS, extract_dataset
+from forge.data.extract.jsonl import extract_jsonl
+from forge.data.extract.tabular import extract_csv
 from tests.data.dataset_files import write_all
 
-FORMATS = Path(__file__).resolve().parent.parent / "data" / "formats"
+FORMATS = Path(__file__).resolve().parents[3] / "data" / "formats"
 
 
 @pytest.fixture(scope="module")
@@ -381,7 +381,7 @@ def test_a_file_over_the_size_limit_names_the_setting_and_a_value_that_works(tmp
 
     p = FORMATS / "dolly_and_friends.jsonl"
     cmd = [sys.executable, "-m", "forge.cli", "--workspace", str(tmp_path / "ws"), "extract", "jsonl", str(p)]
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[4]
     small = subprocess.run(cmd, capture_output=True, text=True, cwd=repo,
                            env={**os.environ, "FORGE_EXTRACT__MAX_FILE_BYTES": "100"})
     advice = "(extract.max_file_bytes: raise it in config.json, or run with FORGE_EXTRACT__MAX_FILE_BYTES=10000000)"

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from forge.config import CsvConfig
-from forge.extract.common import Extraction, ExtractError, Progress, decode_bytes, messages_from_pair, over_limit
+from forge.data.extract.common import Extraction, ExtractError, Progress, decode_bytes, messages_from_pair, over_limit
 from forge.store import content_hash
 
 TSV_SUFFIXES = (".tsv", ".tab")

@@ -9,7 +9,7 @@ import json
 import re
 from pathlib import Path
 
-from forge.extract.common import Extraction, Progress, decode_bytes, describe_error, examples_of, over_limit
+from forge.data.extract.common import Extraction, Progress, decode_bytes, describe_error, examples_of, over_limit
 from forge.store import content_hash
 
 FENCE_RE = re.compile(r"```(?:json|jsonl)?\s*\n(.*?)```", re.DOTALL | re.IGNORECASE)

@@ -14,7 +14,7 @@ from pathlib import Path
 from forge import __version__
 from forge.config import Config
 from forge.store import Store, StoreError, canonical_messages
-from forge.validate import validate_messages
+from forge.data.validate import validate_messages
 
 SPLITS = ("train", "val", "test")
 
@@ -65,11 +65,11 @@ def dataset_hash(messages_list: list[list[dict]]) -> str:
 
 
 def move_leaks(store: Store, by_hash: dict, parts: dict[str, list[str]], config: Config, keep: bool) -> dict:
-    """Val and test examples with a near-duplicate in train (forge/leakage.py: cosine ≥ dedup.threshold, or the
+    """Val and test examples with a near-duplicate in train (forge/data/leakage.py: cosine ≥ dedup.threshold, or the
     same text after normalisation; pairs marked "keep all" in Dedup do not count). Unless `keep`, they move into
     train, transitively: what stays held out has no near-duplicate in the final training split. Changes `parts`
     in place; returns the report for the manifest."""
-    from forge.leakage import find_leaks
+    from forge.data.leakage import find_leaks
 
     held = [(name, h) for name in ("test", "val") for h in parts[name]]
     train = parts["train"]
