@@ -29,7 +29,7 @@ class ModelSwapped(Message):
 
 
 class BacktranslationProgressed(Message):
-    """The backtranslate worker finished one more note; `report` is its report so far (forge.backtranslate)."""
+    """The backtranslate worker finished one more note; `report` is its report so far (forge.llm.backtranslate)."""
 
     def __init__(self, report: dict, total: int) -> None:
         self.report = report
@@ -123,7 +123,7 @@ class EvalFinished(Message):
 
 
 class GenerationProgressed(Message):
-    """The generate worker's report so far (forge.generate.Report.to_json())."""
+    """The generate worker's report so far (forge.llm.generate.Report.to_json())."""
 
     def __init__(self, report: dict, total: int) -> None:
         self.report, self.total = report, total

@@ -210,7 +210,7 @@ def dedup(obj: Ctx, threshold, do_apply: bool, as_json: bool) -> None:
 @click.pass_obj
 def generate(obj: Ctx, base_url, model, n, template, topic, from_approved, as_json: bool) -> None:
     """Generate new pending examples with an LLM (API key from the env var named in config)."""
-    from forge import generate as gen
+    from forge.llm import generate as gen
 
     def go(progress):
         def report(r):
@@ -243,7 +243,7 @@ def backtranslate(obj: Ctx, base_url, model, source, limit, as_json: bool) -> No
     The note stays the answer byte for byte; each new prompt is an edit in the decision log (`forge undo` brings the
     template back), the example stays pending. Notes you approved, rejected or edited are left alone. Stopped
     (Ctrl-C, --limit, a cap), a re-run goes on with the notes left."""
-    from forge import backtranslate as bt
+    from forge.llm import backtranslate as bt
 
     def go(progress):
         def report(r):

@@ -1,15 +1,15 @@
 """Backtranslation for real: the companion serves the bundled SmolLM2 (`base`) on loopback and writes the request
-each templated note answers. (Failure modes against a scripted server: tests/forge/test_backtranslate.py.)"""
+each templated note answers. (Failure modes against a scripted server: tests/forge/llm/test_backtranslate.py.)"""
 
 import json
 
 import pytest
 
-from forge import backtranslate as bt
+from forge.llm import backtranslate as bt
 from forge.config import Config
 from forge.data.extract import run_extract
 from forge.store import Store
-from tests.forge.test_backtranslate import VAULT
+from tests.forge.llm.test_backtranslate import VAULT
 
 pytestmark = pytest.mark.slow
 

@@ -104,7 +104,7 @@ def test_the_formatter_without_a_file():
 
 
 def test_every_user_error_type_is_a_forge_error():
-    from forge.backtranslate import BacktranslateError
+    from forge.llm.backtranslate import BacktranslateError
     from forge.config import ConfigError
     from forge.data.curate import InvalidExample
     from forge.data.dataset import DatasetError
@@ -113,7 +113,7 @@ def test_every_user_error_type_is_a_forge_error():
     from forge.eval import EvalError
     from forge.export import ExportError
     from forge.data.extract.common import ExtractError
-    from forge.generate import GenerateError
+    from forge.llm.generate import GenerateError
     from forge.store import StoreError
     from forge.data.tokens import TokenizerUnavailable
     from forge.train.base_model import BaseModelError

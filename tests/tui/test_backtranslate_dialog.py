@@ -5,8 +5,8 @@ from rich.console import Console
 from textual.widgets import Button, Input, ProgressBar, Static
 
 from forge.data.extract import run_extract
-from tests.forge.llm_server import scripted_server
-from tests.forge.test_backtranslate import VAULT, cfg, question
+from tests.forge.llm.llm_server import scripted_server
+from tests.forge.llm.test_backtranslate import VAULT, cfg, question
 from tests.tui.helpers import wait_until
 from tui.app import make_app
 from tui.screens.backtranslate_dialog import BacktranslateScreen

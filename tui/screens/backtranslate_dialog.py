@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, ProgressBar, Static
 
-from forge import backtranslate as bt
+from forge.llm import backtranslate as bt
 from forge.store import StoreError
 from tui.messages import BacktranslationFinished, BacktranslationProgressed
 from tui.screens.job_dialog import JobDialog

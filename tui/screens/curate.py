@@ -19,7 +19,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input
 
-from forge import backtranslate
+from forge.llm import backtranslate
 from forge.data import curate
 from forge.store import STATUSES, StoreError
 from tui.messages import TokenizerLoaded

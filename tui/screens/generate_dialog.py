@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Checkbox, Input, Label, ProgressBar, Static
 
-from forge import generate as gen
+from forge.llm import generate as gen
 from forge.store import StoreError
 from tui.messages import GenerationFinished, GenerationProgressed
 from tui.screens.job_dialog import JobDialog

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from forge import generate as gen
+from forge.llm import generate as gen
 from forge.config import Config
 from tests.conftest import REPO
-from tests.forge.llm_server import scripted_server
+from tests.forge.llm.llm_server import scripted_server
 
 SECRET = "sk-test-SECRET-never-stored-0123456789"
 

@@ -22,7 +22,7 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from forge.config import BACKTRANSLATE_INSTRUCTION, Config, ObsidianConfig
-from forge.llm import CallFailed, Usage
+from forge.llm.endpoint import CallFailed, Usage
 from forge.store import Example, Store, StoreError
 
 ACTION = "backtranslate"
@@ -235,7 +235,7 @@ class Report(Usage):
 class Backtranslator:
     def __init__(self, store: Store, config: Config, base_url: str, model: str, report: Report,
                  api_key: str | None = None):
-        from forge.llm import Endpoint
+        from forge.llm.endpoint import Endpoint
 
         self.store, self.cfg, self.report = store, config.backtranslate, report
         self.host = urlsplit(base_url).netloc or base_url
@@ -346,7 +346,7 @@ def backtranslate(store: Store, config: Config, base_url: str | None = None, mod
                   progress: Callable[[Report], None] | None = None, api_key: str | None = None) -> Report:
     """Write prompts for up to `limit` templated notes (all when None) at `base_url` (default: the local companion).
     The model is `model`, else config backtranslate.model, else the first one the endpoint lists."""
-    from forge.llm import api_key as key_from_env
+    from forge.llm.endpoint import api_key as key_from_env
 
     if limit is not None and limit < 0:
         raise BacktranslateError("--limit: give 0 or more examples")
@@ -363,7 +363,7 @@ def backtranslate(store: Store, config: Config, base_url: str | None = None, mod
         return report  # nothing to write: nothing calls out
     key = key_from_env(config.generate.api_key_env, api_key)
     _preflight(base_url, config.generate.timeout_s)
-    from forge.generate import resolve_model
+    from forge.llm.generate import resolve_model
 
     report.model, report.model_how = resolve_model(base_url, model or config.backtranslate.model, key)
     bt = Backtranslator(store, config, base_url, report.model, report, key)

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from forge import backtranslate as bt
+from forge.llm import backtranslate as bt
 from forge.data import curate
 from forge.config import Config
 from forge.data.extract import run_extract
 from forge.store import Store
 from tests.conftest import REPO, free_port
-from tests.forge.llm_server import scripted_server
+from tests.forge.llm.llm_server import scripted_server
 
-VAULT = Path(__file__).resolve().parent.parent / "data" / "vaults" / "backtranslate"
+VAULT = Path(__file__).resolve().parents[2] / "data" / "vaults" / "backtranslate"
 TEMPLATE_TITLES = ["Keep the old car", "Ship the beta", "Sleep experiment", "Sourdough basics"]
 
 

@@ -22,7 +22,7 @@ from typing import Callable
 from forge.config import Config
 from forge.data.extract.common import record_to_messages
 from forge.data.extract.jsonl import parse_json_text, records_of
-from forge.llm import CallFailed, Endpoint, Usage
+from forge.llm.endpoint import CallFailed, Endpoint, Usage
 from forge.store import Store, StoreError, content_hash
 from forge.data.validate import validate_messages
 
@@ -205,7 +205,7 @@ def generate(store: Store, config: Config, base_url: str, n: int, model: str | N
              template: str = "pairs", topic: str | None = None, from_approved: bool = False,
              progress: Callable[[Report], None] | None = None) -> Report:
     g = config.generate
-    from forge.llm import api_key as key_from_env
+    from forge.llm.endpoint import api_key as key_from_env
 
     model, how = resolve_model(base_url, model or g.model, key_from_env(g.api_key_env), min(g.timeout_s, 10.0))
     gen = Generator(store, config, base_url, model, progress=progress)
