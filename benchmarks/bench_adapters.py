@@ -29,10 +29,10 @@ import httpx
 
 from benchmarks.bench_export import trained_run
 from benchmarks.common import percentiles
-from forge import export as ex
+from forge.models import export as ex
 from forge.config import REPO_ROOT
-from forge.llama_child import run_child
-from forge.train.base_model import materialise
+from forge.models.llama_child import run_child
+from forge.models.base_model import materialise
 
 THREADS = 2
 TOKEN = "bench-token"
@@ -42,7 +42,7 @@ PROMPTS = ["remind me to call mom tomorrow at 5", "dont let me forget the dentis
 
 RSS = r"""
 import json, os, sys
-from forge.llama_child import load_llama
+from forge.models.llama_child import load_llama
 from companion.worker import Adapters
 model, adapters = sys.argv[1], json.loads(sys.argv[2])
 llm = load_llama(model, n_ctx=1024, n_threads=2, seed=0)
@@ -58,7 +58,7 @@ print(json.dumps({"rss_kb": rss}))
 
 SWITCH = r"""
 import json, sys, time
-from forge.llama_child import load_llama
+from forge.models.llama_child import load_llama
 from companion.worker import Adapters
 model, adapters, prompts, n = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), int(sys.argv[4])
 llm = load_llama(model, n_ctx=1024, n_threads=2, seed=0)
@@ -90,7 +90,7 @@ def child(script: str, *args: str) -> dict:
 
 def adapters_from(run_dir: Path, base_dir: Path, out: Path, n: int) -> list[Path]:
     """n distinct adapters of the same shape: the run's LoRA at n different alphas (convert_adapter)."""
-    from forge.lora_gguf import convert_adapter
+    from forge.models.lora_gguf import convert_adapter
 
     paths = []
     for i in range(n):

@@ -25,8 +25,8 @@ import httpx
 
 from benchmarks.common import percentiles
 from forge.config import REPO_ROOT, Config
-from forge.export import import_gguf, register_bundled_base
-from forge.llama_child import run_child
+from forge.models.export import import_gguf, register_bundled_base
+from forge.models.llama_child import run_child
 from forge.store import Store
 
 PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse keeper who finds a message in a bottle."}]
@@ -35,7 +35,7 @@ TOKEN = "bench-token"
 
 BARE = r"""
 import json, sys, time
-from forge.llama_child import load_llama
+from forge.models.llama_child import load_llama
 path, n, max_tokens, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 llm = load_llama(path, n_ctx=2048, n_threads=threads, seed=0)
 msgs = json.loads(sys.stdin.read())

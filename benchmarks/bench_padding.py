@@ -103,7 +103,7 @@ def forge_runner(base: Path, convs) -> tuple[float, float]:
 def main(rows: int = 24, batch: int = 4) -> dict:
     from transformers import AutoTokenizer
 
-    from forge.train.base_model import materialise
+    from forge.models.base_model import materialise
 
     SPEC["batch_size"] = batch
     base = materialise(Path(tempfile.gettempdir()) / "forge-bench-base-hf", print)

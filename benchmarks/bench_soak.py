@@ -31,8 +31,8 @@ import psutil
 
 from benchmarks.common import percentiles
 from forge.config import REPO_ROOT, Config
-from forge.export import import_gguf, register_bundled_base
-from forge.llama_child import run_child
+from forge.models.export import import_gguf, register_bundled_base
+from forge.models.llama_child import run_child
 from forge.store import Store
 
 TOKEN = "soak-token"

@@ -84,7 +84,7 @@ def forge_runner(base: Path, convs, steps: int) -> float:
 
 
 def main(steps: int = 12) -> dict:
-    from forge.train.base_model import materialise
+    from forge.models.base_model import materialise
 
     base = materialise(Path(tempfile.gettempdir()) / "forge-bench-base-hf", print)
     convs = demo_conversations()

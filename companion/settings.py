@@ -135,7 +135,7 @@ def lookup_model(config: Config, model_id: str, verify: bool = True) -> dict:
     external engine (companion.backend kind openai): the engine's model of that name."""
     if config.companion.backend.kind == "openai":
         return remote_model(config, model_id)
-    from forge.export import register_bundled_base
+    from forge.models.export import register_bundled_base
     from forge.store import Store, sha256_file
 
     check_model_id(model_id)
@@ -235,7 +235,7 @@ def list_models(config: Config) -> list[dict]:
     if config.companion.backend.kind == "openai":
         listing = engine_listing(config)
         return [remote_model(config, str(m["id"]), listing, load=False) for m in listing]
-    from forge.export import register_bundled_base
+    from forge.models.export import register_bundled_base
     from forge.store import Store
 
     store = Store.for_workspace(config.workspace_path())

@@ -27,7 +27,7 @@ import threading
 import time
 
 from forge import cpu_threads
-from forge.llama_child import gguf_chat_formatter, load_llama, provenance
+from forge.models.llama_child import gguf_chat_formatter, load_llama, provenance
 
 SAMPLING = ("temperature", "top_p", "max_tokens", "stop", "seed", "presence_penalty", "frequency_penalty")
 

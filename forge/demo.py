@@ -165,7 +165,7 @@ def run_demo(workspace: Path, say: Callable[[str], None] = print, max_steps: int
     dict) plus run_id, model_id, workspace, task, minutes (all) and train_minutes (training alone), and markers:
     system → markers_kept (None for each when no held-out source has a marker)."""
     from forge import eval as ev
-    from forge import export as ex
+    from forge.models import export as ex
 
     if task not in TASKS:
         raise DemoError(f"unknown demo task {task!r}: use one of {', '.join(TASKS)}")
@@ -422,7 +422,7 @@ def run_adapters_demo(workspace: Path, say: Callable[[str], None] = print, max_s
 
     Returns {workspace, base, tasks: {task: evaluate_through's dict + run_id, train_minutes, export_s},
     companion: {url, pid, log, models (GET /v1/models), adapters_loaded, stopped}, minutes}."""
-    from forge import export as ex
+    from forge.models import export as ex
 
     unknown = [t for t in tasks if t not in TASKS]
     if unknown or not tasks:

@@ -17,7 +17,7 @@ import sys
 import time
 
 from forge import cpu_threads
-from forge.llama_child import load_llama
+from forge.models.llama_child import load_llama
 
 
 def main() -> None:

@@ -33,8 +33,8 @@ _pin_xdist_worker()
 # lets the many short files fill in behind them, so both workers finish together rather than one waiting out a
 # two-minute file handed over last.
 LONGEST_FIRST = ["tests/forge/test_demo_adapters.py", "tests/forge/test_demo.py", "tests/forge/test_eval.py",
-                 "tests/forge/test_distributed.py", "tests/forge/test_export.py", "tests/forge/test_train.py",
-                 "tests/forge/test_export_adapter.py", "tests/forge/test_lengths.py"]
+                 "tests/forge/test_distributed.py", "tests/forge/models/test_export.py", "tests/forge/test_train.py",
+                 "tests/forge/models/test_export_adapter.py", "tests/forge/test_lengths.py"]
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -75,7 +75,7 @@ def base_model_dir(tmp_path_factory):
 
     With pytest-xdist (scripts/test runs two workers) the folder sits in the temp root all workers share; the file
     lock in materialise lets one worker write it while the other waits, so it is made once, not once per worker."""
-    from forge.train.base_model import materialise
+    from forge.models.base_model import materialise
 
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -133,7 +133,7 @@ def workspace_with_base(ws: Path, settings: dict):
     """Workspace folder `ws` with a config.json (`settings` beside its `workspace` key) and the bundled base
     registered as `base`: (config path, config, store, base record). The caller closes the store."""
     from forge.config import load_config
-    from forge.export import register_bundled_base
+    from forge.models.export import register_bundled_base
     from forge.store import Store
 
     cfg_path = ws / "config.json"
@@ -145,7 +145,7 @@ def workspace_with_base(ws: Path, settings: dict):
 
 @pytest.fixture(scope="session")
 def companion_ws(tmp_path_factory):
-    from forge.llama_child import run_child
+    from forge.models.llama_child import run_child
 
     ws = tmp_path_factory.mktemp("companion-ws")
     cfg_path, config, store, base = workspace_with_base(ws, {

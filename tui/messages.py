@@ -77,7 +77,7 @@ class RunStartFailed(Message):
 
 
 class ExportProgressed(Message):
-    """The model export reached `stage` (one of forge.export.STAGES)."""
+    """The model export reached `stage` (one of forge.models.export.STAGES)."""
 
     def __init__(self, stage: str, message: str) -> None:
         self.stage, self.message = stage, message
@@ -85,7 +85,7 @@ class ExportProgressed(Message):
 
 
 class ExportFinished(Message):
-    """The model export ended: `result` (forge.export.export_run's) when it ran, else `error` (one line)."""
+    """The model export ended: `result` (forge.models.export.export_run's) when it ran, else `error` (one line)."""
 
     def __init__(self, result: dict | None, error: str | None = None) -> None:
         self.result, self.error = result, error

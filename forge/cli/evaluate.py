@@ -43,7 +43,7 @@ def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, max_tokens, t
     Either side may be a LoRA adapter (`forge export RUN --adapter`): it runs as its base plus the adapter, as the
     companion serves a request naming it, so two adapters of one base, or an adapter and its base, compare."""
     from forge import eval as ev
-    from forge import export as ex
+    from forge.models import export as ex
 
     def go(progress):
         ex.register_bundled_base(obj.store, obj.config)

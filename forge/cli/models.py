@@ -33,7 +33,7 @@ def export(obj: Ctx, run_id, quant, template_file, allow_template_mismatch, fmt,
            as_json: bool) -> None:
     """Merge RUN_ID's adapter, convert to GGUF, quantize, check, and register the model (or, with --format, write
     the folder vLLM / SGLang / TGI / PEFT load). Prints the commands that serve the result."""
-    from forge import export as ex
+    from forge.models import export as ex
 
     def say(stage, message):
         if not as_json:
@@ -56,7 +56,7 @@ def export(obj: Ctx, run_id, quant, template_file, allow_template_mismatch, fmt,
         emit(r, as_json, human)
         return
     if fmt != "gguf":
-        from forge.handoff import export_handoff
+        from forge.models.handoff import export_handoff
 
         r = run_guarded(as_json, export_handoff, obj.store, obj.config, run_id, fmt, out, say)
 
@@ -86,7 +86,7 @@ def models(ctx: click.Context, as_json: bool) -> None:
     if ctx.invoked_subcommand is not None:
         return
     obj = ctx.obj
-    from forge import export as ex
+    from forge.models import export as ex
 
     def go():
         ex.register_bundled_base(obj.store, obj.config)
@@ -110,7 +110,7 @@ def models(ctx: click.Context, as_json: bool) -> None:
 @click.pass_obj
 def models_add(obj: Ctx, path: str, model_id: str | None, as_json: bool) -> None:
     """Copy a GGUF into the workspace's models folder and register it, e.g. to serve or evaluate it."""
-    from forge import export as ex
+    from forge.models import export as ex
 
     m = run_guarded(as_json, ex.import_gguf, obj.store, obj.config, path, model_id)
     emit({"model_id": m["id"], "name": m["name"], "path": m["path"], "quant": m["quant"], "bytes": m["bytes"],

@@ -112,7 +112,7 @@ def folder_chat(folder: str | Path) -> ChatTokenizer:
 def chat_for_base(base_model: str, workspace: str | Path) -> ChatTokenizer:
     """The tokenizer of the base model a spec names: the bundled default (its tokenizer copy in the workspace,
     forge/data/tokens.py), a local HF folder, or a hub id (through transformers)."""
-    from forge.train.base_model import DEFAULT_BASE
+    from forge.models.base_model import DEFAULT_BASE
 
     if base_model == DEFAULT_BASE:
         from forge.data.tokens import TokenizerUnavailable, tokenizer_file
@@ -137,7 +137,7 @@ def chat_for_base(base_model: str, workspace: str | Path) -> ChatTokenizer:
 
 def model_context(base_model: str) -> int | None:
     """The model's context length in tokens, where it can be read without loading the model."""
-    from forge.train.base_model import DEFAULT_BASE
+    from forge.models.base_model import DEFAULT_BASE
 
     if base_model == DEFAULT_BASE:
         return BUNDLED_CONTEXT

@@ -230,7 +230,7 @@ class Recipe:
                                      f"{'4-bit QLoRA' if quant == '4bit' else 'full-precision LoRA'} on "
                                      f"{'CUDA' if use_cuda else 'CPU'}", backend=backend, quantization=quant)
 
-        from forge.train.base_model import resolve_base
+        from forge.models.base_model import resolve_base
 
         workspace = self.run_dir.parent.parent
         base = resolve_base(spec.base_model, workspace, lambda msg: self.log.log("info", message=msg))

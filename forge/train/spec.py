@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from forge.errors import ForgeError, format_validation_error
-from forge.train.base_model import DEFAULT_BASE
+from forge.models.base_model import DEFAULT_BASE
 
 # Attention and MLP projections per architecture (model_type in config.json).
 TARGET_MODULES = {

@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from companion.pool import CompanionError, ModelPool, WorkerOptions
-from forge.export import models_with_adapters
+from forge.models.export import models_with_adapters
 
 BASE = {"id": "base", "sha256": "a" * 64, "meta": {}}
 COPY = {"id": "base-copy", "sha256": "a" * 64, "meta": {}}

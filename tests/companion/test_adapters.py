@@ -35,7 +35,7 @@ def register_adapter(store, config, adapter_id: str, src: Path, meta: dict) -> N
 
 def session_adapter(trained_workspace) -> dict:
     """The registry record of the session run's LoRA exported as a GGUF adapter (exported by the first caller)."""
-    from forge import export as ex
+    from forge.models import export as ex
 
     t_store, t_config, run_id, _ = trained_workspace
     adapter = next((m for m in t_store.models() if ex.is_adapter(m)), None)
@@ -45,7 +45,7 @@ def session_adapter(trained_workspace) -> dict:
 def loud_adapter(run_dir: Path, ws: Path) -> Path:
     """The run's LoRA with alpha ×200 as a GGUF adapter in `ws`: its effect on greedy text is certain, where a
     2-step LoRA may change no token."""
-    from forge.lora_gguf import convert_adapter
+    from forge.models.lora_gguf import convert_adapter
 
     loud_dir = ws / "loud-peft"
     shutil.copytree(run_dir / "adapter", loud_dir)
@@ -193,8 +193,8 @@ def test_serving_an_adapter_on_its_own_is_refused_before_anything_loads(served):
 SWITCH_BACK = r"""
 import json, sys
 from companion.worker import Adapters
-from forge.llama_child import load_llama
-from forge.train.base_model import bundled_gguf
+from forge.models.llama_child import load_llama
+from forge.models.base_model import bundled_gguf
 
 llm = load_llama(str(bundled_gguf()), n_ctx=512, n_threads=1, seed=0)
 a = Adapters(llm)

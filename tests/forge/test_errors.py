@@ -111,12 +111,12 @@ def test_every_user_error_type_is_a_forge_error():
     from forge.data.dedup import DedupError
     from forge.demo import DemoError
     from forge.eval import EvalError
-    from forge.export import ExportError
+    from forge.models.export import ExportError
     from forge.data.extract.common import ExtractError
     from forge.llm.generate import GenerateError
     from forge.store import StoreError
     from forge.data.tokens import TokenizerUnavailable
-    from forge.train.base_model import BaseModelError
+    from forge.models.base_model import BaseModelError
     from forge.train.runner import RunFailed
     from forge.train.spec import SpecError
 

@@ -6,9 +6,9 @@ import os
 import pytest
 
 from forge import eval as ev
-from forge import export as ex
+from forge.models import export as ex
 from forge.store import Store
-from forge.train.base_model import bundled_gguf
+from forge.models.base_model import bundled_gguf
 
 DATA = ex.Path(__file__).resolve().parents[1] / "data"
 

@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-import forge.export
+import forge.models.export
 import forge.data.validate
 from tests.conftest import free_port
 from tests.tui.helpers import wait_until
@@ -64,7 +64,7 @@ async def test_keys_work_while_the_companion_stops(store, config):
 
 async def test_keys_work_while_the_bundled_base_is_first_registered(store, config, monkeypatch):
     gate, done = threading.Event(), threading.Event()
-    monkeypatch.setattr(forge.export, "sha256_file", gated(forge.export.sha256_file, gate, done))
+    monkeypatch.setattr(forge.models.export, "sha256_file", gated(forge.models.export.sha256_file, gate, done))
     app = make_app(config, store)
     async with app.run_test(size=(140, 50)) as pilot:
         await pilot.press("f5")

@@ -34,7 +34,7 @@ async def test_models_mode_lists_and_exports_a_run(trained_workspace):
 
 async def test_adapters_are_listed_under_their_base_and_selected_by_id(config, store):
     """An adapter row sits right under its base, marked as such; selecting it yields its registry id."""
-    from forge.export import register_bundled_base
+    from forge.models.export import register_bundled_base
 
     register_bundled_base(store, config)
     models = config.workspace_path() / "models"

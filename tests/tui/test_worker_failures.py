@@ -5,7 +5,7 @@ from rich.console import Console
 from textual.widgets import Button, Static
 
 import forge.eval
-import forge.export
+import forge.models.export
 import forge.train.runs
 from tests.tui.helpers import wait_until
 from tests.tui.test_eval_screen import seed
@@ -38,7 +38,7 @@ async def test_export_that_raises_mid_merge_is_reported_and_export_works_again(s
         progress("merge", "merging the adapter into the base model")
         raise RuntimeError("CUDA out of memory while merging")
 
-    monkeypatch.setattr(forge.export, "export_run", export_run)
+    monkeypatch.setattr(forge.models.export, "export_run", export_run)
     app = make_app(config, store)
     async with app.run_test(size=(140, 50)) as pilot:
         await pilot.press("f5")

@@ -42,7 +42,7 @@ class RegistersBundledBase:
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="register-base")
     def register_bundled_base(self) -> None:
-        from forge import export as ex
+        from forge.models import export as ex
 
         try:
             with _REGISTERING:

@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
-from forge.export import is_adapter, models_with_adapters
+from forge.models.export import is_adapter, models_with_adapters
 from tui.messages import AdapterAdded, CompanionStopped, ModelSwapped, ReplyFinished, ReplyStreamed
 from tui.screens.worker_errors import ReportsWorkerErrors
 

@@ -22,7 +22,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Pro
 
 from forge import eval as ev
 from forge.config import REPO_ROOT
-from forge.export import is_adapter, models_with_adapters
+from forge.models.export import is_adapter, models_with_adapters
 from forge.store import StoreError
 from tui.messages import EvalFinished, EvalProgressed
 from tui.screens.bundled_base import REGISTERING_TEXT, RegistersBundledBase

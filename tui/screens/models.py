@@ -14,7 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Label, ProgressBar, Select, Static
 
-from forge import export as ex
+from forge.models import export as ex
 from forge.store import StoreError
 from tui.messages import ExportFinished, ExportProgressed, ModelSwapped, SwapProgressed
 from tui.screens.bundled_base import REGISTERING_TEXT, RegistersBundledBase

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from forge.export import ExportError
-from forge.handoff import export_handoff
+from forge.models.export import ExportError
+from forge.models.handoff import export_handoff
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PROMPTS = ["remind me to call mom tomorrow at 5", "dont let me forget the dentist on friday"]
 
 

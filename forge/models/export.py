@@ -22,7 +22,7 @@ from typing import Callable
 
 from forge import __version__
 from forge.config import Config
-from forge.llama_child import QUANT_FTYPES, ChildFailed, finish_child, run_child, start_child
+from forge.models.llama_child import QUANT_FTYPES, ChildFailed, finish_child, run_child, start_child
 from forge.store import Store, StoreError, sha256_file
 
 Progress = Callable[[str, str], None]  # (stage, message)
@@ -267,7 +267,7 @@ def modelfile(gguf_name: str, template_eos: str | None, chat_template: str) -> s
 
 def register_bundled_base(store: Store, config: Config) -> dict:
     """Model `base`: the bundled SmolLM2 GGUF, copied once into the workspace's models folder."""
-    from forge.train.base_model import bundled_gguf
+    from forge.models.base_model import bundled_gguf
 
     existing = store.get_model("base", missing_ok=True)
     if existing:
@@ -364,7 +364,7 @@ def _merge(job: _Job) -> None:
     job.say("merge", "merging the adapter into its base")
     base = job.info.get("base_path")
     if not base or not Path(base).exists():
-        from forge.train.base_model import resolve_base
+        from forge.models.base_model import resolve_base
 
         base = str(resolve_base(job.info.get("base_model", ""), job.config.workspace_path()))
     merge(job.run_dir / "adapter", base, job.work / "hf")
@@ -430,7 +430,7 @@ def _register(job: _Job, timings: dict) -> dict:
               "meta": {"provenance": job.keys, "template_parity": job.parity["ok"], "parity": job.parity,
                        "smoke": job.smoke["text"], "timings": {k: round(v, 2) for k, v in timings.items()}}}
     (target / "provenance.json").write_text(json.dumps(record, indent=2))
-    from forge.handoff import gguf_commands
+    from forge.models.handoff import gguf_commands
 
     cmds = gguf_commands(target / job.final.name, job.model_id, job.info, job.config)
     (target / "README.md").write_text(gguf_readme(job.model_id, job.run_id, cmds))
@@ -499,7 +499,7 @@ def is_adapter(model: dict) -> bool:
 
 def _bundled_base_dir(base_dir: Path) -> bool:
     """Was this HF folder materialised from the bundled SmolLM2 GGUF (so its GGUF is the registry's `base`)?"""
-    from forge.train.base_model import MARKER, bundled_gguf
+    from forge.models.base_model import MARKER, bundled_gguf
 
     try:
         source = json.loads((Path(base_dir) / MARKER).read_text()).get("source")
@@ -511,7 +511,7 @@ def _bundled_base_dir(base_dir: Path) -> bool:
 def adapter_base(store: Store, config: Config, info: dict, base_id: str | None = None) -> dict:
     """The registered GGUF an adapter of this run applies to: `base_id` when given, the bundled base for runs
     trained on the bundled SmolLM2, else a registered model exported from the same base folder."""
-    from forge.train.base_model import DEFAULT_BASE
+    from forge.models.base_model import DEFAULT_BASE
 
     if base_id:
         base = store.get_model(base_id, missing_ok=True)
@@ -533,7 +533,7 @@ def adapter_base(store: Store, config: Config, info: dict, base_id: str | None =
 def export_adapter(store: Store, config: Config, run_id: str, base_id: str | None = None,
                    progress: Progress | None = None) -> dict:
     """RUN_ID's LoRA as a llama.cpp GGUF adapter of a registered base GGUF: converted with llama.cpp's own model
-    classes (forge.lora_gguf), provenance written by the converter, then loaded on its base by llama.cpp in a child
+    classes (forge.models.lora_gguf), provenance written by the converter, then loaded on its base by llama.cpp in a child
     process (which checks every tensor's shape against the base) and read back before it is registered."""
     for var, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_VERBOSITY", "error"), ("TQDM_DISABLE", "1")):
         os.environ.setdefault(var, value)
@@ -548,7 +548,7 @@ def export_adapter(store: Store, config: Config, run_id: str, base_id: str | Non
     base = adapter_base(store, config, info, base_id)
     base_dir = info.get("base_path")
     if not base_dir or not (Path(base_dir) / "config.json").exists():
-        from forge.train.base_model import resolve_base
+        from forge.models.base_model import resolve_base
 
         base_dir = str(resolve_base(info.get("base_model", ""), config.workspace_path()))
     timings["base_s"] = time.perf_counter() - t
@@ -566,7 +566,7 @@ def export_adapter(store: Store, config: Config, run_id: str, base_id: str | Non
                 "forge.dataset_hash": run["meta"].get("dataset_hash") or "", "forge.version": __version__,
                 "forge.created": created, "forge.kind": "lora-adapter"}
         final = work / f"{model_id}.gguf"
-        from forge.lora_gguf import LoraConversionError, convert_adapter
+        from forge.models.lora_gguf import LoraConversionError, convert_adapter
 
         try:
             conv = convert_adapter(adapter, Path(base_dir), final, keys, f"forge {run_id} (LoRA)")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from forge import export as ex
+from forge.models import export as ex
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -101,7 +101,7 @@ def test_cli_exports_an_adapter_and_lists_it_under_its_base(trained_workspace):
 def test_adapters_llama_cpp_cannot_express_are_refused_with_the_reason(trained_workspace, tmp_path):
     import shutil
 
-    from forge.lora_gguf import LoraConversionError, convert_adapter
+    from forge.models.lora_gguf import LoraConversionError, convert_adapter
 
     _, _, _, run_dir = trained_workspace
     base = json.loads((run_dir / "adapter" / "forge_adapter.json").read_text())["base_path"]
@@ -116,7 +116,7 @@ def test_adapters_llama_cpp_cannot_express_are_refused_with_the_reason(trained_w
 
 
 def test_rslora_alpha_is_rescaled_for_llama_cpp():
-    from forge.lora_gguf import effective_alpha
+    from forge.models.lora_gguf import effective_alpha
 
     assert effective_alpha({"lora_alpha": 16, "r": 8}) == 16
     assert effective_alpha({"lora_alpha": 16, "r": 16, "use_rslora": True}) == pytest.approx(64)

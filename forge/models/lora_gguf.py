@@ -5,7 +5,7 @@ The tensor naming, the Q/K un-permutation and the metadata all come from the mod
 that script itself is not packaged, so the small part of it that wraps a (lora_A, lora_B) pair as one tensor the
 model class can reshape and permute is copied below under its MIT licence.
 
-Run it in-process (`convert_adapter`) or as `python -m forge.lora_gguf JSON_ARGS`; torch is imported only inside.
+Run it in-process (`convert_adapter`) or as `python -m forge.models.lora_gguf JSON_ARGS`; torch is imported only inside.
 """
 
 # The part between the two "llama.cpp" markers is from ggml-org/llama.cpp, convert_lora_to_gguf.py:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from forge.config import Config
-from forge.export import ExportError, check_adapter, merge
+from forge.models.export import ExportError, check_adapter, merge
 from forge.store import Store
 
 FORMATS = ("hf", "peft")
@@ -33,7 +33,7 @@ def _base_dir(info: dict, config: Config) -> str:
     base = info.get("base_path")
     if base and Path(base).exists():
         return str(Path(base).resolve())
-    from forge.train.base_model import resolve_base
+    from forge.models.base_model import resolve_base
 
     return str(resolve_base(info.get("base_model", ""), config.workspace_path()))
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from forge import export as ex
+from forge.models import export as ex
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +81,7 @@ def test_transformers_gguf_loading_and_the_converter_share_one_gguf_module(base_
 
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
-    from forge.train.base_model import bundled_gguf
+    from forge.models.base_model import bundled_gguf
 
     cfg = load_gguf_checkpoint(str(bundled_gguf()), return_tensors=False)["config"]
     assert cfg["model_type"] == "llama"
@@ -97,7 +97,7 @@ def test_models_add_registers_a_gguf_made_elsewhere(tmp_path):
     import subprocess
     import sys
 
-    from forge.train.base_model import bundled_gguf
+    from forge.models.base_model import bundled_gguf
     from tests.conftest import REPO
 
     forge = [sys.executable, "-m", "tui.launch", "-w", str(tmp_path / "ws"), "models"]

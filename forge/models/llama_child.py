@@ -1,4 +1,4 @@
-"""Work that runs llama.cpp, always in a child process: `python -m forge.llama_child ACTION JSON_ARGS`.
+"""Work that runs llama.cpp, always in a child process: `python -m forge.models.llama_child ACTION JSON_ARGS`.
 
 A crash inside llama.cpp (seen on some CPUs when decoding quantized models with the default buffer types)
 cannot be caught in Python; in a child it becomes a non-zero exit the parent reports cleanly. The child prints
@@ -160,7 +160,7 @@ ACTIONS = {"quantize": quantize, "smoke": smoke, "render": render_with_gguf_temp
 
 def start_child(action: str, **kwargs) -> subprocess.Popen:
     """Start an action that reads more input from stdin (finish it with `finish_child`)."""
-    return subprocess.Popen([sys.executable, "-m", "forge.llama_child", action, json.dumps(kwargs)],
+    return subprocess.Popen([sys.executable, "-m", "forge.models.llama_child", action, json.dumps(kwargs)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=child_env())
 
@@ -188,7 +188,7 @@ def _child_result(action: str, returncode: int, stdout: str, stderr: str) -> dic
 def run_child(action: str, timeout: float = 600, **kwargs) -> dict:
     """Run one action in a fresh interpreter; a crash or timeout raises ChildFailed with a readable reason."""
     try:
-        p = subprocess.run([sys.executable, "-m", "forge.llama_child", action, json.dumps(kwargs)],
+        p = subprocess.run([sys.executable, "-m", "forge.models.llama_child", action, json.dumps(kwargs)],
                            capture_output=True, text=True, timeout=timeout,
                            env=child_env())
     except subprocess.TimeoutExpired:
