@@ -32,7 +32,7 @@ _pin_xdist_worker()
 # whole files to its two workers in collection order (--dist loadfile --no-loadscope-reorder); starting with these
 # lets the many short files fill in behind them, so both workers finish together rather than one waiting out a
 # two-minute file handed over last.
-LONGEST_FIRST = ["tests/forge/test_demo_adapters.py", "tests/forge/test_demo.py", "tests/forge/test_eval.py",
+LONGEST_FIRST = ["tests/forge/test_demo_adapters.py", "tests/forge/test_demo.py", "tests/forge/eval/test_eval.py",
                  "tests/forge/test_distributed.py", "tests/forge/models/test_export.py", "tests/forge/test_train.py",
                  "tests/forge/models/test_export_adapter.py", "tests/forge/test_lengths.py"]
 

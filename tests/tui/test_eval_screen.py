@@ -1,5 +1,5 @@
 """Eval mode on stored results: side by side, votes with single keys that persist, win rate, report files.
-(Generation itself is exercised for real in tests/forge/test_eval.py.)"""
+(Generation itself is exercised for real in tests/forge/eval/test_eval.py.)"""
 
 import json
 

@@ -1,6 +1,6 @@
 """Leakage at dataset export: val/test examples that paraphrase a training example are reported and moved into
 train (or kept with --keep-leaks), with the real embedding model. The eval-side check runs against a real trained
-run in tests/forge/test_eval.py."""
+run in tests/forge/eval/test_eval.py."""
 
 import json
 

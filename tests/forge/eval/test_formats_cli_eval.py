@@ -12,7 +12,7 @@ from forge import eval as ev
 from tests.data.dataset_files import write_all
 from tests.forge.test_cli import forge, js
 
-FORMATS = Path(__file__).resolve().parent.parent / "data" / "formats"
+FORMATS = Path(__file__).resolve().parents[2] / "data" / "formats"
 REPORT_KEYS = {"added", "updated", "unchanged", "kept", "duplicates", "read", "skipped", "reasons", "hint"}
 
 

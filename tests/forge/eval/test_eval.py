@@ -10,7 +10,7 @@ from forge.models import export as ex
 from forge.store import Store
 from forge.models.base_model import bundled_gguf
 
-DATA = ex.Path(__file__).resolve().parents[1] / "data"
+DATA = ex.Path(__file__).resolve().parents[2] / "data"
 
 
 def test_metrics_on_known_cases():
@@ -32,7 +32,7 @@ def test_metrics_on_known_cases():
 
 
 def prompts_file(tmp_path, n=4):
-    rows = [json.loads(line) for line in (ex.Path(__file__).resolve().parents[2] / "data" / "demo" /
+    rows = [json.loads(line) for line in (ex.Path(__file__).resolve().parents[3] / "data" / "demo" /
                                           "reminders_heldout.jsonl").read_text().splitlines()[:n]]
     p = tmp_path / "held.jsonl"
     p.write_text("".join(json.dumps(r) + "\n" for r in rows))

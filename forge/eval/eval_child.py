@@ -1,5 +1,5 @@
 """The evaluation generator, run as a child process:
-`python -m forge.eval_child MODEL MAX_TOKENS FIRST_INDEX [N_CTX] [LORA]` (N_CTX default 1024: the parent sizes it to
+`python -m forge.eval.eval_child MODEL MAX_TOKENS FIRST_INDEX [N_CTX] [LORA]` (N_CTX default 1024: the parent sizes it to
 the longest prompt plus MAX_TOKENS; LORA: a llama.cpp GGUF LoRA adapter of MODEL, applied at scale 1 as the companion
 applies the adapter a request names).
 
