@@ -148,7 +148,7 @@ def test_counts_stay_right_across_insert_decide_undo_and_delete(store, config):
 
 
 def test_an_old_store_gets_its_counts_once_when_migrated(tmp_path, config, monkeypatch):
-    import forge.store as store_module
+    import forge.store.db as store_module
 
     path = tmp_path / "old.db"
     monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:4])  # forge before the counts table
@@ -261,7 +261,7 @@ def test_a_store_from_before_the_search_indexes_is_migrated_with_its_rows(tmp_pa
     what it holds, and nothing is lost."""
     import sqlite3
 
-    from forge import store as store_mod
+    from forge.store import db as store_mod
 
     old = Store.__new__(Store)  # a store stopped at migration 5
     path = tmp_path / "forge.db"
@@ -285,7 +285,7 @@ def test_a_store_with_short_prefix_indexes_gets_the_long_ones_and_keeps_its_rows
     """A workspace from the forge that indexed prefixes of 2-6 letters only (schema 6): opening it rebuilds the
     full-text index with prefix indexes up to 12 letters, so a long half-typed word is one index read; the rows,
     their decisions and every search answer stay as they were."""
-    from forge import store as store_mod
+    from forge.store import db as store_mod
 
     path = tmp_path / "forge.db"
     old_sql = store_mod.FTS_SQL.replace(store_mod.FTS_PREFIXES, "2 3 4 5 6")
