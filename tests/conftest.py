@@ -33,8 +33,9 @@ _pin_xdist_worker()
 # lets the many short files fill in behind them, so both workers finish together rather than one waiting out a
 # two-minute file handed over last.
 LONGEST_FIRST = ["tests/forge/test_demo_adapters.py", "tests/forge/test_demo.py", "tests/forge/eval/test_eval.py",
-                 "tests/forge/test_distributed.py", "tests/forge/models/test_export.py", "tests/forge/test_train.py",
-                 "tests/forge/models/test_export_adapter.py", "tests/forge/test_lengths.py"]
+                 "tests/forge/train/test_distributed.py", "tests/forge/models/test_export.py",
+                 "tests/forge/train/test_train.py", "tests/forge/models/test_export_adapter.py",
+                 "tests/forge/train/test_lengths.py"]
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -106,7 +107,8 @@ def trained_workspace(tmp_path_factory, base_model_dir):
     for i in store.ids():
         store.set_status(i, "approved")
     spec = TrainSpec(base_model=str(base_model_dir), max_steps=2, batch_size=4, max_seq_len=64, lora_r=8,
-                     target_modules=["q_proj", "v_proj"], forgetting_check=False)  # tests/forge/test_lengths.py runs it
+                     target_modules=["q_proj", "v_proj"],
+                     forgetting_check=False)  # tests/forge/train/test_lengths.py runs it
     run_id, run_dir = runs.create_run(store, config, spec)
     proc = runs.launch(run_dir)
     runs.wait(proc, run_dir)

@@ -26,7 +26,7 @@ def make_run(tmp_path, base, **spec):
     (run_dir / "data" / "val.jsonl").write_text(lines[0] + "\n")
     defaults = dict(base_model=str(base), lora_r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
                     batch_size=4, max_seq_len=64, learning_rate=3e-3, lr_scheduler="constant", warmup_ratio=0.0,
-                    eval_steps=4, save_steps=2, forgetting_check=False)  # tests/forge/test_lengths.py runs it
+                    eval_steps=4, save_steps=2, forgetting_check=False)  # tests/forge/train/test_lengths.py runs it
     TrainSpec(**{**defaults, **spec}).save(run_dir / "spec.json")
     return run_dir
 
