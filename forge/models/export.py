@@ -40,7 +40,7 @@ def check_adapter(adapter: Path) -> dict:
     for name in ("adapter_config.json", "adapter_model.safetensors", "forge_adapter.json"):
         if not (adapter / name).exists():
             raise ExportError(f"adapter {adapter} is incomplete: {name} is missing")
-    from forge.train.runner import marker_problem
+    from forge.train.checkpoints import marker_problem
 
     problem = marker_problem(adapter, required=False)
     if problem:

@@ -19,13 +19,10 @@ import time
 from pathlib import Path
 
 from forge.errors import ForgeError
-from forge.store import sha256_file
+from forge.train.checkpoints import latest_checkpoint, write_marker
 from forge.train.events import DiskLogger
 from forge.train.lengths import assistant_spans, tokenize  # noqa: F401 - the runner's tokenization
 from forge.train.spec import TrainSpec, default_targets, pick_backend
-
-MARKER = "forge_complete.json"
-ADAPTER_FILE = "adapter_model.safetensors"
 
 
 class RunFailed(ForgeError):
@@ -36,51 +33,6 @@ def _fault(stage: str) -> None:
     """Testing only: FORGE_TRAIN_FAULT=<stage> SIGKILLs the runner there, as the OOM killer or a power cut would."""
     if os.environ.get("FORGE_TRAIN_FAULT") == stage:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def write_marker(ckpt: Path, step: int) -> None:
-    adapter = ckpt / ADAPTER_FILE
-    info = {"step": step, "time": time.time(), "adapter_sha256": sha256_file(adapter) if adapter.exists() else None}
-    tmp = ckpt / (MARKER + ".tmp")
-    tmp.write_text(json.dumps(info))
-    os.replace(tmp, ckpt / MARKER)
-
-
-def marker_problem(folder: Path, required: bool = True) -> str | None:
-    """Why the adapter in `folder` cannot be trusted (missing, unmarked, corrupted), or None. The marker is
-    written last and records the adapter's sha256; `required=False` accepts a folder without one."""
-    marker = folder / MARKER
-    if not marker.exists():
-        return "no completion marker (the save was interrupted)" if required else None
-    try:
-        info = json.loads(marker.read_text())
-    except (OSError, json.JSONDecodeError):
-        return "unreadable completion marker"
-    adapter = folder / ADAPTER_FILE
-    if not adapter.exists():
-        return f"{ADAPTER_FILE} is missing"
-    if info.get("adapter_sha256") and sha256_file(adapter) != info["adapter_sha256"]:
-        return f"{ADAPTER_FILE} does not match its checksum (corrupted)"
-    return None
-
-
-def checkpoint_ok(ckpt: Path) -> tuple[bool, str]:
-    problem = marker_problem(ckpt)
-    if problem is None and not (ckpt / "trainer_state.json").exists():
-        problem = "trainer_state.json is missing"
-    return problem is None, problem or ""
-
-
-def latest_checkpoint(run_dir: Path, warn=lambda msg: None) -> Path | None:
-    """The newest complete checkpoint; incomplete or corrupted ones are skipped with a warning."""
-    ckpts = sorted((p for p in (run_dir / "checkpoints").glob("checkpoint-*") if p.is_dir()),
-                   key=lambda p: int(p.name.rsplit("-", 1)[1]), reverse=True)
-    for ckpt in ckpts:
-        ok, why = checkpoint_ok(ckpt)
-        if ok:
-            return ckpt
-        warn(f"skipping {ckpt.name}: {why}")
-    return None
 
 
 def load_split(path: Path) -> list[list[dict]]:

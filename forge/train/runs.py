@@ -172,7 +172,7 @@ def final_status(run_dir: Path, returncode: int | None = None) -> dict:
     else:
         how = f"exited with code {returncode}"
     message = f"the runner {how} {STAGES.get(state, f'while {state}')} without a final status"
-    from forge.train.runner import latest_checkpoint
+    from forge.train.checkpoints import latest_checkpoint
 
     ckpt = latest_checkpoint(run_dir)
     if ckpt is not None:

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from forge.train import runs
+from forge.train.checkpoints import latest_checkpoint
 from forge.train.events import read_events
-from forge.train.runner import latest_checkpoint
 from forge.train.spec import TrainSpec
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from forge.train import runs
+from forge.train.checkpoints import latest_checkpoint
 from forge.train.events import read_events
-from forge.train.runner import latest_checkpoint
 from forge.train.spec import TrainSpec
 
 PAIRS = [("remind me to call mom tomorrow at 5", "call mom | tomorrow at 5"),

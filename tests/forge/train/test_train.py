@@ -7,8 +7,8 @@ import time
 import pytest
 
 from forge.train import runs
+from forge.train.checkpoints import latest_checkpoint
 from forge.train.events import DiskLogger, read_events
-from forge.train.runner import latest_checkpoint
 from forge.train.spec import SpecError, TrainSpec, pick_backend
 
 EXAMPLES = [("remind me to call mom tomorrow at 5", "call mom | tomorrow at 5"),
