@@ -22,6 +22,7 @@ from typing import Callable
 
 from forge import __version__
 from forge.config import Config
+from forge.models.commands import adapter_commands, gguf_commands
 from forge.models.llama_child import QUANT_FTYPES, ChildFailed, finish_child, run_child, start_child
 from forge.store import Store, StoreError, sha256_file
 
@@ -430,8 +431,6 @@ def _register(job: _Job, timings: dict) -> dict:
               "meta": {"provenance": job.keys, "template_parity": job.parity["ok"], "parity": job.parity,
                        "smoke": job.smoke["text"], "timings": {k: round(v, 2) for k, v in timings.items()}}}
     (target / "provenance.json").write_text(json.dumps(record, indent=2))
-    from forge.models.handoff import gguf_commands
-
     cmds = gguf_commands(target / job.final.name, job.model_id, job.info, job.config)
     (target / "README.md").write_text(gguf_readme(job.model_id, job.run_id, cmds))
     job.store.register_model(record, models_dir=models_dir)
@@ -609,17 +608,6 @@ def export_adapter(store: Store, config: Config, run_id: str, base_id: str | Non
     return {"model_id": model_id, "path": record["path"], "base_id": base["id"], "bytes": record["bytes"],
             "sha256": record["sha256"], "lora": lora, "smoke": smoke["text"], "timings": record["meta"]["timings"],
             "commands": cmds, "readme": str(target / "README.md")}
-
-
-def adapter_commands(path: Path, base: dict, model_id: str) -> dict[str, str]:
-    import shlex
-
-    q = shlex.quote
-    return {"llama-server": f"llama-server -m {q(base['path'])} --lora {q(str(Path(path).resolve()))} "
-                            f"--host 127.0.0.1 --port 8080",
-            "ollama": f"ollama create {q('forge-' + model_id)} -f {q(str(Path(path).parent / 'Modelfile'))}",
-            "forge": f"forge serve --model {q(base['id'])}   # then POST /admin/adapters "
-                     f"{{\"adapter_id\": \"{model_id}\"}}"}
 
 
 def models_with_adapters(models: list[dict]) -> list[dict]:
