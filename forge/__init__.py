@@ -1,4 +1,8 @@
-"""forge: turn your own notes and data into a fine-tuned model you can serve."""
+"""forge: turn your own notes and data into a fine-tuned model you can serve.
+
+One package per stage, in the order they run: data → train → models → eval, with llm (examples an LLM writes) and
+store (the workspace database) beside them; each package's __init__ names the module to open first. This ground
+floor (with errors and config) serves them all; cli/ and demo use them all."""
 
 import os
 from pathlib import Path
