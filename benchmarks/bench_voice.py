@@ -38,7 +38,7 @@ def stitched(rng: random.Random, pools: list[tuple[list[str], float]], words: in
 
 
 def texts(n_prompts: int, n_training: int, seed: int = 0) -> tuple[list[str], dict[str, list[str]], list[str]]:
-    from forge.voice import sentences
+    from forge.eval.voice import sentences
 
     rng = random.Random(seed)
     notes = [t for t in PERSON_NOTES.read_text(encoding="utf-8").split("\n=====\n") if t.strip()]
@@ -57,7 +57,7 @@ def main() -> None:
     n_training = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
     person, systems, training = texts(n_prompts, n_training)
     t = time.perf_counter()
-    from forge import voice
+    from forge.eval import voice
 
     result = voice.judge(person, systems, training_texts=training)
     cold = time.perf_counter() - t

@@ -1,6 +1,7 @@
 """Eval: a registered model against a baseline model and lead-N on held-out prompts, with paired 95 % intervals.
 Open `generation` first (`evaluate`: the guards, generation in a llama.cpp child, the stored results), then `metrics`,
-`baselines` (lead-N), `intervals` (the comparisons), `heldout` (prompts and guards) and `reports`.
+`baselines` (lead-N), `intervals` (the comparisons), `heldout` (prompts and guards), `reports` and `voice` (does
+the model write like the person).
 
 Callers use the names below from here (`from forge import eval as ev; ev.evaluate(...)`). Each is loaded from its
 module on first use, so the eval child (`python -m forge.eval.eval_child`) starts without the rest of the package."""

@@ -1,4 +1,4 @@
-"""The voice judge (forge/voice.py): the style classifier's AUC on known cases and against a plain scikit-learn
+"""The voice judge (forge/eval/voice.py): the style classifier's AUC on known cases and against a plain scikit-learn
 recomputation, copying and loops on planted runs, the profile on a text whose counts are known.
 
 tests/data/voice/ holds two writers, items separated by "=====" lines: person.txt, a person's notes (casual, first
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from forge import voice as v
+from forge.eval import voice as v
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "voice"
+DATA = Path(__file__).resolve().parents[2] / "data" / "voice"
 
 
 def items(name: str) -> list[str]:
