@@ -76,7 +76,7 @@ class Adapters:
         self.llm = llm
         self.loaded: dict[str, object] = {}  # adapter id → llama_adapter_lora pointer
         self.active: str | None = None
-        self.states: dict[str | None, tuple] = {}  # adapter id (None: the base) → (buffer, size, tokens), LRU order
+        self.states: dict[str | None, tuple] = {}  # adapter id (None: the base) → (buffer, size, tokens, canon), LRU
 
     def add(self, adapter_id: str, path: str) -> None:
         import llama_cpp
@@ -114,7 +114,7 @@ class Adapters:
         buf = (ctypes.c_uint8 * size)()
         got = llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
         if got:
-            self.states[self.active] = (buf, got, self.llm.input_ids[:n].copy())
+            self.states[self.active] = (buf, got, self.llm.input_ids[:n].copy(), getattr(self.llm, "canon", 0))
             while len(self.states) > self.KEEP:
                 self.states.pop(next(iter(self.states)))
 
@@ -133,12 +133,13 @@ class Adapters:
         state = self.states.pop(adapter_id, None)
         if state is None:
             return
-        buf, size, tokens = state
+        buf, size, tokens, canon = state
         if llama_cpp.llama_state_seq_set_data(self.llm._ctx.ctx, buf, size, 0) != size:  # refused: start afresh
             self._clear()
             return
         self.llm.input_ids[:len(tokens)] = tokens
         self.llm.n_tokens = len(tokens)  # generate() reuses the longest common prefix and re-reads the rest
+        self.llm.canon = canon  # and only as far as it was computed in the batches a fresh prompt gets
 
     def apply(self, adapter_id: str | None) -> None:
         import ctypes

@@ -136,6 +136,45 @@ def test_a_request_picks_its_adapter_and_the_listing_shows_adapters_under_their_
     assert served.admin("DELETE", "/admin/adapters/loud").status_code == 404
 
 
+# Prompts whose greedy answer changed with what ran before, before issue 24's fix (on an AMD EPYC, AVX2): ASK after a
+# request to `loud` ("...I'm here to support" instead of "...I'm here to help"), the haiku when asked twice in a row.
+SAME_ANSWER = [ASK, [{"role": "user", "content": "Write a haiku about autumn leaves."}]]
+
+
+def test_one_answer_per_prompt_whatever_ran_before_in_the_companion_and_in_eval(served):
+    """Greedy output is a function of (model, adapter, prompt, settings): the same prompt asked 5 times in a row, and
+    5 times with a request to an adapter (and another prompt) before each, gives one answer, and Eval's generator
+    (a fresh llama.cpp child, the adapter applied at load) gives that answer too, for the base and for the adapter."""
+    from forge.eval import generate_all
+    from forge.store import Store
+
+    assert served.admin("POST", "/admin/adapters", json={"adapter_id": "loud"}).status_code == 200
+    ask = lambda model, messages: text(chat(served, model, messages=messages, max_tokens=24))  # noqa: E731
+    store = Store.for_workspace(served.workspace)
+    base_path, loud_path = store.get_model("base")["path"], store.get_model("loud")["path"]
+    store.close()
+    for messages, other in (SAME_ANSWER, SAME_ANSWER[::-1]):
+        in_a_row = [ask("base", messages) for _ in range(5)]
+        between = []
+        for _ in range(5):
+            ask("loud", messages)
+            ask("base", other)
+            between.append(ask("base", messages))
+        loud = [ask("loud", messages)]
+        for _ in range(4):
+            ask("base", messages)
+            loud.append(ask("loud", messages))
+        assert len(set(in_a_row + between)) == 1, (in_a_row, between)
+        assert len(set(loud)) == 1 and loud[0] != in_a_row[0], loud
+        prompt = [{"messages": messages, "expected": ""}]
+        assert generate_all(base_path, prompt, max_tokens=24)[0]["output"] == in_a_row[0].strip()
+        mixed = generate_all(base_path, [{"messages": m, "expected": ""} for m in
+                                         (messages, messages, other, messages, messages, other, messages)], max_tokens=24)
+        assert {r["output"] for i, r in enumerate(mixed) if i not in (2, 5)} == {in_a_row[0].strip()}
+        assert generate_all(base_path, prompt, max_tokens=24, lora=loud_path)[0]["output"] == loud[0].strip()
+    assert served.admin("DELETE", "/admin/adapters/loud").status_code == 200
+
+
 def test_a_swap_brings_adapters_of_the_same_base_and_refuses_the_others(served):
     assert served.admin("POST", "/admin/adapters", json={"adapter_id": "loud"}).status_code == 200
     loud = text(chat(served, "loud"))
