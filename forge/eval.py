@@ -336,10 +336,49 @@ def compare_records(model_records: list[dict], baseline_records: list[dict] | No
 def _prompts_path(test_file, dataset_dir) -> Path:
     path = Path(test_file) if test_file else Path(dataset_dir) / "test.jsonl" if dataset_dir else None
     if path is None:
-        raise EvalError("give held-out prompts: --test-file F (any shape forge extracts) or --dataset DIR")
+        raise EvalError("give held-out prompts: --test-file F (any shape forge extracts), --dataset DIR, or --run RUN "
+                        "(the run's own held-out notes)")
     if not path.exists():
         raise EvalError(f"{path}: no such file")
     return path
+
+
+def run_heldout(store: Store, run_id: str) -> tuple[Path, str | None]:
+    """A run's own held-out set, with no file to name: data/test.jsonl of its folder (create_run exports it, whole
+    notes held out), or data/val.jsonl with a note saying so when the test split is empty (val is never trained
+    on either; the run only reports its loss on it)."""
+    run = store.get_run(run_id)  # an unknown run: "no run 'X'; `forge runs` lists them"
+    data = Path(run["run_dir"]) / "data"
+    test, val = data / "test.jsonl", data / "val.jsonl"
+    if not test.exists() and not val.exists():
+        raise EvalError(f"run {run_id}: its held-out data ({data}) is gone; evaluate with --test-file instead")
+    if _rows(test):
+        return test, None
+    n_val = _rows(val)
+    if n_val:
+        return val, (f"run {run_id} holds out no test examples; evaluating on its val split ({n_val} example(s), "
+                     f"not trained on either, but the run reported its validation loss on them)")
+    raise EvalError(f"run {run_id} holds out nothing: its test and val splits are empty (too few examples or notes "
+                    f"to hold any out); evaluate with --test-file instead")
+
+
+def _rows(path: Path) -> int:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return sum(1 for line in f if line.strip())
+    except OSError:
+        return 0
+
+
+def heldout_of(store: Store, test_file=None, dataset_dir=None, run_id: str | None = None) -> tuple[Path, dict | None]:
+    """The held-out file to evaluate on (--test-file, --dataset or --run) and, for --run, what was taken from it:
+    {run, split, file, note}."""
+    if run_id is None:
+        return _prompts_path(test_file, dataset_dir), None
+    if test_file or dataset_dir:
+        raise EvalError("--run takes the run's own held-out split: leave out --test-file and --dataset")
+    path, note = run_heldout(store, run_id)
+    return path, {"run": run_id, "split": path.stem, "file": str(path), "note": note}
 
 
 def dataset_id(name: str, prompts: list[dict]) -> str:
@@ -613,8 +652,10 @@ def weights_of(store: Store, model: dict) -> tuple[str, str | None]:
 def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_file: str | None = None,
              dataset_dir: str | None = None, max_tokens: int | str = "auto", timeout_s: float = 60,
              progress: Progress | None = None, *, config: Config | None = None, baselines: str = "auto",
-             keep_leaks: bool = False, columns: dict | None = None, split: str | None = None) -> dict:
-    """Generate with the model and the baseline model on the held-out prompts, store both, and compare.
+             keep_leaks: bool = False, columns: dict | None = None, split: str | None = None,
+             run_id: str | None = None) -> dict:
+    """Generate with the model and the baseline model on the held-out prompts, store both, and compare. The
+    prompts come from test_file, dataset_dir's test.jsonl, or run_id's own held-out split (run_heldout).
 
     Before generating: prompts with a near-duplicate in the training data of the compared models' runs are
     excluded (kept with keep_leaks, and counted either way); max_tokens="auto" is 1.5 × the 95th percentile of
@@ -632,7 +673,7 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
         if max_tokens < 1:
             raise EvalError("--max-tokens: give a positive whole number or 'auto'")
     config = config or Config(workspace=str(store.path.parent))
-    path = _prompts_path(test_file, dataset_dir)
+    path, heldout = heldout_of(store, test_file, dataset_dir, run_id)
     prompts, _ = load_prompts(path, columns=columns, split=split, config=config)
     roles = [(role, mid) for role, mid in (("model", model_id), ("baseline", baseline)) if mid is not None]
     models = {mid: store.get_model(mid) for _, mid in roles}  # an unknown id fails before any work
@@ -659,7 +700,7 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
     dataset = dataset_id(path.name, prompts)
     info = {"max_tokens": max_tokens, "max_tokens_from": counted_by, "n_ctx": n_ctx, "baselines": baselines,
             "leaks": {k: v for k, v in leaks.items() if k != "items"}}
-    out = {"n": len(prompts), "dataset": dataset, "max_tokens": max_tokens, "leaks": leaks}
+    out = {"n": len(prompts), "dataset": dataset, "max_tokens": max_tokens, "leaks": leaks, "heldout": heldout}
     records = {}
     for role, mid in roles:
         gguf, lora = weights[mid]
