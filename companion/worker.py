@@ -27,9 +27,12 @@ import threading
 import time
 
 from forge import cpu_threads
-from forge.llama_child import gguf_chat_formatter, load_llama, provenance
+from forge.llama_child import (DECODING_KEY, GREEDY, adapter_metadata, decoding_defaults, gguf_chat_formatter,
+                                load_llama, provenance, sampling)
 
 SAMPLING = ("temperature", "top_p", "max_tokens", "stop", "seed", "presence_penalty", "frequency_penalty")
+"""The OpenAI request fields a remote engine is sent (companion.remote_worker); a local model also takes llama.cpp's
+top_k, min_p and repeat_penalty, and its own defaults (forge.decoding) for what a request leaves out."""
 
 
 def _emit(obj: dict) -> None:
@@ -75,6 +78,7 @@ class Adapters:
     def __init__(self, llm):
         self.llm = llm
         self.loaded: dict[str, object] = {}  # adapter id → llama_adapter_lora pointer
+        self.decoding: dict[str, dict] = {}  # adapter id → the decoding defaults its GGUF carries (forge.decoding)
         self.active: str | None = None
         self.states: dict[str | None, tuple] = {}  # adapter id (None: the base) → (buffer, size, tokens, canon), LRU
 
@@ -87,6 +91,7 @@ class Adapters:
         if not ptr:  # llama.cpp logs why: wrong architecture, a tensor whose shape does not fit this base, …
             raise BadRequest(f"llama.cpp could not load adapter {adapter_id} on this base ({path})")
         self.loaded[adapter_id] = ptr
+        self.decoding[adapter_id] = decoding_defaults(adapter_metadata(ptr, [DECODING_KEY]))
 
     def remove(self, adapter_id: str) -> None:
         import llama_cpp
@@ -94,6 +99,7 @@ class Adapters:
         ptr = self.loaded.pop(adapter_id, None)
         if ptr is None:
             return
+        self.decoding.pop(adapter_id, None)
         if self.active == adapter_id:
             self.apply(None)
         self.states.pop(adapter_id, None)
@@ -196,15 +202,17 @@ class Worker:
         self.cancelled: set[int] = set()
         self.inbox: queue.Queue = queue.Queue()
         self.adapters = Adapters(llm)
+        self.decoding = decoding_defaults(provenance(llm)) or GREEDY  # the model's own, else greedy (as Eval)
 
     def read_stdin(self) -> None:
         read_requests(self.inbox, self.cancelled)
 
     def kwargs(self, params: dict) -> dict:
-        kw = {k: params[k] for k in SAMPLING if params.get(k) is not None}
+        """Sampling for a request: the decoding defaults of the model (or of the applied adapter, when it carries
+        its own), with the request's settings on top (forge.llama_child.sampling, which Eval calls too)."""
+        kw = sampling(self.adapters.decoding.get(self.adapters.active) or self.decoding, params)
+        kw.update({k: params[k] for k in ("max_tokens", "stop") if params.get(k) is not None})
         kw.setdefault("max_tokens", self.default_max_tokens)
-        if "seed" in kw:
-            kw["seed"] %= 2 ** 32  # llama.cpp's seed is 32-bit; any integer a client sends maps onto one
         grammar = grammar_for(params.get("response_format"))
         if grammar is not None:
             kw["grammar"] = grammar

@@ -112,6 +112,38 @@ def canonical_llama_class():
     return CanonicalLlama
 
 
+DECODING_KEY = "forge.decoding"
+"""GGUF key (a JSON object, written by `forge export` from the run's spec) with the model's decoding defaults."""
+GREEDY = {"temperature": 0.0, "seed": 0}
+"""Decoding when neither the model nor the request sets any: what Eval always measured, now what is served too."""
+DECODING_FIELDS = {"temperature": float, "top_p": float, "top_k": int, "min_p": float, "repeat_penalty": float,
+                   "presence_penalty": float, "frequency_penalty": float, "seed": int}
+
+
+def decoding_defaults(metadata: dict) -> dict:
+    """The decoding defaults a model (or adapter) carries in its GGUF metadata; {} when it carries none or they do
+    not read (a model is never refused for them)."""
+    raw = metadata.get(DECODING_KEY)
+    if not raw:
+        return {}
+    try:
+        values = json.loads(raw) if isinstance(raw, str) else raw
+        if not isinstance(values, dict):
+            return {}
+        return {k: DECODING_FIELDS[k](v) for k, v in values.items() if k in DECODING_FIELDS and v is not None}
+    except (TypeError, ValueError):
+        return {}
+
+
+def sampling(defaults: dict, request: dict | None = None) -> dict:
+    """What a generation samples with: the model's defaults, then whatever the request sets. The companion and
+    Eval both call this, so Eval scores what a client that sends no sampling settings gets."""
+    out = {**defaults, **{k: v for k, v in (request or {}).items() if k in DECODING_FIELDS and v is not None}}
+    if "seed" in out:
+        out["seed"] = int(out["seed"]) % 2 ** 32  # llama.cpp's seed is 32-bit; any integer maps onto one
+    return out
+
+
 def quantize(src: str, dst: str, quant: str, allow_requantize: bool = False) -> dict:
     import llama_cpp
 

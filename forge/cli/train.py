@@ -67,9 +67,14 @@ def train(obj: Ctx, max_steps, backend, resume_id, spec_path, dataset_dir, overr
         for item in overrides:
             key, _, raw = item.partition("=")
             try:
-                data[key] = json.loads(raw)
+                value = json.loads(raw)
             except json.JSONDecodeError:
-                data[key] = raw
+                value = raw
+            head, dot, field = key.partition(".")
+            if dot:  # decoding.repeat_penalty=1.2: one field of a nested setting
+                data[head] = {**(data.get(head) or {}), field: value}
+            else:
+                data[key] = value
         if max_steps is not None:
             data["max_steps"] = max_steps
         if backend:
