@@ -21,7 +21,7 @@ from forge.cli import Ctx, emit, json_option, main, run_guarded
 @click.option("--dataset", "dataset_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="Train on an exported dataset folder instead of the approved examples now.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec field, e.g. lora_r=8.")
-@click.option("--recipe", type=click.Choice(["short-answers", "summaries", "style"]), default=None,
+@click.option("--recipe", type=click.Choice(["short-answers", "summaries", "style", "voice"]), default=None,
               help="Start from a task recipe's defaults (forge/train/recipes.py); --spec and --set override them.")
 @click.option("--allow-truncation", is_flag=True,
               help="Train even if an explicit max_seq_len truncates more than 2 % of the examples.")

@@ -350,3 +350,34 @@ async def test_a_key_press_renders_the_example_once(sample_store, config, monkey
         await pilot.pause()
         assert len(widths) == turns and widths[0] == wide - 30  # rendered again, at the new width
         assert f"#{screen.current_id}" in app.export_screenshot()
+
+
+async def test_a_vault_import_offers_the_voice_recipe_and_the_train_form_starts_from_it(store, config):
+    """After a vault import (the person's own writing) with the offer left checked, the Train form opens on the
+    voice recipe: its select, its epochs and its decoding defaults in the spec the form builds."""
+    from textual.widgets import Select
+
+    from forge.train.recipes import recipe_spec
+
+    app = make_app(config, store)
+    async with app.run_test(size=(140, 50)) as pilot:
+        await pilot.press("i")
+        app.screen.query_one("#import-path", Input).value = str(SAMPLE_VAULT)
+        await pilot.click("#import-start")
+        await app.screen.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.screen.query_one("#voice-recipe", Checkbox).value is True
+        await survey_laid_out(app, pilot)
+        await pilot.click("#import-start")
+        await app.screen.workers.wait_for_complete()
+        await pilot.pause()
+        assert store.counts()["total"] > 0
+        assert "voice recipe" in str(app.screen.query_one("#import-report").render())
+        await pilot.press("escape")
+        await pilot.pause()
+        await app.switch_mode("train")
+        await pilot.pause()
+        assert app.screen.query_one("#spec-recipe", Select).value == "voice"
+        assert float(app.screen.query_one("#spec-epochs", Input).value) == recipe_spec("voice")["epochs"]
+        spec = app.screen.read_spec()
+        assert spec.recipe == "voice" and spec.decoding and spec.decoding.repeat_penalty == 1.15

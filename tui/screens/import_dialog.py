@@ -98,6 +98,8 @@ class ImportScreen(JobDialog):
             with Vertical(id="vault-survey"):
                 yield Static("", id="survey-summary")
                 yield Checkbox("All notes, whatever their tags", id="all-notes")
+                yield Checkbox("Train on these in your voice: the Train form starts from the voice recipe",
+                               value=True, id="voice-recipe")
                 with Horizontal(id="survey-lists"):
                     yield SelectionList[str](id="survey-tags")
                     yield SelectionList[str](id="survey-folders")
@@ -260,7 +262,12 @@ class ImportScreen(JobDialog):
         self.query_one("#import-start", Button).disabled = False
 
     def on_examples_imported(self, message: ExamplesImported) -> None:
-        self.query_one("#import-report", Static).update("\n".join(report_lines(message.report)))
+        lines = report_lines(message.report)
+        vault = "survey" in message.report  # a vault import: the person's own writing
+        if vault and message.report.get("added") and self.query_one("#voice-recipe", Checkbox).value:
+            self.app.offer_recipe("voice")
+            lines.append("The Train form (F4) now starts from the voice recipe (forge/train/recipes.py).")
+        self.query_one("#import-report", Static).update("\n".join(lines))
         self.query_one("#import-start", Button).disabled = False
         self.result = message.report
 
