@@ -37,7 +37,7 @@ BARE = r"""
 import json, sys, time
 from forge.models.llama_child import load_llama
 path, n, max_tokens, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-llm = load_llama(path, n_ctx=2048, n_threads=threads, seed=0)
+llm = load_llama(path, canonical=False, n_ctx=2048, n_threads=threads, seed=0)  # bare llama-cpp-python
 msgs = json.loads(sys.stdin.read())
 llm.create_chat_completion(msgs, max_tokens=8, temperature=0)  # warm-up, as the companion's smoke test
 rows = []

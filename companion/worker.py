@@ -27,9 +27,12 @@ import threading
 import time
 
 from forge import cpu_threads
-from forge.models.llama_child import gguf_chat_formatter, load_llama, provenance
+from forge.models.llama_child import (DECODING_KEY, GREEDY, adapter_metadata, decoding_defaults,
+                                       gguf_chat_formatter, load_llama, provenance, sampling)
 
 SAMPLING = ("temperature", "top_p", "max_tokens", "stop", "seed", "presence_penalty", "frequency_penalty")
+"""The OpenAI request fields a remote engine is sent (companion.remote_worker); a local model also takes llama.cpp's
+top_k, min_p and repeat_penalty, and its own defaults (forge.decoding) for what a request leaves out."""
 
 
 def _emit(obj: dict) -> None:
@@ -75,8 +78,9 @@ class Adapters:
     def __init__(self, llm):
         self.llm = llm
         self.loaded: dict[str, object] = {}  # adapter id → llama_adapter_lora pointer
+        self.decoding: dict[str, dict] = {}  # adapter id → the decoding defaults its GGUF carries (forge.decoding)
         self.active: str | None = None
-        self.states: dict[str | None, tuple] = {}  # adapter id (None: the base) → (buffer, size, tokens), LRU order
+        self.states: dict[str | None, tuple] = {}  # adapter id (None: the base) → (buffer, size, tokens, canon), LRU
 
     def add(self, adapter_id: str, path: str) -> None:
         import llama_cpp
@@ -87,6 +91,7 @@ class Adapters:
         if not ptr:  # llama.cpp logs why: wrong architecture, a tensor whose shape does not fit this base, …
             raise BadRequest(f"llama.cpp could not load adapter {adapter_id} on this base ({path})")
         self.loaded[adapter_id] = ptr
+        self.decoding[adapter_id] = decoding_defaults(adapter_metadata(ptr, [DECODING_KEY]))
 
     def remove(self, adapter_id: str) -> None:
         import llama_cpp
@@ -94,6 +99,7 @@ class Adapters:
         ptr = self.loaded.pop(adapter_id, None)
         if ptr is None:
             return
+        self.decoding.pop(adapter_id, None)
         if self.active == adapter_id:
             self.apply(None)
         self.states.pop(adapter_id, None)
@@ -114,7 +120,7 @@ class Adapters:
         buf = (ctypes.c_uint8 * size)()
         got = llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
         if got:
-            self.states[self.active] = (buf, got, self.llm.input_ids[:n].copy())
+            self.states[self.active] = (buf, got, self.llm.input_ids[:n].copy(), getattr(self.llm, "canon", 0))
             while len(self.states) > self.KEEP:
                 self.states.pop(next(iter(self.states)))
 
@@ -133,12 +139,13 @@ class Adapters:
         state = self.states.pop(adapter_id, None)
         if state is None:
             return
-        buf, size, tokens = state
+        buf, size, tokens, canon = state
         if llama_cpp.llama_state_seq_set_data(self.llm._ctx.ctx, buf, size, 0) != size:  # refused: start afresh
             self._clear()
             return
         self.llm.input_ids[:len(tokens)] = tokens
         self.llm.n_tokens = len(tokens)  # generate() reuses the longest common prefix and re-reads the rest
+        self.llm.canon = canon  # and only as far as it was computed in the batches a fresh prompt gets
 
     def apply(self, adapter_id: str | None) -> None:
         import ctypes
@@ -195,15 +202,17 @@ class Worker:
         self.cancelled: set[int] = set()
         self.inbox: queue.Queue = queue.Queue()
         self.adapters = Adapters(llm)
+        self.decoding = decoding_defaults(provenance(llm)) or GREEDY  # the model's own, else greedy (as Eval)
 
     def read_stdin(self) -> None:
         read_requests(self.inbox, self.cancelled)
 
     def kwargs(self, params: dict) -> dict:
-        kw = {k: params[k] for k in SAMPLING if params.get(k) is not None}
+        """Sampling for a request: the decoding defaults of the model (or of the applied adapter, when it carries
+        its own), with the request's settings on top (forge.models.llama_child.sampling, which Eval calls too)."""
+        kw = sampling(self.adapters.decoding.get(self.adapters.active) or self.decoding, params)
+        kw.update({k: params[k] for k in ("max_tokens", "stop") if params.get(k) is not None})
         kw.setdefault("max_tokens", self.default_max_tokens)
-        if "seed" in kw:
-            kw["seed"] %= 2 ** 32  # llama.cpp's seed is 32-bit; any integer a client sends maps onto one
         grammar = grammar_for(params.get("response_format"))
         if grammar is not None:
             kw["grammar"] = grammar

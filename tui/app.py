@@ -65,6 +65,14 @@ class ForgeApp(App):
         # The companion server this UI starts (or finds running on the configured port); stopped on exit.
         self.companion = CompanionProcess(config)
         self.eval_preselect: str | None = None
+        self.offered_recipe: str | None = None  # a recipe an import offered; the Train form picks it up once
+
+    def offer_recipe(self, name: str) -> None:
+        """The Train form starts from recipe `name` (the import dialog offers the voice recipe after a vault)."""
+        from forge.train.recipes import recipe_spec
+
+        self.train_defaults = {**self.train_defaults, **recipe_spec(name)}
+        self.offered_recipe = name
 
     def on_model_swapped(self, message: ModelSwapped) -> None:
         r = message.result

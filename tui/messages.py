@@ -115,10 +115,11 @@ class EvalProgressed(Message):
 
 
 class EvalFinished(Message):
-    """The eval run ended: stored when `error` is None."""
+    """The eval run ended: stored when `error` is None; `note` says what it used instead of what was asked (a run's
+    val split when its test split is empty)."""
 
-    def __init__(self, error: str | None = None) -> None:
-        self.error = error
+    def __init__(self, error: str | None = None, note: str | None = None) -> None:
+        self.error, self.note = error, note
         super().__init__()
 
 

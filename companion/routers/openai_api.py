@@ -99,6 +99,9 @@ class Sampling(BaseModel):
     seed: JsonInt | None = None  # any integer; llama.cpp takes it modulo 2**32
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    top_k: JsonInt | None = Field(default=None, ge=0)  # llama.cpp's own samplers, as llama-cpp-python's server takes
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    repeat_penalty: float | None = Field(default=None, gt=0, le=5)
     stream: bool = False
     stream_options: dict | None = None
     n: JsonInt = Field(default=1, json_schema_extra={"minimum": 1, "maximum": 1})  # the validator says why
@@ -114,7 +117,8 @@ class Sampling(BaseModel):
         return {"temperature": self.temperature, "top_p": self.top_p,
                 "max_tokens": self.max_completion_tokens or self.max_tokens,
                 "stop": [self.stop] if isinstance(self.stop, str) else self.stop, "seed": self.seed,
-                "presence_penalty": self.presence_penalty, "frequency_penalty": self.frequency_penalty}
+                "presence_penalty": self.presence_penalty, "frequency_penalty": self.frequency_penalty,
+                "top_k": self.top_k, "min_p": self.min_p, "repeat_penalty": self.repeat_penalty}
 
 
 class ChatRequest(Sampling):

@@ -152,20 +152,28 @@ def dataset() -> None:
 @json_option
 @click.pass_obj
 def dataset_export(obj: Ctx, out, val, test, seed, fmt, keep_leaks, as_json: bool) -> None:
-    """Write train/val/test JSONL and manifest.json; no example lands in two splits, and no val/test example has a
-    near-duplicate (cosine ≥ dedup.threshold) in train unless --keep-leaks."""
+    """Write train/val/test JSONL and manifest.json; no example lands in two splits, all examples of one vault note
+    land in the same split (notes are held out, not chunks), and no val/test example has a near-duplicate
+    (cosine ≥ dedup.threshold) in train unless --keep-leaks."""
     from forge.data.dataset import export_dataset
 
     r = run_guarded(as_json, export_dataset, obj.store, out, obj.config, val, test, seed, fmt, keep_leaks)
 
     def human(d):
-        click.echo(f"train {d['train']}, val {d['val']}, test {d['test']} → {out}\ndataset hash {d['dataset_hash']}")
+        nt = d["notes"]  # vault notes are held out whole: how many each split holds
+
+        def part(name):
+            n = nt[name]
+            return f"{name} {d[name]}" + (f" ({n} note{'s' if n != 1 else ''})" if any(nt.values()) else "")
+
+        click.echo(f"{part('train')}, {part('val')}, {part('test')} → {out}\ndataset hash {d['dataset_hash']}")
         lk = d["leaks"]
         if lk["test"] or lk["val"]:
             ids = ", ".join(str(i) for i in lk["test"] + lk["val"])
+            mates = f" with {len(lk['with_note'])} other example(s) of their notes" if lk["with_note"] else ""
             click.echo(f"leakage: {len(lk['test'])} test and {len(lk['val'])} val example(s) have a near-duplicate in "
                        f"train (cosine ≥ {lk['threshold']:.2f}): {ids} — "
-                       + ("moved into train" if lk["moved"] else "kept (--keep-leaks)"), err=True)
+                       + (f"moved into train{mates}" if lk["moved"] else "kept (--keep-leaks)"), err=True)
 
     emit(r, as_json, human)
 

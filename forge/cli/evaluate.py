@@ -19,6 +19,9 @@ from forge.cli import Ctx, emit, fail, json_option, main, run_guarded, _progress
                    "Arrow files, save_to_disk folders.")
 @click.option("--dataset", "dataset_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="An exported dataset folder: its test.jsonl is used.")
+@click.option("--run", "run_id", default=None, metavar="RUN_ID",
+              help="A training run: its own held-out split (the notes it never trained on: data/test.jsonl in its "
+                   "folder, or val.jsonl when test is empty), no file needed.")
 @click.option("--max-tokens", default="auto", show_default=True,
               help="Output budget per prompt: a number, or auto = 1.5 × the 95th percentile of the reference "
                    "lengths in the base model's tokens (16…2048).")
@@ -37,13 +40,16 @@ from forge.cli import Ctx, emit, fail, json_option, main, run_guarded, _progress
 @click.option("--split", default=None, help="save_to_disk test folder: the split (default: test, else validation).")
 @json_option
 @click.pass_obj
-def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, max_tokens, timeout_s, baselines, keep_leaks,
-             prompt_column, response_column, system_column, messages_column, split, as_json: bool) -> None:
+def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, run_id, max_tokens, timeout_s, baselines,
+             keep_leaks, prompt_column, response_column, system_column, messages_column, split, as_json: bool) -> None:
     """Evaluate MODEL_ID against a baseline on held-out prompts (greedy, as served), with paired 95 % intervals.
     Either side may be a LoRA adapter (`forge export RUN --adapter`): it runs as its base plus the adapter, as the
     companion serves a request naming it, so two adapters of one base, or an adapter and its base, compare."""
     from forge import eval as ev
     from forge.models import export as ex
+
+    if run_id:  # a run that is not there, or holds nothing out, fails before anything is loaded
+        run_guarded(as_json, ev.heldout_of, obj.store, test_file, dataset_dir, run_id)
 
     def go(progress):
         ex.register_bundled_base(obj.store, obj.config)
@@ -52,7 +58,7 @@ def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, max_tokens, t
                            config=obj.config, baselines=baselines, keep_leaks=keep_leaks,
                            columns={"prompt_column": prompt_column, "response_column": response_column,
                                     "system_column": system_column, "messages_column": messages_column},
-                           split=split)
+                           split=split, run_id=run_id)
 
     r = run_guarded(as_json, _progress_run, "evaluating", as_json, go)
     drop = ("eval",)
@@ -60,9 +66,12 @@ def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, max_tokens, t
            **{role: {k: v for k, v in r[role].items() if k not in drop} for role in ("model", "baseline") if role in r},
            "lead": ({k: v for k, v in r["lead"].items() if k != "outputs"} if r["lead"] else None),
            "comparisons": r["comparisons"], "summary": r["summary"], "leaks": r["leaks"],
-           "forgetting": r["forgetting"]}
+           "forgetting": r["forgetting"], "heldout": r["heldout"]}
 
     def human(d):
+        if d["heldout"]:
+            h = d["heldout"]
+            click.echo(h["note"] or f"held-out split of run {h['run']}: {h['file']}", err=True)
         systems = [("tuned", d["model"])] + ([("base" if r.get("baseline_id") == "base" else r["baseline_id"],
                                               d["baseline"])] if "baseline" in d else [])
         systems += [(d["lead"]["id"], d["lead"]["metrics"])] if d["lead"] else []

@@ -21,7 +21,7 @@ from forge.cli import Ctx, emit, json_option, main, run_guarded
 @click.option("--dataset", "dataset_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="Train on an exported dataset folder instead of the approved examples now.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec field, e.g. lora_r=8.")
-@click.option("--recipe", type=click.Choice(["short-answers", "summaries", "style"]), default=None,
+@click.option("--recipe", type=click.Choice(["short-answers", "summaries", "style", "voice"]), default=None,
               help="Start from a task recipe's defaults (forge/train/recipes.py); --spec and --set override them.")
 @click.option("--allow-truncation", is_flag=True,
               help="Train even if an explicit max_seq_len truncates more than 2 % of the examples.")
@@ -67,9 +67,14 @@ def train(obj: Ctx, max_steps, backend, resume_id, spec_path, dataset_dir, overr
         for item in overrides:
             key, _, raw = item.partition("=")
             try:
-                data[key] = json.loads(raw)
+                value = json.loads(raw)
             except json.JSONDecodeError:
-                data[key] = raw
+                value = raw
+            head, dot, field = key.partition(".")
+            if dot:  # decoding.repeat_penalty=1.2: one field of a nested setting
+                data[head] = {**(data.get(head) or {}), field: value}
+            else:
+                data[key] = value
         if max_steps is not None:
             data["max_steps"] = max_steps
         if backend:

@@ -1,7 +1,9 @@
 """Approved examples → train/val/test JSONL with a manifest. The split is a seeded shuffle of the examples in
-content-hash order, so it depends only on the data and the seed, never on ids or insertion order. Then val and test
-examples with a near-duplicate in train (a paraphrase scores as if it were unseen) move into train, reported in the
-manifest's `leaks`, unless the caller keeps them."""
+content-hash order, so it depends only on the data and the seed, never on ids or insertion order. It holds out notes,
+not chunks: every example from one vault note (a long note becomes several) lands in the same split, so no part of a
+held-out note is trained on; any other example is a group of its own. Then val and test examples with a
+near-duplicate in train (a paraphrase scores as if it were unseen) move into train with the rest of their note,
+reported in the manifest's `leaks`, unless the caller keeps them."""
 
 from __future__ import annotations
 
@@ -34,12 +36,42 @@ def split_sizes(n: int, val: float, test: float) -> tuple[int, int, int]:
     return n - n_val - n_test, n_val, n_test
 
 
-def split(keys: list[str], val: float, test: float, seed: int) -> dict[str, list[str]]:
-    """Disjoint train/val/test lists of the given keys (content hashes)."""
-    order = sorted(set(keys))
+def note_of(ex) -> str | None:
+    """The group an example is held out with: the note it came from (every chunk of a long vault note shares its
+    source file), or None for an example that is a group of its own (CSV rows, JSONL records, generated ones)."""
+    return f"note:{ex.source_kind}:{ex.note_path}" if ex.note_path else None
+
+
+def split(keys: list[str], val: float, test: float, seed: int,
+          groups: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Disjoint train/val/test lists of the given keys (content hashes). `groups` maps a key to its group (its
+    note, see note_of); all keys of a group land in one split, and a key with no group is a group of its own.
+
+    The groups, in the order of their smallest key, are shuffled with the seed. Walking that order, a group goes to
+    test when it brings test's example count closer to its target (split_sizes of all the examples), else to val
+    likewise, else to train; never so that train would be left empty. So val and test come as near the requested
+    fractions as whole groups allow (a note with more than about twice a split's target examples stays in train).
+    With no group of two or more keys this is exactly the plain shuffle of the keys: test its first n_test, val
+    the next n_val."""
+    by_group: dict[str, list[str]] = {}
+    for k in sorted(set(keys)):  # a group label ("note:…") never looks like a content hash (hex)
+        by_group.setdefault((groups or {}).get(k, k), []).append(k)
+    order = list(by_group.values())  # in the order of their smallest key, as their keys are sorted
     random.Random(seed).shuffle(order)
-    n_train, n_val, n_test = split_sizes(len(order), val, test)
-    return {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
+    n = sum(len(ks) for ks in order)
+    _, n_val, n_test = split_sizes(n, val, test)
+    parts: dict[str, list[str]] = {"test": [], "val": [], "train": []}
+    held = 0
+    for ks in order:
+        for name, target in (("test", n_test), ("val", n_val)):
+            have = len(parts[name])
+            if abs(have + len(ks) - target) < abs(have - target) and held + len(ks) < n:
+                parts[name] += ks
+                held += len(ks)
+                break
+        else:
+            parts["train"] += ks
+    return parts
 
 
 def to_record(messages: list[dict], fmt: str, example_id: int) -> dict:
@@ -64,44 +96,57 @@ def dataset_hash(messages_list: list[list[dict]]) -> str:
     return h.hexdigest()
 
 
-def move_leaks(store: Store, by_hash: dict, parts: dict[str, list[str]], config: Config, keep: bool) -> dict:
+def move_leaks(store: Store, by_hash: dict, parts: dict[str, list[str]], config: Config, keep: bool,
+               groups: dict[str, str] | None = None) -> dict:
     """Val and test examples with a near-duplicate in train (forge/data/leakage.py: cosine ≥ dedup.threshold, or the
     same text after normalisation; pairs marked "keep all" in Dedup do not count). Unless `keep`, they move into
-    train, transitively: what stays held out has no near-duplicate in the final training split. Changes `parts`
-    in place; returns the report for the manifest."""
+    train, transitively: what stays held out has no near-duplicate in the final training split. A leaked example
+    takes the rest of its group (`groups`, as split() takes them: its note) into train with it, so a note is never
+    split between train and a held-out split; those are listed in `with_note`, and the transitive check counts them
+    as training data too. Changes `parts` in place; returns the report for the manifest."""
     from forge.data.leakage import find_leaks
 
     held = [(name, h) for name in ("test", "val") for h in parts[name]]
     train = parts["train"]
     distinct = store.distinct_pairs()
     held_ids, train_ids = [by_hash[h].id for _, h in held], [by_hash[h].id for h in train]
+    label = [(groups or {}).get(h, h) for _, h in held]
 
     def ignore(i: int, j: int) -> bool:
         a, b = sorted((held_ids[i], train_ids[j]))
         return (a, b) in distinct
 
     leaks = find_leaks(store, [by_hash[h].messages for _, h in held], [by_hash[h].messages for h in train],
-                       config.dedup, transitive=not keep, ignore=ignore if distinct else None)
-    ids_of = lambda j: train_ids[j] if j < len(train) else held_ids[j - len(train)]  # noqa: E731
-    report = {"threshold": config.dedup.threshold, "moved": not keep, "test": [], "val": [], "pairs": []}
+                       config.dedup, transitive=not keep, ignore=ignore if distinct else None,
+                       groups=label if groups else None)
+    ids_of = lambda j: train_ids[j] if j < len(train_ids) else held_ids[j - len(train_ids)]  # noqa: E731
+    report = {"threshold": config.dedup.threshold, "moved": not keep, "test": [], "val": [], "with_note": [],
+              "pairs": []}
     for lk in leaks:
         name, h = held[lk.held]
         report[name].append(held_ids[lk.held])
         report["pairs"].append({"id": held_ids[lk.held], "split": name, "near": ids_of(lk.pool),
                                 "similarity": round(lk.similarity, 4)})
-        if not keep:
-            parts[name].remove(h)
-            parts["train"].append(h)
-    report["test"].sort()
-    report["val"].sort()
+    if not keep:
+        leaked = {lk.held for lk in leaks}
+        moving = {label[i] for i in leaked}
+        for i, (name, h) in enumerate(held):  # in held order, as the leaks come
+            if label[i] in moving:
+                if i not in leaked:
+                    report["with_note"].append(held_ids[i])
+                parts[name].remove(h)
+                parts["train"].append(h)
+    for key in ("test", "val", "with_note"):
+        report[key].sort()
     return report
 
 
 def export_dataset(store: Store, out: str | Path, config: Config, val: float | None = None,
                    test: float | None = None, seed: int | None = None, fmt: str | None = None,
                    keep_leaks: bool = False) -> dict:
-    """Write train/val/test JSONL and manifest.json. Val and test examples with a near-duplicate in train are
-    reported and, unless keep_leaks, moved into train (see move_leaks)."""
+    """Write train/val/test JSONL and manifest.json. All examples of one vault note land in one split (split() by
+    note_of; the manifest says `group_by: "note"` and how many notes each split holds). Val and test examples with
+    a near-duplicate in train are reported and, unless keep_leaks, moved into train with their note (move_leaks)."""
     d = config.dataset
     val = d.val if val is None else val
     test = d.test if test is None else test
@@ -119,8 +164,9 @@ def export_dataset(store: Store, out: str | Path, config: Config, val: float | N
     by_hash = {}
     for ex in examples:  # identical content approved twice counts once
         by_hash.setdefault(ex.content_hash, ex)
-    parts = split(list(by_hash), val, test, seed)
-    leaks = move_leaks(store, by_hash, parts, config, keep_leaks)
+    groups = {h: g for h, ex in by_hash.items() if (g := note_of(ex))}
+    parts = split(list(by_hash), val, test, seed, groups)
+    leaks = move_leaks(store, by_hash, parts, config, keep_leaks, groups)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
@@ -133,12 +179,13 @@ def export_dataset(store: Store, out: str | Path, config: Config, val: float | N
         tmp.replace(out / f"{name}.jsonl")
         counts[name] = len(parts[name])
     digest = dataset_hash([ex.messages for ex in by_hash.values()])
+    notes = {name: len({groups[h] for h in parts[name] if h in groups}) for name in SPLITS}
     manifest = {
         **counts, "dataset_hash": digest, "format": fmt, "seed": seed, "val_fraction": val,
-        "test_fraction": test, "forge_version": __version__,
+        "test_fraction": test, "group_by": "note", "notes": notes, "forge_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "ids": {name: sorted(by_hash[h].id for h in parts[name]) for name in SPLITS}, "leaks": leaks,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return {**counts, "dataset_hash": digest,
-            "leaks": {k: leaks[k] for k in ("threshold", "moved", "test", "val")}}
+    return {**counts, "dataset_hash": digest, "notes": notes,
+            "leaks": {k: leaks[k] for k in ("threshold", "moved", "test", "val", "with_note")}}

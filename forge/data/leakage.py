@@ -48,13 +48,16 @@ def pairs_across(held_vectors, pool_vectors, threshold: float, block: int = 256)
 
 def find_leaks(store: Store, held: list[list[dict]], pool: list[list[dict]], cfg: DedupConfig,
                threshold: float | None = None, transitive: bool = False,
-               ignore: Callable[[int, int], bool] | None = None, progress: Progress | None = None) -> list[Leak]:
+               ignore: Callable[[int, int], bool] | None = None, progress: Progress | None = None,
+               groups: list | None = None) -> list[Leak]:
     """Held-out conversations with a near-duplicate in the pool: one Leak each (its most similar pool item).
 
     transitive=True treats every leaked held-out item as joining the pool (it is about to be moved into the
     training split) and repeats until nothing more leaks, so what stays held out has no near-duplicate in the
     final training data. `ignore(held i, pool j)` drops pairs a person marked as not duplicates. With
-    transitive=True a Leak's `pool` may point past the pool: index len(pool) + k is held item k."""
+    transitive=True a Leak's `pool` may point past the pool: index len(pool) + k is held item k. `groups` (with
+    transitive=True): a label per held item; items with one label move together (the chunks of one note), so when
+    one leaks the others join the pool with it, though they are no Leak themselves."""
     if not held or not pool:
         return []
     threshold = cfg.threshold if threshold is None else threshold
@@ -79,9 +82,17 @@ def find_leaks(store: Store, held: list[list[dict]], pool: list[list[dict]], cfg
     for i, key in enumerate(held_keys):
         if key in pool_keys:
             offer(i, pool_keys[key], 1.0)
-    frontier = sorted(best)
+    mates: dict = {}
+    for i, g in enumerate(groups if transitive and groups is not None else []):
+        mates.setdefault(g, []).append(i)
+
+    def with_mates(found) -> set[int]:
+        return {k for i in found for k in mates[groups[i]]} if mates else set(found)
+
+    moved = with_mates(best)
+    frontier = sorted(moved)
     while transitive and frontier:
-        rest = [i for i in range(len(held)) if i not in best]
+        rest = [i for i in range(len(held)) if i not in moved]
         if not rest:
             break
         import numpy as np
@@ -93,5 +104,6 @@ def find_leaks(store: Store, held: list[list[dict]], pool: list[list[dict]], cfg
         for i in rest:
             if held_keys[i] in moved_keys:
                 offer(i, len(pool) + moved_keys[held_keys[i]], 1.0)
-        frontier = sorted(set(best) - before)
+        frontier = sorted(with_mates(set(best) - before) - moved)
+        moved |= set(frontier)
     return [best[i] for i in sorted(best)]

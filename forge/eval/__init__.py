@@ -16,8 +16,9 @@ EXPORTS = {
     "baselines": ("choose_lead_n", "is_summary_like", "lead", "lead_records", "lead_units"),
     "intervals": ("compare_records", "headline_metric", "paired_bootstrap", "signed", "verdict"),
     "heldout": ("AUTO_MAX_TOKENS", "AUTO_MIN_TOKENS", "MAX_CONTEXT", "MOSTLY_LEAKS_HINT", "EvalError",
-                "auto_max_tokens", "check_leaks", "context_for", "dataset_id", "forgetting_of", "load_prompts", "notes",
-                "read_heldout", "recipe_max_tokens", "token_counter_for", "training_files"),
+                "auto_max_tokens", "check_leaks", "context_for", "dataset_id", "forgetting_of", "heldout_of",
+                "load_prompts", "notes", "read_heldout", "recipe_max_tokens", "run_heldout", "token_counter_for",
+                "training_files"),
     "generation": ("BASELINE_MODES", "LEAK_STAGE", "Progress", "evaluate", "generate_all", "weights_of"),
     "reports": ("comparison", "fmt_interval", "fmt_value", "latest_pair", "report", "win_rate"),
 }

@@ -4,8 +4,9 @@ the longest prompt plus MAX_TOKENS; LORA: a llama.cpp GGUF LoRA adapter of MODEL
 applies the adapter a request names).
 
 Reads a JSON list of conversations on stdin and prints one JSON line per conversation as soon as it is done, so
-the parent knows exactly where a crash happened and can restart after it. Greedy, through llama-cpp-python's
-chat-completion path with the GGUF's own chat template, as the companion serves.
+the parent knows exactly where a crash happened and can restart after it. Through llama-cpp-python's
+chat-completion path with the GGUF's own chat template and the decoding the companion uses for a request that sets
+none: the model's (or adapter's) own defaults (forge.decoding), else greedy.
 FORGE_EVAL_FAULT=crash:N / hang:N (testing only) aborts or stalls at global prompt index N.
 """
 
@@ -17,7 +18,8 @@ import sys
 import time
 
 from forge import cpu_threads
-from forge.models.llama_child import load_llama
+from forge.models.llama_child import (DECODING_KEY, GREEDY, adapter_metadata, decoding_defaults, load_llama,
+                                      provenance, sampling)
 
 
 def main() -> None:
@@ -26,8 +28,20 @@ def main() -> None:
     lora = sys.argv[5] if len(sys.argv) > 5 and sys.argv[5] else None
     conversations = json.loads(sys.stdin.read())
     fault_kind, _, fault_at = os.environ.get("FORGE_EVAL_FAULT", "").partition(":")
-    llm = load_llama(model, n_ctx=n_ctx, n_threads=cpu_threads(), seed=0,
-                     **({"lora_path": lora} if lora else {}))
+    llm = load_llama(model, n_ctx=n_ctx, n_threads=cpu_threads(), seed=0)
+    decoding = decoding_defaults(provenance(llm))
+    if lora:  # applied as the companion applies the adapter a request names, its own defaults first
+        import ctypes
+
+        import llama_cpp
+
+        adapter = llama_cpp.llama_adapter_lora_init(llm._model.model, lora.encode("utf-8"))
+        if not adapter or llama_cpp.llama_set_adapters_lora(
+                llm._ctx.ctx, (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter), 1, (ctypes.c_float * 1)(1.0)):
+            print(f"llama.cpp could not apply adapter {lora} to {model}", file=sys.stderr)
+            sys.exit(1)
+        decoding = decoding_defaults(adapter_metadata(adapter, [DECODING_KEY])) or decoding
+    kw = sampling(decoding or GREEDY)
     for i, messages in enumerate(conversations, start=first):
         if fault_at and int(fault_at) == i:
             if fault_kind == "crash":
@@ -35,7 +49,7 @@ def main() -> None:
             if fault_kind == "hang":
                 time.sleep(3600)
         t = time.perf_counter()
-        out = llm.create_chat_completion(messages, temperature=0.0, max_tokens=max_tokens, seed=0)
+        out = llm.create_chat_completion(messages, max_tokens=max_tokens, **kw)
         latency = (time.perf_counter() - t) * 1000
         print(json.dumps({"output": (out["choices"][0]["message"]["content"] or "").strip(), "error": None,
                           "latency_ms": round(latency, 1),

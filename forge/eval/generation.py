@@ -14,8 +14,8 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from forge import child_env
-from forge.eval.heldout import (MOSTLY_LEAKS_HINT, EvalError, _prompts_path, auto_max_tokens, check_leaks, context_for,
-                                dataset_id, forgetting_of, load_prompts, notes, recipe_max_tokens, token_counter_for)
+from forge.eval.heldout import (MOSTLY_LEAKS_HINT, EvalError, auto_max_tokens, check_leaks, context_for, dataset_id,
+                                forgetting_of, heldout_of, load_prompts, notes, recipe_max_tokens, token_counter_for)
 from forge.eval.intervals import compare_records
 from forge.eval.metrics import summarize
 from forge.store import Store
@@ -93,8 +93,10 @@ def weights_of(store: Store, model: dict) -> tuple[str, str | None]:
 def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_file: str | None = None,
              dataset_dir: str | None = None, max_tokens: int | str = "auto", timeout_s: float = 60,
              progress: Progress | None = None, *, config: Config | None = None, baselines: str = "auto",
-             keep_leaks: bool = False, columns: dict | None = None, split: str | None = None) -> dict:
-    """Generate with the model and the baseline model on the held-out prompts, store both, and compare.
+             keep_leaks: bool = False, columns: dict | None = None, split: str | None = None,
+             run_id: str | None = None) -> dict:
+    """Generate with the model and the baseline model on the held-out prompts, store both, and compare. The
+    prompts come from test_file, dataset_dir's test.jsonl, or run_id's own held-out split (run_heldout).
 
     Before generating: prompts with a near-duplicate in the training data of the compared models' runs are
     excluded (kept with keep_leaks, and counted either way); max_tokens="auto" is 1.5 × the 95th percentile of
@@ -112,7 +114,7 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
         if max_tokens < 1:
             raise EvalError("--max-tokens: give a positive whole number or 'auto'")
     config = config or Config(workspace=str(store.path.parent))
-    path = _prompts_path(test_file, dataset_dir)
+    path, heldout = heldout_of(store, test_file, dataset_dir, run_id)
     prompts, _ = load_prompts(path, columns=columns, split=split, config=config)
     roles = [(role, mid) for role, mid in (("model", model_id), ("baseline", baseline)) if mid is not None]
     models = {mid: store.get_model(mid) for _, mid in roles}  # an unknown id fails before any work
@@ -139,7 +141,7 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
     dataset = dataset_id(path.name, prompts)
     info = {"max_tokens": max_tokens, "max_tokens_from": counted_by, "n_ctx": n_ctx, "baselines": baselines,
             "leaks": {k: v for k, v in leaks.items() if k != "items"}}
-    out = {"n": len(prompts), "dataset": dataset, "max_tokens": max_tokens, "leaks": leaks}
+    out = {"n": len(prompts), "dataset": dataset, "max_tokens": max_tokens, "leaks": leaks, "heldout": heldout}
     records = {}
     for role, mid in roles:
         gguf, lora = weights[mid]

@@ -25,11 +25,50 @@ class EvalError(StoreError):
 def _prompts_path(test_file, dataset_dir) -> Path:
     path = Path(test_file) if test_file else Path(dataset_dir) / "test.jsonl" if dataset_dir else None
     if path is None:
-        raise EvalError("give held-out prompts: --test-file F (any shape forge extracts) or --dataset DIR")
+        raise EvalError("give held-out prompts: --test-file F (any shape forge extracts), --dataset DIR, or --run RUN "
+                        "(the run's own held-out notes)")
     if not path.exists():
         raise EvalError(f"{path}: no such file")
     return path
 
+
+
+def run_heldout(store: Store, run_id: str) -> tuple[Path, str | None]:
+    """A run's own held-out set, with no file to name: data/test.jsonl of its folder (create_run exports it, whole
+    notes held out), or data/val.jsonl with a note saying so when the test split is empty (val is never trained
+    on either; the run only reports its loss on it)."""
+    run = store.get_run(run_id)  # an unknown run: "no run 'X'; `forge runs` lists them"
+    data = Path(run["run_dir"]) / "data"
+    test, val = data / "test.jsonl", data / "val.jsonl"
+    if not test.exists() and not val.exists():
+        raise EvalError(f"run {run_id}: its held-out data ({data}) is gone; evaluate with --test-file instead")
+    if _rows(test):
+        return test, None
+    n_val = _rows(val)
+    if n_val:
+        return val, (f"run {run_id} holds out no test examples; evaluating on its val split ({n_val} example(s), "
+                     f"not trained on either, but the run reported its validation loss on them)")
+    raise EvalError(f"run {run_id} holds out nothing: its test and val splits are empty (too few examples or notes "
+                    f"to hold any out); evaluate with --test-file instead")
+
+
+def _rows(path: Path) -> int:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return sum(1 for line in f if line.strip())
+    except OSError:
+        return 0
+
+
+def heldout_of(store: Store, test_file=None, dataset_dir=None, run_id: str | None = None) -> tuple[Path, dict | None]:
+    """The held-out file to evaluate on (--test-file, --dataset or --run) and, for --run, what was taken from it:
+    {run, split, file, note}."""
+    if run_id is None:
+        return _prompts_path(test_file, dataset_dir), None
+    if test_file or dataset_dir:
+        raise EvalError("--run takes the run's own held-out split: leave out --test-file and --dataset")
+    path, note = run_heldout(store, run_id)
+    return path, {"run": run_id, "split": path.stem, "file": str(path), "note": note}
 
 def dataset_id(name: str, prompts: list[dict]) -> str:
     digest = hashlib.sha256(json.dumps(prompts, sort_keys=True).encode()).hexdigest()[:16]

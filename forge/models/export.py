@@ -253,17 +253,44 @@ def template_parity(hf_dir: Path, gguf_path: Path, prompts: list[list[dict]]) ->
             "metadata": gg.get("metadata", {})}
 
 
-def modelfile(gguf_name: str, template_eos: str | None, chat_template: str) -> str:
+def modelfile(gguf_name: str, template_eos: str | None, chat_template: str, decoding: dict | None = None) -> str:
     """An Ollama Modelfile: FROM the GGUF, a Go TEMPLATE for ChatML-style models (Ollama cannot run Jinja; for
-    other families it detects the template from the GGUF), and the stop token the model was trained with."""
+    other families it detects the template from the GGUF), the stop token the model was trained with, and the
+    decoding the companion uses (the run's `decoding`, else greedy)."""
     lines = [f"FROM ./{gguf_name}"]
     if "<|im_start|>" in chat_template:
         lines.append('TEMPLATE """{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n'
                      '{{ end }}<|im_start|>assistant\n"""')
     if template_eos:
         lines.append(f'PARAMETER stop "{template_eos}"')
-    lines.append("PARAMETER temperature 0.7")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ollama_parameters(decoding)) + "\n"
+
+
+OLLAMA_PARAMETERS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed")  # Modelfile PARAMETER names
+
+
+def ollama_parameters(decoding: dict | None) -> list[str]:
+    from forge.models.llama_child import GREEDY
+
+    values = decoding or GREEDY
+    return [f"PARAMETER {k} {values[k]}" for k in OLLAMA_PARAMETERS if values.get(k) is not None]
+
+
+def run_decoding(run_dir: Path) -> dict:
+    """The decoding defaults of a run's spec (spec.json `decoding`), {} when it sets none."""
+    try:
+        spec = json.loads((Path(run_dir) / "spec.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in (spec.get("decoding") or {}).items() if v is not None}
+
+
+def decoding_keys(run_dir: Path) -> dict:
+    """The GGUF key that carries a run's decoding defaults (forge.models.llama_child.DECODING_KEY), or nothing."""
+    from forge.models.llama_child import DECODING_KEY
+
+    decoding = run_decoding(run_dir)
+    return {DECODING_KEY: json.dumps(decoding, sort_keys=True)} if decoding else {}
 
 
 def register_bundled_base(store: Store, config: Config) -> dict:
@@ -392,7 +419,7 @@ def _provenance(job: _Job) -> None:
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     job.keys = {"forge.run_id": job.run_id, "forge.base_model": job.info.get("base_model", ""),
                 "forge.dataset_hash": job.run["meta"].get("dataset_hash") or "", "forge.version": __version__,
-                "forge.created": created, "forge.quant": job.quant}
+                "forge.created": created, "forge.quant": job.quant, **decoding_keys(job.run_dir)}
     write_provenance(job.quantized, job.final, job.keys, f"forge {job.run_id} ({job.quant.upper()})",
                      job.chat_template)
 
@@ -424,7 +451,8 @@ def _register(job: _Job, timings: dict) -> dict:
     target.mkdir(parents=True, exist_ok=True)
     os.replace(job.final, target / job.final.name)
     trained_template = (job.run_dir / "adapter" / "chat_template.jinja").read_text()
-    (target / "Modelfile").write_text(modelfile(job.final.name, job.parity.get("eos"), trained_template))
+    (target / "Modelfile").write_text(modelfile(job.final.name, job.parity.get("eos"), trained_template,
+                                                run_decoding(job.run_dir)))
     record = {"id": job.model_id, "name": f"{job.run_id} {job.quant.upper()}", "path": str(target / job.final.name),
               "quant": job.quant, "bytes": (target / job.final.name).stat().st_size,
               "sha256": sha256_file(target / job.final.name), "run_id": job.run_id, "status": "ready",
@@ -489,7 +517,7 @@ def gguf_readme(model_id: str, run_id: str, cmds: dict[str, str]) -> str:
 # ---- LoRA adapter as a llama.cpp GGUF adapter -------------------------------------------------------------------
 ADAPTER_STAGES = ("base", "convert", "check")
 ADAPTER_KEYS = ("forge.run_id", "forge.base_model", "forge.base_model_id", "forge.base_sha256", "forge.dataset_hash",
-                "forge.version", "forge.created", "forge.kind")  # what llama.cpp must read back from the adapter
+                "forge.version", "forge.created", "forge.kind", "forge.decoding")  # what llama.cpp must read back
 
 
 def is_adapter(model: dict) -> bool:
@@ -563,7 +591,7 @@ def export_adapter(store: Store, config: Config, run_id: str, base_id: str | Non
         keys = {"forge.run_id": run_id, "forge.base_model": info.get("base_model", ""),
                 "forge.base_model_id": base["id"], "forge.base_sha256": base.get("sha256") or "",
                 "forge.dataset_hash": run["meta"].get("dataset_hash") or "", "forge.version": __version__,
-                "forge.created": created, "forge.kind": "lora-adapter"}
+                "forge.created": created, "forge.kind": "lora-adapter", **decoding_keys(run_dir)}
         final = work / f"{model_id}.gguf"
         from forge.models.lora_gguf import LoraConversionError, convert_adapter
 
@@ -594,7 +622,8 @@ def export_adapter(store: Store, config: Config, run_id: str, base_id: str | Non
                            "timings": {k: round(v, 2) for k, v in timings.items()}}}
         (target / "provenance.json").write_text(json.dumps(record, indent=2))
         cmds = adapter_commands(path, base, model_id)
-        (target / "Modelfile").write_text(f"FROM {base['path']}\nADAPTER ./{path.name}\n")
+        (target / "Modelfile").write_text("\n".join([f"FROM {base['path']}", f"ADAPTER ./{path.name}",
+                                                     *ollama_parameters(run_decoding(run_dir))]) + "\n")
         (target / "README.md").write_text(gguf_readme(model_id, run_id, cmds).replace(
             "A GGUF exported", f"A LoRA adapter (GGUF) of `{base['id']}`, exported", 1))
         store.register_model(record, models_dir=models_dir)

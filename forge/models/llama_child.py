@@ -22,9 +22,14 @@ class ChildFailed(Exception):
     """The child failed or crashed; the message says which stage and how."""
 
 
-def load_llama(model_path: str, **kwargs):
+PROMPT_CHUNK = 32
+"""Prompts are evaluated in batches that end at multiples of this many positions (see canonical_llama_class)."""
+
+
+def load_llama(model_path: str, canonical: bool = True, **kwargs):
     """A Llama with extra buffer types off (the setting that keeps quantized decoding from crashing on some
-    CPUs); everything else as llama-cpp-python defaults."""
+    CPUs); everything else as llama-cpp-python defaults. `canonical` (the default for everything forge serves or
+    evaluates): a CanonicalLlama, whose greedy answer to a prompt does not depend on what it evaluated before."""
     import llama_cpp.llama_cpp as lib  # the module llama.py reads its defaults from
     from llama_cpp import Llama
 
@@ -38,9 +43,105 @@ def load_llama(model_path: str, **kwargs):
 
     lib.llama_model_default_params = patched
     try:
-        return Llama(model_path=model_path, verbose=False, **kwargs)
+        cls = canonical_llama_class() if canonical else Llama
+        return cls(model_path=model_path, verbose=False, **kwargs)
     finally:
         lib.llama_model_default_params = params_fn
+
+
+_CANONICAL: list = []
+
+
+def canonical_llama_class():
+    """llama-cpp-python's Llama, with prompts always evaluated in the same batch shapes.
+
+    llama.cpp's numbers for a token depend on the shape of the batch it is computed in: on x86 a token evaluated
+    alone (a batch of 1) gets logits up to ~0.7 apart from the same token evaluated with others (kernels for one
+    row and for many accumulate in different orders; other CPUs have other thresholds, e.g. row pairs on ARM).
+    Plain llama-cpp-python reuses the longest cached prefix and evaluates the rest as one batch, so the same
+    prompt's batches depend on what ran before: asked twice in a row, its last token is re-evaluated alone; after
+    other prompts, with its suffix. Greedy answers then change with history (issue 24).
+
+    Here a prompt is always cut into batches that end at multiples of PROMPT_CHUNK positions (the last one at the
+    prompt's end), whether it is evaluated from scratch or after a cached prefix, and a cached prefix is reused
+    only up to a chunk boundary and only as far as it was itself computed in whole chunks (`canon`): tokens that
+    were generated one at a time, or a prompt's last partial chunk, are evaluated again. Every token of a prompt
+    is therefore computed in the very batch a fresh evaluation would put it in, on any CPU, and generated tokens
+    are one per batch either way. The price: up to PROMPT_CHUNK - 1 prompt tokens more per request than the
+    plain prefix cache evaluates."""
+    if _CANONICAL:
+        return _CANONICAL[0]
+    from llama_cpp import Llama
+
+    class CanonicalLlama(Llama):
+        canon = 0  # positions [0, canon) of the KV cache were computed in whole, aligned chunks
+
+        def chunk(self) -> int:
+            return max(1, min(PROMPT_CHUNK, self.n_batch))
+
+        def reset(self):
+            super().reset()
+            self.canon = 0
+
+        def eval(self, tokens):
+            c, i, tokens = self.chunk(), 0, list(tokens)
+            self.canon = min(self.canon, self.n_tokens)
+            while i < len(tokens):
+                start = self.n_tokens
+                piece = tokens[i:i + (c - start % c)]
+                super().eval(piece)
+                if start == self.canon and start % c == 0 and len(piece) == c:
+                    self.canon = start + c
+                i += len(piece)
+
+        def generate(self, tokens, *args, **kwargs):
+            tokens = list(tokens)
+            if kwargs.get("reset", True) and self.n_tokens > 0:
+                keep, limit = 0, min(self.canon, self.n_tokens, len(tokens) - 1)
+                while keep < limit and self.input_ids[keep] == tokens[keep]:
+                    keep += 1
+                keep -= keep % self.chunk()
+                if keep < self.n_tokens:  # what lies past `keep` is evaluated again, in the canonical batches
+                    self._ctx.kv_cache_seq_rm(-1, keep, -1)
+                    self.n_tokens = keep
+                    self._requires_eval = True
+                    self.canon = min(self.canon, keep)
+            return super().generate(tokens, *args, **kwargs)
+
+    _CANONICAL.append(CanonicalLlama)
+    return CanonicalLlama
+
+
+DECODING_KEY = "forge.decoding"
+"""GGUF key (a JSON object, written by `forge export` from the run's spec) with the model's decoding defaults."""
+GREEDY = {"temperature": 0.0, "seed": 0}
+"""Decoding when neither the model nor the request sets any: what Eval always measured, now what is served too."""
+DECODING_FIELDS = {"temperature": float, "top_p": float, "top_k": int, "min_p": float, "repeat_penalty": float,
+                   "presence_penalty": float, "frequency_penalty": float, "seed": int}
+
+
+def decoding_defaults(metadata: dict) -> dict:
+    """The decoding defaults a model (or adapter) carries in its GGUF metadata; {} when it carries none or they do
+    not read (a model is never refused for them)."""
+    raw = metadata.get(DECODING_KEY)
+    if not raw:
+        return {}
+    try:
+        values = json.loads(raw) if isinstance(raw, str) else raw
+        if not isinstance(values, dict):
+            return {}
+        return {k: DECODING_FIELDS[k](v) for k, v in values.items() if k in DECODING_FIELDS and v is not None}
+    except (TypeError, ValueError):
+        return {}
+
+
+def sampling(defaults: dict, request: dict | None = None) -> dict:
+    """What a generation samples with: the model's defaults, then whatever the request sets. The companion and
+    Eval both call this, so Eval scores what a client that sends no sampling settings gets."""
+    out = {**defaults, **{k: v for k, v in (request or {}).items() if k in DECODING_FIELDS and v is not None}}
+    if "seed" in out:
+        out["seed"] = int(out["seed"]) % 2 ** 32  # llama.cpp's seed is 32-bit; any integer maps onto one
+    return out
 
 
 def quantize(src: str, dst: str, quant: str, allow_requantize: bool = False) -> dict:

@@ -50,6 +50,18 @@ RECIPES: dict[str, TaskRecipe] = {r.name: r for r in [
         {"max_seq_len": "auto", "truncation": "middle-of-user", "learning_rate": 2e-4, "epochs": 2.0,
          "eval_max_tokens": 256},
     ),
+    TaskRecipe(
+        "voice",
+        "Your own notes, so the model writes like you (a vault's notes, a diary, letters). Every token of a note "
+        "is the person's, so the answers are long and all of them are trained on: three epochs at a high rate, "
+        "where one epoch of the defaults hardly moved the loss on a real vault. It samples (temperature 0.7, "
+        "top-p 0.9) with a repetition penalty and a fixed seed: greedy decoding of a small model loops (41 of 42 "
+        "answers on that vault), and the seed keeps one answer per prompt. A starting point, not yet tuned by "
+        "measurement: benchmarks/voice_sweep.py measures a run with the voice judge under several decodings.",
+        {"max_seq_len": "auto", "truncation": "middle-of-user", "learning_rate": 1e-3, "epochs": 3.0,
+         "eval_max_tokens": 256,
+         "decoding": {"temperature": 0.7, "top_p": 0.9, "repeat_penalty": 1.15, "seed": 0}},
+    ),
 ]}
 
 

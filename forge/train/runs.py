@@ -47,8 +47,9 @@ def measure_lengths(spec: TrainSpec, run_dir: Path, workspace: Path) -> tuple[Tr
 
 def create_run(store: Store, config: Config, spec: TrainSpec, dataset_dir: Path | None = None,
                check_lengths: Callable[[dict], bool] | None = None) -> tuple[str, Path]:
-    """A run directory with spec.json and data/ (exported now from the approved examples, or copied from an
-    exported dataset folder), recorded in the store.
+    """A run directory with spec.json and data/ (exported now from the approved examples, notes held out whole as
+    `forge dataset export` does, or copied from an exported dataset folder), recorded in the store. Its
+    data/test.jsonl is the run's held-out set (`forge eval MODEL --run RUN`).
 
     The training split's lengths are measured first (lengths.json in the run folder): an "auto" max_seq_len
     becomes a number, recorded with its reason in spec.json. `check_lengths(report)` sees the report before
@@ -63,6 +64,8 @@ def create_run(store: Store, config: Config, spec: TrainSpec, dataset_dir: Path 
                 (run_dir / "data" / f"{name}.jsonl").write_bytes(src.read_bytes())
         manifest = Path(dataset_dir) / "manifest.json"
         report = json.loads(manifest.read_text()) if manifest.exists() else {}
+        if manifest.exists():  # the run's data says how it was split (group_by, notes per split) either way
+            (run_dir / "data" / "manifest.json").write_bytes(manifest.read_bytes())
     else:
         try:
             report = export_dataset(store, run_dir / "data", config, fmt="chat")

@@ -32,6 +32,40 @@ class SpecError(ForgeError, ValueError):
     """The spec is invalid; the message names the field."""
 
 
+class Decoding(BaseModel):
+    """How the trained model samples unless a request says otherwise: written into its GGUF (`forge.decoding`) and
+    Ollama Modelfile by `forge export`, used by the companion and by Eval alike."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    """0 is greedy."""
+
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    """Nucleus sampling: the smallest set of tokens whose probability reaches top_p."""
+
+    top_k: int | None = Field(default=None, ge=0)
+    """Sample among the k likeliest tokens (0: all)."""
+
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    """Drop tokens less likely than min_p × the likeliest."""
+
+    repeat_penalty: float | None = Field(default=None, gt=0, le=5)
+    """Above 1 makes tokens already in the context less likely: small models loop without it."""
+
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    """OpenAI's presence penalty."""
+
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    """OpenAI's frequency penalty."""
+
+    seed: int | None = None
+    """Seed for sampling at temperature > 0: the same prompt then gets the same answer."""
+
+    def values(self) -> dict:
+        return self.model_dump(exclude_none=True)
+
+
 class TrainSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
@@ -107,6 +141,11 @@ class TrainSpec(BaseModel):
 
     eval_max_tokens: int | Literal["auto"] | None = None
     """Output budget the recipe suggests for `forge eval --max-tokens` ("auto": from the reference lengths)."""
+
+    decoding: Decoding | None = None
+    """Decoding defaults the exported model carries (temperature, top_p, top_k, min_p, repeat_penalty, penalties,
+    seed): the companion uses them for what a request leaves unset, Eval uses them as the companion would, and
+    the Ollama Modelfile gets them as PARAMETERs. null: greedy in the companion and Eval."""
 
     forgetting_check: bool = True
     """Measure the mean loss on a small general reference set with the base (adapter off) before training and

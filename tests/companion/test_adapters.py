@@ -42,6 +42,18 @@ def session_adapter(trained_workspace) -> dict:
     return adapter or t_store.get_model(ex.export_adapter(t_store, t_config, run_id)["model_id"])
 
 
+def sampled_adapter(run_dir: Path, ws: Path) -> Path:
+    """The run's LoRA as a GGUF adapter that carries decoding defaults (forge.decoding), as `forge export` writes
+    them from a run whose spec sets `decoding`: hot sampling with a fixed seed."""
+    from forge.models.lora_gguf import convert_adapter
+
+    base_dir = json.loads((run_dir / "adapter" / "forge_adapter.json").read_text())["base_path"]
+    convert_adapter(run_dir / "adapter", Path(base_dir), ws / "sampled.gguf", {
+        "forge.base_model_id": "base", "forge.decoding": json.dumps({"temperature": 2.0, "top_k": 0, "seed": 11})},
+        "sampled")
+    return ws / "sampled.gguf"
+
+
 def loud_adapter(run_dir: Path, ws: Path) -> Path:
     """The run's LoRA with alpha ×200 as a GGUF adapter in `ws`: its effect on greedy text is certain, where a
     2-step LoRA may change no token."""
@@ -77,6 +89,7 @@ def served(trained_workspace, companion_ws, tmp_path_factory):
     register_adapter(store, config, "tuned", Path(adapter["path"]), adapter["meta"])
     register_adapter(store, config, "loud", loud_adapter(run_dir, ws), {**adapter["meta"], "provenance": {
         **adapter["meta"]["provenance"], "forge.run_id": "loud"}})
+    register_adapter(store, config, "sampled", sampled_adapter(run_dir, ws), adapter["meta"])
     register_adapter(store, config, "alien", Path(adapter["path"]), {"kind": "adapter", "base_id": "some-8b",
                                                                        "provenance": {"forge.base_sha256": "0" * 64}})
     store.close()
@@ -134,6 +147,68 @@ def test_a_request_picks_its_adapter_and_the_listing_shows_adapters_under_their_
     assert removed.status_code == 200 and "loud" not in removed.json()["loaded"]
     assert chat(served, "loud").status_code == 404
     assert served.admin("DELETE", "/admin/adapters/loud").status_code == 404
+
+
+# Prompts whose greedy answer changed with what ran before, before issue 24's fix (on an AMD EPYC, AVX2): ASK after a
+# request to `loud` ("...I'm here to support" instead of "...I'm here to help"), the haiku when asked twice in a row.
+SAME_ANSWER = [ASK, [{"role": "user", "content": "Write a haiku about autumn leaves."}]]
+
+
+def test_one_answer_per_prompt_whatever_ran_before_in_the_companion_and_in_eval(served):
+    """Greedy output is a function of (model, adapter, prompt, settings): the same prompt asked 5 times in a row, and
+    5 times with a request to an adapter (and another prompt) before each, gives one answer, and Eval's generator
+    (a fresh llama.cpp child, the adapter applied at load) gives that answer too, for the base and for the adapter."""
+    from forge.eval import generate_all
+    from forge.store import Store
+
+    assert served.admin("POST", "/admin/adapters", json={"adapter_id": "loud"}).status_code == 200
+    ask = lambda model, messages: text(chat(served, model, messages=messages, max_tokens=24))  # noqa: E731
+    store = Store.for_workspace(served.workspace)
+    base_path, loud_path = store.get_model("base")["path"], store.get_model("loud")["path"]
+    store.close()
+    for messages, other in (SAME_ANSWER, SAME_ANSWER[::-1]):
+        in_a_row = [ask("base", messages) for _ in range(5)]
+        between = []
+        for _ in range(5):
+            ask("loud", messages)
+            ask("base", other)
+            between.append(ask("base", messages))
+        loud = [ask("loud", messages)]
+        for _ in range(4):
+            ask("base", messages)
+            loud.append(ask("loud", messages))
+        assert len(set(in_a_row + between)) == 1, (in_a_row, between)
+        assert len(set(loud)) == 1 and loud[0] != in_a_row[0], loud
+        prompt = [{"messages": messages, "expected": ""}]
+        assert generate_all(base_path, prompt, max_tokens=24)[0]["output"] == in_a_row[0].strip()
+        mixed = generate_all(base_path, [{"messages": m, "expected": ""} for m in
+                                         (messages, messages, other, messages, messages, other, messages)], max_tokens=24)
+        assert {r["output"] for i, r in enumerate(mixed) if i not in (2, 5)} == {in_a_row[0].strip()}
+        assert generate_all(base_path, prompt, max_tokens=24, lora=loud_path)[0]["output"] == loud[0].strip()
+    assert served.admin("DELETE", "/admin/adapters/loud").status_code == 200
+
+
+def test_an_adapter_samples_with_its_own_decoding_defaults_unless_a_request_overrides_them(served):
+    """An adapter whose GGUF carries decoding defaults (forge.decoding: temperature 2, seed 11) is sampled with them
+    when a request sets nothing, the same answer each time (its seed) and the one Eval's generator gives; a request
+    that sets temperature 0 gets the greedy answer; the base beside it stays greedy."""
+    from forge.eval import generate_all
+    from forge.store import Store
+
+    assert served.admin("POST", "/admin/adapters", json={"adapter_id": "sampled"}).status_code == 200
+    body = lambda **kw: {"model": "sampled", "messages": ASK, "max_tokens": 24, **kw}  # noqa: E731
+    post = lambda b: text(httpx.post(f"{served.url}/v1/chat/completions", json=b, timeout=600))  # noqa: E731
+    hot = [post(body()) for _ in range(2)]
+    greedy = post(body(temperature=0))
+    assert hot[0] == hot[1] and hot[0] != greedy
+    assert post({"model": "base", "messages": ASK, "max_tokens": 24}) == post(
+        {"model": "base", "messages": ASK, "max_tokens": 24, "temperature": 0})
+    store = Store.for_workspace(served.workspace)
+    base_path, sampled_path = store.get_model("base")["path"], store.get_model("sampled")["path"]
+    store.close()
+    prompt = [{"messages": ASK, "expected": ""}]
+    assert generate_all(base_path, prompt, max_tokens=24, lora=sampled_path)[0]["output"] == hot[0].strip()
+    assert served.admin("DELETE", "/admin/adapters/sampled").status_code == 200
 
 
 def test_a_swap_brings_adapters_of_the_same_base_and_refuses_the_others(served):

@@ -1,6 +1,6 @@
 """Key presses in the Curate mode change the store, through the same factory the CLI uses."""
 
-from textual.widgets import Input, SelectionList, TextArea
+from textual.widgets import Checkbox, Input, SelectionList, TextArea
 
 from tests.conftest import SAMPLE_VAULT
 from tui.app import make_app
@@ -215,9 +215,10 @@ async def survey_laid_out(app, pilot) -> None:
 
 
 async def test_vault_survey_picks_tags_and_folders_remembered_and_an_empty_import_says_what_to_do(store, config):
-    """A vault whose notes carry none of config.json's tags: the survey says so and lists the vault's tags; the
-    person's pick imports those notes and is remembered for the next survey; an import that found nothing leaves a
-    Curate screen that says what to do."""
+    """A vault whose notes carry none of config.json's tags: the survey says so, lists the vault's tags and checks
+    All notes (an Import would otherwise take nothing); unchecked with no tag picked, the import finds nothing and
+    says what to do with the dialog's controls, as does the Curate screen left behind; the person's pick imports
+    those notes and is remembered for the next survey."""
     from tests.forge.data.extract.test_extract_report import MESSY
     from tui.widgets.example_view import ExampleView
 
@@ -231,21 +232,25 @@ async def test_vault_survey_picks_tags_and_folders_remembered_and_an_empty_impor
         await app.screen.workers.wait_for_complete()
         await pilot.pause()
         summary = str(app.screen.query_one("#survey-summary").render())
-        assert "None of" in summary and "#retrospective" in summary
+        assert "None of" in summary and "#retrospective" in summary and "All notes is checked" in summary
+        assert app.screen.query_one("#all-notes", Checkbox).value is True
         tags = app.screen.query_one("#survey-tags", SelectionList)
         assert "journal" in [tags.get_option_at_index(i).value for i in range(tags.option_count)]
+        app.screen.query_one("#all-notes", Checkbox).value = False
+        tags.deselect_all()
         await survey_laid_out(app, pilot)
         await pilot.click("#import-start")
         await app.screen.workers.wait_for_complete()
         await pilot.pause()
         report = str(app.screen.query_one("#import-report").render())
-        assert "--tag journal" in report or "--all-notes" in report
+        assert "#journal" in report and "tags to take" in report and "All notes" in report
+        assert "--tag" not in report and "--all-notes" not in report  # the dialog's controls, not CLI flags
         await pilot.press("escape")
         await pilot.pause()
-        if store.counts()["total"] == 0:
-            shown = str(app.screen.query_one("#example-body").render()) if app.screen.query("#example-body") else \
-                str(app.screen.query_one(ExampleView).render())
-            assert "found nothing" in shown and "--tag journal" in shown
+        assert store.counts()["total"] == 0
+        shown = str(app.screen.query_one("#example-body").render()) if app.screen.query("#example-body") else \
+            str(app.screen.query_one(ExampleView).render())
+        assert "found nothing" in shown and "#journal" in shown
         # Second: pick #journal and leave out Private/ → imported and remembered.
         await pilot.press("i")
         app.screen.query_one("#import-path", Input).value = str(MESSY)
@@ -253,6 +258,7 @@ async def test_vault_survey_picks_tags_and_folders_remembered_and_an_empty_impor
         await app.screen.workers.wait_for_complete()
         await pilot.pause()
         tags = app.screen.query_one("#survey-tags", SelectionList)
+        app.screen.query_one("#all-notes", Checkbox).value = False
         tags.deselect_all()
         tags.select("journal")
         app.screen.query_one("#survey-folders", SelectionList).deselect("Private")
@@ -344,3 +350,34 @@ async def test_a_key_press_renders_the_example_once(sample_store, config, monkey
         await pilot.pause()
         assert len(widths) == turns and widths[0] == wide - 30  # rendered again, at the new width
         assert f"#{screen.current_id}" in app.export_screenshot()
+
+
+async def test_a_vault_import_offers_the_voice_recipe_and_the_train_form_starts_from_it(store, config):
+    """After a vault import (the person's own writing) with the offer left checked, the Train form opens on the
+    voice recipe: its select, its epochs and its decoding defaults in the spec the form builds."""
+    from textual.widgets import Select
+
+    from forge.train.recipes import recipe_spec
+
+    app = make_app(config, store)
+    async with app.run_test(size=(140, 50)) as pilot:
+        await pilot.press("i")
+        app.screen.query_one("#import-path", Input).value = str(SAMPLE_VAULT)
+        await pilot.click("#import-start")
+        await app.screen.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.screen.query_one("#voice-recipe", Checkbox).value is True
+        await survey_laid_out(app, pilot)
+        await pilot.click("#import-start")
+        await app.screen.workers.wait_for_complete()
+        await pilot.pause()
+        assert store.counts()["total"] > 0
+        assert "voice recipe" in str(app.screen.query_one("#import-report").render())
+        await pilot.press("escape")
+        await pilot.pause()
+        await app.switch_mode("train")
+        await pilot.pause()
+        assert app.screen.query_one("#spec-recipe", Select).value == "voice"
+        assert float(app.screen.query_one("#spec-epochs", Input).value) == recipe_spec("voice")["epochs"]
+        spec = app.screen.read_spec()
+        assert spec.recipe == "voice" and spec.decoding and spec.decoding.repeat_penalty == 1.15

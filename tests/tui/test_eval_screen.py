@@ -4,11 +4,12 @@
 import json
 
 from rich.console import Console
-from textual.widgets import DataTable, Select
+from textual.widgets import DataTable, Input, Select
 
 from forge import eval as ev
 from tui.app import make_app
 from tui.screens.eval import EvalScreen
+from tests.tui.helpers import wait_until
 
 
 def text_of(static) -> str:
@@ -113,3 +114,38 @@ async def test_summary_shows_lead_baseline_intervals_leaks_and_forgetting_warnin
         assert "tuned beats base on ROUGE-L by +1.000" in verdict and "tuned beats lead-2 on ROUGE-L by +" in verdict
         assert "1 of 4 held-out prompts have a near-duplicate" in verdict and "excluded" in verdict
         assert "forgetting: loss on the general reference set 2.100 → 2.900" in verdict and "WARNING" in verdict
+
+
+async def test_a_model_from_a_run_offers_the_held_out_notes_of_its_run(store, config):
+    """The held-out set may be the run's own held-out notes (`forge eval --run`), no file; other models take a file."""
+    seed_summaries(store, config, {"n": 20, "loss_before": 2.1, "loss_after": 2.0, "change": -0.1, "warn": False,
+                                   "threshold": 0.25})
+    data = config.workspace_path() / "runs" / "run-1" / "data"
+    data.mkdir()
+    for name in ("train", "val", "test"):  # a run too small to hold anything out
+        (data / f"{name}.jsonl").write_text("")
+    models = config.workspace_path() / "models"
+    (models / "other").mkdir()
+    (models / "other" / "m.gguf").write_bytes(b"GGUF")
+    store.register_model({"id": "other", "name": "other", "path": str(models / "other" / "m.gguf")}, models_dir=models)
+    app = make_app(config, store)
+    async with app.run_test(size=(180, 50)) as pilot:
+        await pilot.press("f7")
+        await app.workers.wait_for_complete()
+        screen = app.screen
+        model, pick = screen.query_one("#eval-model", Select), screen.query_one("#eval-heldout", Select)
+        field = screen.query_one("#eval-file", Input)
+        model.value = "tuned"
+        await pilot.pause()
+        assert pick.display and pick.value == "run" and not field.display
+        assert [str(label) for label, _ in pick._options if str(label)][:1] == ["held-out notes of run run-1"]
+        await pilot.press("ctrl+g")  # the run's held-out split is taken, not the file in the field
+        status = screen.query_one("#eval-status")
+        assert await wait_until(pilot, lambda: "run run-1 holds out nothing" in str(status.render()), 20), \
+            str(status.render())
+        pick.value = "file"
+        await pilot.pause()
+        assert field.display
+        model.value = "other"  # not from a run: the file only
+        await pilot.pause()
+        assert not pick.display and field.display

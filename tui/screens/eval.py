@@ -5,7 +5,8 @@ side (words that differ from the expected one marked), keys to vote, the win rat
 
 Either side may be a LoRA adapter (listed under its base, run as base + adapter, as the companion serves it): two of
 {adapters, base} are compared at a time. Outputs are stored per system and held-out prompts, so after running A vs
-base and B vs base on one file, picking A vs B shows their comparison without generating again."""
+base and B vs base on one file, picking A vs B shows their comparison without generating again. When the model came
+from a training run, the held-out prompts may be that run's own held-out notes (`forge eval --run`), no file needed."""
 
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ class EvalScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
         self.compared: dict | None = None  # ev.comparison() of the pair, computed in a worker
         self.index = 0
         self.adapter_of: dict[str, str] = {}  # adapter id → its base's id, for the adapters in the pickers
+        self.heldout_run: str | None = None  # the run the chosen model came from, offered as the held-out set
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -58,6 +60,7 @@ class EvalScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
             with Horizontal(id="eval-pick"):
                 yield Select([], prompt="model", id="eval-model")
                 yield Select([], prompt="baseline", id="eval-baseline")
+                yield Select([], prompt="held-out", id="eval-heldout")
                 yield Input(str(REPO_ROOT / "data" / "demo" / "reminders_heldout.jsonl"), id="eval-file")
                 yield Button("Run", variant="primary", id="eval-run")
             yield ProgressBar(id="eval-progress", show_eta=True)
@@ -73,6 +76,7 @@ class EvalScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
 
     def on_mount(self) -> None:
         self.sub_title = "eval"
+        self.query_one("#eval-heldout", Select).display = False
         self.refresh_models()
 
     def on_screen_resume(self) -> None:
@@ -119,10 +123,31 @@ class EvalScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
             self.refresh_models()
 
     def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "eval-heldout":
+            self.query_one("#eval-file", Input).display = self.run_for_heldout() is None
+            return
         self.load_latest()
+
+    def offer_run_heldout(self, model: str | None) -> None:
+        """Offer "held-out notes of run X" (the default) or the file when the chosen model came from a run."""
+        run = (self.app.store.get_model(model, missing_ok=True) or {}).get("run_id") if model else None
+        pick = self.query_one("#eval-heldout", Select)
+        if run != self.heldout_run:
+            self.heldout_run = run
+            pick.set_options([(f"held-out notes of run {run}", "run"), ("a file →", "file")] if run else [])
+            if run:
+                pick.value = "run"
+        pick.display = run is not None
+        self.query_one("#eval-file", Input).display = self.run_for_heldout() is None
+
+    def run_for_heldout(self) -> str | None:
+        """The run whose held-out split to evaluate on, or None for the file."""
+        pick = self.query_one("#eval-heldout", Select)
+        return self.heldout_run if self.heldout_run and pick.value == "run" else None
 
     def load_latest(self) -> None:
         model, base = self.ids()
+        self.offer_run_heldout(model)
         self.pair = ev.latest_pair(self.app.store, model, base) if model and base else None
         self.compared = None
         self.index = 0
@@ -149,14 +174,14 @@ class EvalScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
             self.notify("export a model first (Models mode, F5)", severity="warning")
             return
         self.query_one("#eval-run", Button).disabled = True
-        self.run_eval(model, base, self.query_one("#eval-file", Input).value.strip())
+        self.run_eval(model, base, self.query_one("#eval-file", Input).value.strip(), self.run_for_heldout())
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "eval-run":
             self.action_run()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="eval")
-    def run_eval(self, model: str, base: str | None, test_file: str) -> None:
+    def run_eval(self, model: str, base: str | None, test_file: str, run_id: str | None = None) -> None:
         # Runs in a thread: it reports by message only, never touching a widget.
         def progress(mid: str, done: int, total: int) -> None:
             doing = "checking held-out prompts against the training data" if mid == ev.LEAK_STAGE else \
@@ -164,11 +189,12 @@ class EvalScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
             self.post_message(EvalProgressed(f"{doing}: {done}/{total}", done, total))
 
         try:
-            ev.evaluate(self.app.store, model, base, test_file=test_file, progress=progress, config=self.app.config)
+            r = ev.evaluate(self.app.store, model, base, test_file=None if run_id else test_file, progress=progress,
+                            config=self.app.config, run_id=run_id)
         except (StoreError, OSError) as e:
             self.post_message(EvalFinished(str(e)))
         else:
-            self.post_message(EvalFinished())
+            self.post_message(EvalFinished(note=(r.get("heldout") or {}).get("note")))
 
     def on_eval_progressed(self, message: EvalProgressed) -> None:
         self.query_one("#eval-progress", ProgressBar).update(total=message.total, progress=message.done)
@@ -180,7 +206,7 @@ class EvalScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
         if message.error is not None:
             status.update(f"[red]{escape(message.error)}[/]")
             return
-        status.update("done")
+        status.update("done" + (f" · {escape(message.note)}" if message.note else ""))
         self.load_latest()
 
     # ---- showing ------------------------------------------------------------------------------------------

@@ -98,6 +98,8 @@ class ImportScreen(JobDialog):
             with Vertical(id="vault-survey"):
                 yield Static("", id="survey-summary")
                 yield Checkbox("All notes, whatever their tags", id="all-notes")
+                yield Checkbox("Train on these in your voice: the Train form starts from the voice recipe",
+                               value=True, id="voice-recipe")
                 with Horizontal(id="survey-lists"):
                     yield SelectionList[str](id="survey-tags")
                     yield SelectionList[str](id="survey-folders")
@@ -217,12 +219,19 @@ class ImportScreen(JobDialog):
         folder_list.add_options([(f"{f}/ ({n})", f, f.lower() not in excluded and (not included or f.lower() in included))
                                  for f, n in survey.get("folders", []) if f != "(top)"])
         all_notes = self.query_one("#all-notes", Checkbox)
-        all_notes.value = bool(remembered.get("all_notes")) or (not tags and survey.get("notes", 0) > 0)
         matching = sum(n for t, n in tags if any(t == w or t.startswith(w + "/") for w in want))
+        # None of the wanted tags is here (and no earlier choice for this vault says otherwise): Import would take
+        # nothing, so every note is pre-checked and the summary says how to narrow it.
+        none_wanted = bool(tags) and not matching and not remembered
+        all_notes.value = (bool(remembered.get("all_notes")) or (not tags and survey.get("notes", 0) > 0)
+                           or none_wanted)
         origin = "your choice for this vault last time" if remembered else "config.json's tags"
         summary = (f"{survey.get('notes', 0)} notes in {len(self._folder_names)} folders · "
                    f"{len(survey.get('tags', []))} tags. Pre-selected: {origin}.")
-        if tags and not matching and not all_notes.value:
+        if none_wanted:
+            summary += (f"\n[b]None of {', '.join('#' + t for t in want) or 'the configured tags'} is in this vault,"
+                        f" so All notes is checked: uncheck it and pick tags below to take only some.[/b]")
+        elif tags and not matching and not all_notes.value:
             summary += (f"\n[b]None of {', '.join('#' + t for t in want) or 'the configured tags'} is in this vault:"
                         f" pick tags below or check All notes.[/b]")
         elif not tags:
@@ -239,7 +248,7 @@ class ImportScreen(JobDialog):
     def run_import(self, kind: str, path: str, options: dict) -> None:
         try:
             result = run_extract(self.app.store, kind, path, self.app.config,
-                                 lambda d, t: self.post_message(ImportProgressed(d, t)), **options)
+                                 lambda d, t: self.post_message(ImportProgressed(d, t)), controls="dialog", **options)
         except Exception as e:  # noqa: BLE001 - a bad file must never take the app down
             self.post_message(ImportFailed(f"{path}: {e}"))
             return
@@ -253,7 +262,12 @@ class ImportScreen(JobDialog):
         self.query_one("#import-start", Button).disabled = False
 
     def on_examples_imported(self, message: ExamplesImported) -> None:
-        self.query_one("#import-report", Static).update("\n".join(report_lines(message.report)))
+        lines = report_lines(message.report)
+        vault = "survey" in message.report  # a vault import: the person's own writing
+        if vault and message.report.get("added") and self.query_one("#voice-recipe", Checkbox).value:
+            self.app.offer_recipe("voice")
+            lines.append("The Train form (F4) now starts from the voice recipe (forge/train/recipes.py).")
+        self.query_one("#import-report", Static).update("\n".join(lines))
         self.query_one("#import-start", Button).disabled = False
         self.result = message.report
 

@@ -146,6 +146,11 @@ class TrainScreen(ReportsWorkerErrors, Screen):
             self.query_one("#train-lengths", Static).update("measuring the training examples' lengths…")
             self.start_run(spec)
 
+    def on_screen_resume(self) -> None:
+        offered, self.app.offered_recipe = self.app.offered_recipe, None
+        if offered and self.proc is None:  # an import offered a recipe since the form was built
+            self.query_one("#spec-recipe", Select).value = offered
+
     @on(Select.Changed, "#spec-recipe")
     def recipe_chosen(self, event: Select.Changed) -> None:
         if event.value == Select.NULL:

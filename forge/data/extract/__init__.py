@@ -81,8 +81,19 @@ def _top(pairs: list, n: int) -> list:
     return [[k, v] for k, v in pairs[:n]]
 
 
-def nothing_found_hint(kind: str, path: str | Path, result: Extraction, cfg) -> str:
+CONTROLS = {
+    "cli": {"all": "use --all-notes to take every note", "tag": "use --tag {tag} (repeatable) or --all-notes",
+            "folder": "change --folder/--exclude-folder"},
+    "dialog": {"all": "check All notes to take every note",
+               "tag": "pick #{tag} (or others) under 'tags to take', or check All notes",
+               "folder": "tick folders under 'folders to read'"},
+}
+"""What to do, in the words of where the person is: the CLI's flags, or the import dialog's controls."""
+
+
+def nothing_found_hint(kind: str, path: str | Path, result: Extraction, cfg, controls: str = "cli") -> str:
     """One line for an extraction that gave no example: what filtered everything out and what to do."""
+    do = CONTROLS[controls]
     reasons = result.reasons()
     survey = result.survey or {}
     if kind == "obsidian":
@@ -94,13 +105,13 @@ def nothing_found_hint(kind: str, path: str | Path, result: Extraction, cfg) -> 
             wanted = ", ".join("#" + t for t in cfg.include_tags)
             if not tags:
                 return (f"no note carries the tags {wanted}, and the vault's notes have no tags: "
-                        f"use --all-notes to take every note")
+                        f"{do['all']}")
             first = survey["tags"][0][0]
             return (f"no note carries the tags {wanted}; the vault's most common tags are {tags}: "
-                    f"use --tag {first} (repeatable) or --all-notes")
+                    + do["tag"].format(tag=first))
         if reasons.get("folder-filter"):
             folders = ", ".join(f"{f} ({n})" for f, n in survey.get("folders", [])[:6])
-            return f"the folder filter left no note; the vault's folders are {folders}: change --folder/--exclude-folder"
+            return f"the folder filter left no note; the vault's folders are {folders}: {do['folder']}"
     if result.skipped:
         top = max(reasons, key=reasons.get)
         first = next(s for s in result.skipped if s.code == top)
@@ -109,11 +120,12 @@ def nothing_found_hint(kind: str, path: str | Path, result: Extraction, cfg) -> 
 
 
 def run_extract(store: Store, kind: str, path: str | Path, config: Config, progress: Progress | None = None,
-                **options) -> dict:
+                controls: str = "cli", **options) -> dict:
     """Extract and store. Returns the report: added, updated, unchanged, kept, duplicates, read (files/rows/lines
     looked at), skipped (each with source, reason and code), reasons (count per code), for a vault its survey
     (notes, folders, tags with counts), the filter used and where it came from, how long notes were split, and
-    `hint`: one line saying what to do when nothing was found."""
+    `hint`: one line saying what to do when nothing was found, naming the CLI's flags or (controls="dialog") the
+    import dialog's controls."""
     flt, origin, cfg = {}, None, None
     if kind == "obsidian":
         flt, origin = vault_filter(store, path, config, options)
@@ -135,7 +147,7 @@ def run_extract(store: Store, kind: str, path: str | Path, config: Config, progr
     if kind == "dataset":
         report["dataset"] = result.survey  # the split, columns and shape read
     if not result.items:
-        report["hint"] = nothing_found_hint(kind, path, result, cfg)
+        report["hint"] = nothing_found_hint(kind, path, result, cfg, controls)
     summary = {k: report[k] for k in ("added", "updated", "unchanged", "kept", "duplicates", "read", "reasons",
                                       "hint")}
     try:

@@ -175,19 +175,23 @@ def _merge_turns(turns: list[tuple[str, str]]) -> list[dict]:
     with no text (only an image or a file) ends the conversation there: what follows answers what forge cannot
     see, and joining the answers around it would pair the wrong question with them. Leading assistant turns are
     left out (a conversation starts with the person)."""
-    out: list[dict] = []
+    # Each turn's texts are joined once at the end: joined as they came, an answer split around thousands of tool
+    # calls took time growing with the square of its length.
+    out: list[tuple[str, list[str]]] = []
+    has_user = False
     for role, text in turns:
         if not text.strip():
             if role == "user":
                 break
             continue
-        if role == "assistant" and not any(m["role"] == "user" for m in out):
+        if role == "assistant" and not has_user:
             continue
-        if out and out[-1]["role"] == role:
-            out[-1]["content"] += "\n\n" + text
+        has_user = has_user or role == "user"
+        if out and out[-1][0] == role:
+            out[-1][1].append(text)
         else:
-            out.append({"role": role, "content": text})
-    return out
+            out.append((role, [text]))
+    return [{"role": role, "content": "\n\n".join(texts)} for role, texts in out]
 
 
 def chatgpt_turns(conv: dict) -> list[dict] | None:

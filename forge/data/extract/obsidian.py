@@ -13,6 +13,7 @@ the vault (notes per folder, tags with counts), so a filter that matched nothing
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 from collections import Counter
@@ -172,14 +173,22 @@ def _sections(body: str) -> list[tuple[str | None, int, str]]:
     if not marks or marks[0][0] > 0:
         end = marks[0][0] if marks else len(body)
         out.append((None, 0, body[:end]))
+    line, counted = 0, 0
     for i, (start, heading) in enumerate(marks):
         end = marks[i + 1][0] if i + 1 < len(marks) else len(body)
         text = body[start:end].split("\n", 1)
-        out.append((heading.strip(), body.count("\n", 0, start), text[1] if len(text) > 1 else ""))
+        line += body.count("\n", counted, start)
+        counted = start
+        out.append((heading.strip(), line, text[1] if len(text) > 1 else ""))
     return out
 
 
 # ---- chunking ------------------------------------------------------------------------------------------------
+# Chunking a long note tokenizes each heading section once and packs its paragraphs (lines, sentences, words) by
+# positions in that one tokenization. Counting every growing candidate afresh, as it once did, made the work grow
+# with the square of a section's length: a 1 MB note took dozens of tokenizer passes, a section without paragraph
+# breaks hundreds. What is decided from positions is counted for real before it is kept, unless the tokenizer's
+# counts provably add up there (forge.data.tokens.TokenCounter.additive), so every chunk still fits its budget.
 def heading_sections(body: str, masked: str) -> list[tuple[list[str], int, int, str]]:
     """(heading path, heading level, line offset, section text without its heading line) for every heading of any
     level, in order; text before the first heading has path []. Headings inside code never split."""
@@ -189,122 +198,308 @@ def heading_sections(body: str, masked: str) -> list[tuple[list[str], int, int, 
     if body[:first].strip():
         out.append(([], 0, 0, body[:first]))
     stack: list[tuple[int, str]] = []
+    line, counted = 0, 0  # newlines before `counted`, counted once over the note
     for i, (start, level, title) in enumerate(marks):
         while stack and stack[-1][0] >= level:
             stack.pop()
         stack.append((level, title))
         end = marks[i + 1][0] if i + 1 < len(marks) else len(body)
         text = body[start:end].split("\n", 1)
-        out.append(([t for _, t in stack], level, body.count("\n", 0, start), text[1] if len(text) > 1 else ""))
+        line += body.count("\n", counted, start)
+        counted = start
+        out.append(([t for _, t in stack], level, line, text[1] if len(text) > 1 else ""))
     return out
 
 
 def _fits(text: str, budget: int, count: TokenCount) -> bool:
-    # A byte-level BPE token covers at least one byte: a text of at most `budget` bytes always fits, uncounted.
-    return len(text.encode("utf-8")) <= budget or count(text) <= budget
+    # A byte-level BPE token covers at least one byte: a text of at most `budget` bytes always fits, uncounted; and
+    # at most `max_token_bytes` of them: a text of more than budget × that many bytes never does.
+    n = len(text.encode("utf-8"))
+    if n <= budget:
+        return True
+    most = getattr(count, "max_token_bytes", None)
+    return not (most and n > budget * most) and count(text) <= budget
 
 
-def _split_units(text: str) -> list[str]:
-    """Paragraphs, with a fenced code block kept whole as one unit."""
-    units, cur, fence = [], [], None
+_WORD_END_RE = re.compile(r"(?<=\S)[ \n]")  # a clean cut (searched from one past a run's start)
+# An estimate this close to the budget is counted for real before it decides (errors seen are a token or two).
+NEAR_BUDGET_TOKENS = 4
+
+
+def _clean_cut(text: str, i: int) -> bool:
+    """Whether text splits at i between a non-space character and a space or newline (or at its end), where an
+    additive tokenizer's counts add up."""
+    return i == len(text) or (0 < i and text[i] in " \n" and not text[i - 1].isspace())
+
+
+class _Meter:
+    """Token counts of runs of one text (a heading section), for packing it.
+
+    With a tokenizer that gives offsets (forge.data.tokens), the text is tokenized once; a run text[a:b] counts as its
+    first word (counted for real: a run cut mid-text starts a pre-token that the text's own tokens straddle) plus
+    the text's tokens from that word's end to b. Where the tokenizer is additive and both cuts are clean that is
+    the run's exact count; elsewhere an estimate, marked so, which the caller counts for real before keeping a
+    chunk. With a plain count function every run is counted for real."""
+
+    def __init__(self, text: str, count: TokenCount) -> None:
+        self.text, self.count = text, count
+        spans = getattr(count, "spans", None)
+        self.starts = [s for s, _ in spans(text)] if spans is not None else None
+        self.total = len(self.starts) if self.starts is not None else count(text)
+        self.additive = self.starts is not None and bool(getattr(count, "additive", False))
+        self._heads: dict[int, tuple[int, int]] = {}  # run start → (end of its first word, that word's count)
+
+    def run(self, a: int, b: int, joined: Callable[[], str] | None = None, budget: int | None = None,
+            slack: int = 0) -> tuple[int, bool]:
+        """(tokens, exact) of text[a:b]; `joined` gives the run's text where its pieces were joined with other
+        whitespace than the text has between them, `slack` bytes of it (then the count from positions is an
+        estimate). An estimate that close to `budget`, or closer than a few tokens, is replaced by a real count, so
+        what fits is decided as a real count would decide it."""
+        if self.starts is None:
+            return self.count(joined() if joined else self.text[a:b]), True
+        if a not in self._heads:  # its first word, leading whitespace included, ends at a clean cut
+            m = _WORD_END_RE.search(self.text, a + 1)
+            self._heads[a] = (m.start() if m else len(self.text), -1)
+        e, head = self._heads[a]
+        if e >= b:  # the run is one word: counted as it is
+            return self.count(joined() if joined else self.text[a:b]), True
+        if head < 0:
+            head = self.count(self.text[a:e])
+            self._heads[a] = (e, head)
+        n = head + bisect.bisect_left(self.starts, b) - bisect.bisect_left(self.starts, e)
+        if self.additive and joined is None and _clean_cut(self.text, b):
+            return n, True
+        if budget is not None and abs(n - budget) <= NEAR_BUDGET_TOKENS + slack:
+            return self.count(joined() if joined else self.text[a:b]), True
+        return n, False
+
+
+class _Part:
+    """A packed run of units: its text, where it lies in the section, its token count (None: fits by bytes,
+    uncounted) and whether that count is exact; `hard` for one unbroken word longer than the budget."""
+
+    __slots__ = ("pieces", "a", "b", "nbytes", "slack", "tokens", "exact", "hard")
+
+    def __init__(self, text: str, a: int, b: int, nbytes: int, tokens: int | None = None, exact: bool = True,
+                 hard: bool = False) -> None:
+        self.pieces, self.a, self.b, self.nbytes, self.slack = [text], a, b, nbytes, 0  # slack: see _Meter.run
+        self.tokens, self.exact, self.hard = tokens, exact, hard
+
+    def close(self, sep: str, meter: _Meter) -> _Part:
+        if len(self.pieces) > 1:
+            self.pieces = [sep.join(self.pieces)]
+        if self.tokens is None and not self.hard:
+            text = self.pieces[0]
+            self.tokens, self.exact = meter.run(self.a, self.b, (lambda: text) if self.slack else None)
+        return self
+
+    @property
+    def text(self) -> str:
+        return self.pieces[0]
+
+
+def _split_units(text: str) -> list[tuple[str, int]]:
+    """Paragraphs, each with where it starts in text; a fenced code block is kept whole as one unit."""
+    units, cur, fence, pos, start = [], [], None, 0, 0
     for para in text.split("\n\n"):
+        if not cur:
+            start = pos
         cur.append(para)
+        pos += len(para) + 2
         for m in re.finditer(r"^[ \t]*(```|~~~)", para, re.MULTILINE):
             fence = None if fence == m.group(1) else (fence or m.group(1))
         if fence is None:
-            units.append("\n\n".join(cur))
+            units.append(("\n\n".join(cur), start))
             cur = []
     if cur:
-        units.append("\n\n".join(cur))
-    return [u for u in units if u.strip()]
+        units.append(("\n\n".join(cur), start))
+    return [u for u in units if u[0].strip()]
+
+
+def _pieces(text: str, at: int, sep: str) -> list[tuple[str, int]]:
+    out, pos = [], at
+    for piece in text.split(sep):
+        out.append((piece, pos))
+        pos += len(piece) + len(sep)
+    return out
 
 
 SENTENCE_END_RE = re.compile(r"(?<=[.!?…])\s+(?=\S)")
 
 
-def _pack(units: list[str], sep: str, budget: int, count: TokenCount, stats: dict, words: bool = True) -> list[str]:
-    """Greedy: consecutive units joined while they fit. A unit too long on its own is split by lines, then
-    sentences, then words (counted as a hard split); nothing is dropped."""
-    parts: list[str] = []
-    cur = ""
-    for unit in units:
-        cand = f"{cur}{sep}{unit}" if cur else unit
-        if _fits(cand, budget, count):
-            cur = cand
+def _sentences(text: str, at: int) -> list[tuple[str, int]]:
+    out, pos = [], 0
+    for m in SENTENCE_END_RE.finditer(text):
+        out.append((text[pos:m.start()], at + pos))
+        pos = m.end()
+    out.append((text[pos:], at + pos))
+    return out
+
+
+def _pack(units: list[tuple[str, int]], sep: str, budget: int, meter: _Meter, stats: dict) -> list[_Part]:
+    """Greedy: consecutive units (text, where it starts in the meter's text) joined while they fit. A unit too long
+    on its own is split by lines, then sentences, then words (counted as a hard split); nothing is dropped."""
+    parts: list[_Part] = []
+    cur: _Part | None = None  # the run being packed; one whose text is empty counts as none (it joins nothing)
+    for unit, a in units:
+        b, nbytes = a + len(unit), len(unit.encode("utf-8"))
+        if cur is not None and cur.nbytes:
+            total = cur.nbytes + len(sep) + nbytes
+            gap = meter.text[cur.b:a]  # what lies between them in the text: `sep`, unless the split took more
+            slack = cur.slack + (len(gap.encode("utf-8")) + len(sep) if gap != sep else 0)
+            if total <= budget:
+                tokens, exact, fits = None, True, True
+            else:
+                pieces = cur.pieces
+                tokens, exact = meter.run(cur.a, b, (lambda: sep.join(pieces + [unit])) if slack else None, budget,
+                                          slack)
+                fits = tokens <= budget
+            if fits:
+                cur.pieces.append(unit)
+                cur.b, cur.nbytes, cur.slack, cur.tokens, cur.exact = b, total, slack, tokens, exact
+                continue
+            parts.append(cur.close(sep, meter))
+        cur = None
+        if nbytes <= budget:
+            cur = _Part(unit, a, b, nbytes)
             continue
-        if cur:
-            parts.append(cur)
-            cur = ""
-        if _fits(unit, budget, count):
-            cur = unit
-        elif sep == "\n\n" and "\n" in unit.strip():
-            sub = _pack(unit.split("\n"), "\n", budget, count, stats)
-            parts += sub[:-1]
-            cur = sub[-1] if sub else ""
-        elif sep in ("\n\n", "\n") and len(SENTENCE_END_RE.split(unit)) > 1:
-            sub = _pack(SENTENCE_END_RE.split(unit), " ", budget, count, stats, words=False)
-            parts += sub[:-1]
-            cur = sub[-1] if sub else ""
-        elif words and " " in unit.strip():
+        tokens, exact = meter.run(a, b, None, budget)
+        if tokens <= budget:
+            cur = _Part(unit, a, b, nbytes, tokens, exact)
+            continue
+        if sep == "\n\n" and "\n" in unit.strip():
+            sub = _pack(_pieces(unit, a, "\n"), "\n", budget, meter, stats)
+        elif sep in ("\n\n", "\n") and len(sentences := _sentences(unit, a)) > 1:
+            sub = _pack(sentences, " ", budget, meter, stats)
+        elif " " in unit.strip():  # one sentence (or line) over the budget: by words
             stats["hard_splits"] += 1
-            sub = _pack(unit.split(" "), " ", budget, count, stats)
-            parts += sub[:-1]
-            cur = sub[-1] if sub else ""
-        elif not words and " " in unit.strip():  # one sentence over the budget: by words
-            stats["hard_splits"] += 1
-            sub = _pack(unit.split(" "), " ", budget, count, stats)
-            parts += sub[:-1]
-            cur = sub[-1] if sub else ""
+            sub = _pack(_pieces(unit, a, " "), " ", budget, meter, stats)
         else:  # one unbroken word longer than the budget: kept whole, the trainer's length policy decides
             stats["hard_splits"] += 1
-            parts.append(unit)
-    if cur:
-        parts.append(cur)
+            parts.append(_Part(unit, a, b, nbytes, tokens, exact, hard=True))
+            continue
+        parts += sub[:-1]
+        cur = sub[-1] if sub else None
+    if cur is not None and cur.nbytes:
+        parts.append(cur.close(sep, meter))
     return parts
+
+
+class _Chunk:
+    """A chunk of a note: heading path, line, level and text, with its token count (None: uncounted) and whether
+    that count is exact. `keep`: kept as it is, not held to the budget (one word longer than it; an empty heading's
+    title that fitted nowhere else)."""
+
+    __slots__ = ("path", "line", "level", "text", "tokens", "exact", "keep")
+
+    def __init__(self, path: list[str], line: int, level: int, text: str, tokens: int | None = None,
+                 exact: bool = True, keep: bool = False) -> None:
+        self.path, self.line, self.level, self.text, self.tokens, self.exact = path, line, level, text, tokens, exact
+        self.keep = keep
+
+    def counted(self, count: TokenCount) -> int:
+        if self.tokens is None or not self.exact:
+            self.tokens, self.exact = count(self.text), True
+        return self.tokens
+
+    def merge(self, text: str, tokens: int | None, exact: bool) -> None:
+        self.text, self.tokens, self.exact, self.keep = text, tokens, exact, False
+
+
+def _joined(left: _Chunk, middle: str, right: _Chunk, whole: str, budget: int,
+            count: TokenCount) -> tuple[int, bool]:
+    """(tokens, exact) of `whole`, which is left.text + middle + right.text (middle starts with a newline) unless
+    stripping its ends changed it, from the two texts' counts: for an additive tokenizer only the middle and the
+    right text's first word are counted, so merging many short sections into one chunk stays linear."""
+    if getattr(count, "spans", None) is None:  # a plain count function: exact, as it comes
+        return count(whole), True
+    lt = left.tokens if left.tokens is not None else left.counted(count)
+    rt = (right.tokens if right.tokens is not None else right.counted(count)) if right.text else 0
+    m = _WORD_END_RE.search(right.text, 1)
+    if m is not None:
+        e = m.start()
+        n = lt + count(middle + right.text[:e]) + rt - count(right.text[:e])
+    else:
+        n = lt + count(middle + right.text)
+    if (getattr(count, "additive", False) and left.exact and right.exact and not left.text[-1].isspace()
+            and middle[0] in " \n" and len(whole) == len(left.text) + len(middle) + len(right.text)):
+        return n, True  # the cuts are clean and stripping changed nothing
+    if abs(n - budget) <= NEAR_BUDGET_TOKENS:
+        return count(whole), True
+    return n, False
+
+
+def _fitting(chunk: _Chunk, budget: int, count: TokenCount) -> list[_Chunk]:
+    """The chunk, counted for real where an estimate decided it; split again, every candidate counted for real,
+    if the estimate let it grow over the budget (rare: where the tokenizer's counts do not add up, or odd
+    whitespace was joined, and the estimate was off by more than NEAR_BUDGET_TOKENS)."""
+    if chunk.keep or len(chunk.text.encode("utf-8")) <= budget or chunk.counted(count) <= budget:
+        return [chunk]
+    plain = lambda text: count(text)  # noqa: E731 - no spans: _Meter counts each run for real
+    parts = _pack(_split_units(chunk.text), "\n\n", budget, _Meter(chunk.text, plain), {"hard_splits": 0})
+    return [_Chunk(chunk.path, chunk.line, chunk.level, p.text, p.tokens, True, p.hard) for p in parts]
 
 
 def chunk_note(body: str, masked: str, budget: int, count: TokenCount, min_tokens: int,
                stats: dict) -> list[tuple[list[str], int, str]]:
     """(heading path, line offset, rendered text) chunks of a note too long for one example. Each heading section
     becomes a chunk; a section shorter than `min_tokens` merges into its neighbour (its heading kept as a
-    Markdown line) when the two fit; a section over `budget` is split into parts at paragraphs."""
-    chunks: list[list] = []  # [path, line, text, tokens-estimate]
+    Markdown line) when the two fit; a section over `budget` is split into parts at paragraphs. Work is linear
+    in the note's length: each section is tokenized once (see _Meter)."""
+    chunks: list[_Chunk] = []
     for path, level, line, text in heading_sections(body, masked):
         rendered = normalize_text(render_body(text))
         if not rendered:
             if path:
-                chunks.append([path, line, "", 0, level])
+                chunks.append(_Chunk(path, line, level, "", 0))
             continue
-        if _fits(rendered, budget, count):
-            chunks.append([path, line, rendered, None, level])
+        nbytes = len(rendered.encode("utf-8"))
+        if nbytes <= budget:
+            chunks.append(_Chunk(path, line, level, rendered))
             continue
-        for part in _pack(_split_units(rendered), "\n\n", budget, count, stats):
-            chunks.append([path, line, part, None, level])
+        meter = _Meter(rendered, count)
+        if meter.total <= budget:
+            chunks.append(_Chunk(path, line, level, rendered, meter.total))
+            continue
+        for part in _pack(_split_units(rendered), "\n\n", budget, meter, stats):
+            chunks.append(_Chunk(path, line, level, part.text, part.tokens, part.exact, part.hard))
     # Merge short (or empty) sections into the previous chunk, keeping their heading as a Markdown line.
-    merged: list[list] = []
+    merged: list[_Chunk] = []
     for c in chunks:
-        path, line, text, _, level = c
-        small = not text or (len(text.encode("utf-8")) <= min_tokens or count(text) < min_tokens)
-        if merged and small and path:
+        small = not c.text or (len(c.text.encode("utf-8")) <= min_tokens or c.counted(count) < min_tokens)
+        if merged and small and c.path:
             prev = merged[-1]
-            cand = f"{prev[2]}\n\n{'#' * max(level, 2)} {path[-1]}\n\n{text}".strip()
-            if _fits(cand, budget, count):
-                prev[2] = cand
+            middle = f"\n\n{'#' * max(c.level, 2)} {c.path[-1]}" + ("\n\n" if c.text else "")
+            cand = f"{prev.text}{middle}{c.text}".strip()
+            if len(cand.encode("utf-8")) <= budget:
+                prev.merge(cand, None, True)
                 continue
-        if text:
+            tokens, exact = _joined(prev, middle, c, cand, budget, count)
+            if tokens <= budget:
+                prev.merge(cand, tokens, exact)
+                continue
+        if c.text:
             merged.append(c)
-        elif merged and path:  # an empty heading that does not fit anywhere: its title goes with the last chunk
-            merged[-1][2] += f"\n\n{'#' * max(level, 2)} {path[-1]}"
+        elif merged and c.path:  # an empty heading that does not fit anywhere: its title goes with the last chunk
+            merged[-1:] = _fitting(merged[-1], budget, count)
+            last = merged[-1]
+            last.text, last.tokens, last.keep = f"{last.text}\n\n{'#' * max(c.level, 2)} {c.path[-1]}", None, True
     # A short first chunk (e.g. a one-line preamble) merges forward into the next one.
     if len(merged) > 1:
         first, nxt = merged[0], merged[1]
-        if len(first[2].encode("utf-8")) <= min_tokens or count(first[2]) < min_tokens:
-            head = f"{'#' * max(nxt[4], 2)} {nxt[0][-1]}\n\n" if nxt[0] else ""
-            cand = f"{first[2]}\n\n{head}{nxt[2]}"
-            if _fits(cand, budget, count):
-                merged[1] = [first[0], first[1], cand, None, first[4]]
+        if len(first.text.encode("utf-8")) <= min_tokens or first.counted(count) < min_tokens:
+            head = f"{'#' * max(nxt.level, 2)} {nxt.path[-1]}\n\n" if nxt.path else ""
+            cand = f"{first.text}\n\n{head}{nxt.text}"
+            if len(cand.encode("utf-8")) <= budget:
+                merged[1:2] = [_Chunk(first.path, first.line, first.level, cand)]
                 merged.pop(0)
-    return [(c[0], c[1], c[2]) for c in merged]
+            else:
+                tokens, exact = _joined(first, f"\n\n{head}", nxt, cand, budget, count)
+                if tokens <= budget:
+                    merged[1:2] = [_Chunk(first.path, first.line, first.level, cand, tokens, exact)]
+                    merged.pop(0)
+    # What an estimate decided is counted for real once (linear: the chunks partition the note).
+    return [(c.path, c.line, c.text) for chunk in merged for c in _fitting(chunk, budget, count)]
 
 
 # ---- notes ---------------------------------------------------------------------------------------------------
@@ -611,9 +806,11 @@ def iter_vault(root: Path, cfg: ObsidianConfig, result: Extraction, logseq: bool
 
 
 def extract_vault(root: str | Path, cfg: ObsidianConfig, max_file_bytes: int,
-                  progress: Progress | None = None, count: TokenCount | None = None) -> Extraction:
+                  progress: Progress | None = None, count: TokenCount | None = None,
+                  survey_only: bool = False) -> Extraction:
     """Every note of the vault → items; every other file → a skip with its reason; and the vault's survey.
-    `count` counts tokens of the base model's tokenizer (forge.data.tokens); without it notes are never split."""
+    `count` counts tokens of the base model's tokenizer (forge.data.tokens); without it notes are never split.
+    `survey_only`: the survey alone (each note's tags, no examples), for survey_vault."""
     root = Path(root)
     result = Extraction()
     if not root.is_dir():
@@ -645,6 +842,8 @@ def extract_vault(root: str | Path, cfg: ObsidianConfig, max_file_bytes: int,
             elif cfg.exclude_folders and _under(rel, cfg.exclude_folders):
                 result.skip(rel, "left out by the folder filter (excluded folder)", "folder-filter")
                 tag_counts.update(_tags_only(rel, text, logseq))
+            elif survey_only:  # rendering a note's text is most of an import's work, and the survey needs none of it
+                tag_counts.update(_tags_only(rel, text, logseq))
             else:
                 result.items.extend(note_to_items(rel, text, cfg, result, count, tag_counts, logseq))
         except Exception as e:  # noqa: BLE001 - one note a library chokes on never stops the import
@@ -670,4 +869,5 @@ def survey_vault(root: str | Path, cfg: ObsidianConfig, max_file_bytes: int,
     """Notes, folders and tags (with counts) of a vault, before any filter: what the import dialog offers."""
     everything = cfg.model_copy(update={"include_tags": [], "include_folders": [], "exclude_folders": [],
                                         "max_tokens": None})
-    return extract_vault(root, everything, max_file_bytes, progress).survey or {"notes": 0, "folders": [], "tags": []}
+    return (extract_vault(root, everything, max_file_bytes, progress, survey_only=True).survey
+            or {"notes": 0, "folders": [], "tags": []})
