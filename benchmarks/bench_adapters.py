@@ -29,10 +29,10 @@ import httpx
 
 from benchmarks.bench_export import trained_run
 from benchmarks.common import percentiles
-from forge.models import export as ex
 from forge.config import REPO_ROOT
-from forge.models.llama_child import run_child
+from forge.models import export as ex
 from forge.models.base_model import materialise
+from forge.models.llama_child import run_child
 
 THREADS = 2
 TOKEN = "bench-token"

@@ -29,8 +29,8 @@ from benchmarks.common import corpus_sentences, timed
 from forge.config import Config
 from forge.data.extract import run_extract
 from forge.data.extract.obsidian import survey_vault
-from forge.store import Store
 from forge.data.tokens import token_counter, tokenizer_file
+from forge.store import Store
 
 SHORT = ("a an the of to in is it we go do be so up on at by or no my me he she us day log note plan walk "
          "code read idea").split()

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import corpus_sentences
-from forge.data import dedup as dd
 from forge.config import Config
+from forge.data import dedup as dd
 from forge.store import Store
 
 

@@ -12,11 +12,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from forge.models import export as ex
 from forge.config import Config
+from forge.models import export as ex
+from forge.models.base_model import materialise
 from forge.store import Store
 from forge.train import runs
-from forge.models.base_model import materialise
 from forge.train.spec import TrainSpec
 
 

@@ -58,8 +58,8 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args()
-    from forge.models import export as ex
     from forge.eval.voice import judge
+    from forge.models import export as ex
 
     config = Config(workspace=args.workspace)
     store = Store.for_workspace(Path(args.workspace))

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Callable
 
 from forge.config import REPO_ROOT, Config
+from forge.data.validate import MARKER_RE
 from forge.errors import ForgeError
 from forge.store import Store
-from forge.data.validate import MARKER_RE
 
 DEMO_DIR = REPO_ROOT / "data" / "demo"
 MARKER = ".forge-demo-workspace"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from forge.config import Config
-from forge.store import Store, StoreError
 from forge.data.validate import normalize_messages, validate_messages
+from forge.store import Store, StoreError
 
 
 class InvalidExample(StoreError):

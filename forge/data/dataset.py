@@ -15,8 +15,8 @@ from pathlib import Path
 
 from forge import __version__
 from forge.config import Config
-from forge.store import Store, StoreError, canonical_messages
 from forge.data.validate import validate_messages
+from forge.store import Store, StoreError, canonical_messages
 
 SPLITS = ("train", "val", "test")
 

@@ -22,9 +22,9 @@ from typing import Callable
 from forge.config import Config
 from forge.data.extract.common import record_to_messages
 from forge.data.extract.jsonl import parse_json_text, records_of
+from forge.data.validate import validate_messages
 from forge.llm.endpoint import CallFailed, Endpoint, Usage
 from forge.store import Store, StoreError, content_hash
-from forge.data.validate import validate_messages
 
 TEMPLATES = {
     "pairs": ("Write {k} varied training examples for this task: {topic}\n"

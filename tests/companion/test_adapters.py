@@ -268,8 +268,8 @@ def test_serving_an_adapter_on_its_own_is_refused_before_anything_loads(served):
 SWITCH_BACK = r"""
 import json, sys
 from companion.worker import Adapters
-from forge.models.llama_child import load_llama
 from forge.models.base_model import bundled_gguf
+from forge.models.llama_child import load_llama
 
 llm = load_llama(str(bundled_gguf()), n_ctx=512, n_threads=1, seed=0)
 a = Adapters(llm)

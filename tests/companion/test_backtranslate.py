@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from forge.llm import backtranslate as bt
 from forge.config import Config
 from forge.data.extract import run_extract
+from forge.llm import backtranslate as bt
 from forge.store import Store
 from tests.forge.llm.test_backtranslate import VAULT
 

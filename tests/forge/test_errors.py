@@ -104,19 +104,19 @@ def test_the_formatter_without_a_file():
 
 
 def test_every_user_error_type_is_a_forge_error():
-    from forge.llm.backtranslate import BacktranslateError
     from forge.config import ConfigError
     from forge.data.curate import InvalidExample
     from forge.data.dataset import DatasetError
     from forge.data.dedup import DedupError
+    from forge.data.extract.common import ExtractError
+    from forge.data.tokens import TokenizerUnavailable
     from forge.demo import DemoError
     from forge.eval import EvalError
-    from forge.models.export import ExportError
-    from forge.data.extract.common import ExtractError
+    from forge.llm.backtranslate import BacktranslateError
     from forge.llm.generate import GenerateError
-    from forge.store import StoreError
-    from forge.data.tokens import TokenizerUnavailable
     from forge.models.base_model import BaseModelError
+    from forge.models.export import ExportError
+    from forge.store import StoreError
     from forge.train.runner import RunFailed
     from forge.train.spec import SpecError
 

@@ -9,8 +9,8 @@ import sys
 import threading
 from pathlib import Path
 
-import forge.models.export
 import forge.data.validate
+import forge.models.export
 from tests.conftest import free_port
 from tests.tui.helpers import wait_until
 from tui.app import make_app

@@ -19,8 +19,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input
 
-from forge.llm import backtranslate
 from forge.data import curate
+from forge.llm import backtranslate
 from forge.store import STATUSES, StoreError
 from tui.messages import TokenizerLoaded
 from tui.screens.backtranslate_dialog import BacktranslateScreen

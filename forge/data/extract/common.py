@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from forge.errors import ForgeError
 from forge.data.validate import ROLES, normalize_messages
+from forge.errors import ForgeError
 
 Progress = Callable[[int, int], None]
 

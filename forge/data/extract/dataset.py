@@ -20,8 +20,8 @@ from typing import Callable, Iterator
 
 from forge.data.extract.common import (CHAT_KEYS, Extraction, ExtractError, Progress, coerce_messages, describe_error,
                                   empty_turn, examples_of, lfs_pointer, messages_from_pair)
-from forge.store import content_hash
 from forge.data.validate import normalize_messages
+from forge.store import content_hash
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 ARROW_SUFFIXES = (".arrow", ".feather", ".ipc")

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
+from forge.config import Config, DedupConfig
 from forge.data import curate
 from forge.data import dedup as dd
-from forge.config import Config, DedupConfig
 from tests.conftest import REPO
 from tests.data.dedup_labelled import conversation, labelled_pairs
 

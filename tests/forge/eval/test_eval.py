@@ -7,8 +7,8 @@ import pytest
 
 from forge import eval as ev
 from forge.models import export as ex
-from forge.store import Store
 from forge.models.base_model import bundled_gguf
+from forge.store import Store
 
 DATA = ex.Path(__file__).resolve().parents[2] / "data"
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from forge.llm import backtranslate as bt
-from forge.data import curate
 from forge.config import Config
+from forge.data import curate
 from forge.data.extract import run_extract
+from forge.llm import backtranslate as bt
 from forge.store import Store
 from tests.conftest import REPO, free_port
 from tests.forge.llm.llm_server import scripted_server

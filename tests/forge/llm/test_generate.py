@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from forge.llm import generate as gen
 from forge.config import Config
+from forge.llm import generate as gen
 from tests.conftest import REPO
 from tests.forge.llm.llm_server import scripted_server
 

@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parents[3]
 BATCHES = r"""
 import json
 from llama_cpp import Llama
-from forge.models.llama_child import PROMPT_CHUNK, gguf_chat_formatter, load_llama
 from forge.models.base_model import bundled_gguf
+from forge.models.llama_child import PROMPT_CHUNK, gguf_chat_formatter, load_llama
 
 batches = []
 plain_eval = Llama.eval

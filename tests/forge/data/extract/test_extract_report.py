@@ -17,8 +17,8 @@ import pytest
 from forge.config import Config, ObsidianConfig
 from forge.data.extract import run_extract
 from forge.data.extract.obsidian import extract_vault
-from forge.store import Store
 from forge.data.tokens import token_counter
+from forge.store import Store
 
 MESSY = Path(__file__).resolve().parents[3] / "data" / "vaults" / "messy"
 REPO = Path(__file__).resolve().parents[4]
