@@ -84,6 +84,7 @@ async def test_import_dialog_runs_in_a_worker_and_refreshes(store, config, tmp_p
         tags = app.screen.query_one("#survey-tags", SelectionList)
         assert {"reflection", "decision", "learning"} <= set(tags.selected)  # config.json's tags pre-selected
         assert store.counts()["total"] == 0
+        await survey_laid_out(app, pilot)
         await pilot.click("#import-start")
         await app.screen.workers.wait_for_complete()
         await pilot.pause()

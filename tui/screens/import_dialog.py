@@ -97,9 +97,9 @@ class ImportScreen(JobDialog):
                 yield Input(placeholder="response column (auto)", id="response-column")
             with Vertical(id="vault-survey"):
                 yield Static("", id="survey-summary")
-                yield Checkbox("All notes, whatever their tags", id="all-notes")
-                yield Checkbox("Train on these in your voice: the Train form starts from the voice recipe",
-                               value=True, id="voice-recipe")
+                with Horizontal(id="survey-options"):
+                    yield Checkbox("All notes, whatever their tags", id="all-notes")
+                    yield Checkbox("Train on these in your voice (the voice recipe)", value=True, id="voice-recipe")
                 with Horizontal(id="survey-lists"):
                     yield SelectionList[str](id="survey-tags")
                     yield SelectionList[str](id="survey-folders")
