@@ -38,10 +38,14 @@ from forge.cli import Ctx, emit, fail, json_option, main, run_guarded, _progress
 @click.option("--system-column", default=None, help="CSV/TSV/dataset test file: optional system prompt column.")
 @click.option("--messages-column", default=None, help="Dataset test file: column with whole conversations.")
 @click.option("--split", default=None, help="save_to_disk test folder: the split (default: test, else validation).")
+@click.option("--voice/--no-voice", default=None,
+              help="The voice judge (does the model write like you, copy your notes, loop): on by default when the "
+                   "held-out texts are your own notes (a vault's, per the dataset's manifest); --voice forces it on.")
 @json_option
 @click.pass_obj
 def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, run_id, max_tokens, timeout_s, baselines,
-             keep_leaks, prompt_column, response_column, system_column, messages_column, split, as_json: bool) -> None:
+             keep_leaks, prompt_column, response_column, system_column, messages_column, split, voice,
+             as_json: bool) -> None:
     """Evaluate MODEL_ID against a baseline on held-out prompts (greedy, as served), with paired 95 % intervals.
     Either side may be a LoRA adapter (`forge export RUN --adapter`): it runs as its base plus the adapter, as the
     companion serves a request naming it, so two adapters of one base, or an adapter and its base, compare."""
@@ -58,15 +62,15 @@ def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, run_id, max_t
                            config=obj.config, baselines=baselines, keep_leaks=keep_leaks,
                            columns={"prompt_column": prompt_column, "response_column": response_column,
                                     "system_column": system_column, "messages_column": messages_column},
-                           split=split, run_id=run_id)
+                           split=split, run_id=run_id, voice=voice)
 
     r = run_guarded(as_json, _progress_run, "evaluating", as_json, go)
-    drop = ("eval",)
+    drop = ("eval", "voice")
     out = {"n": r["n"], "dataset": r["dataset"], "max_tokens": r["max_tokens"],
            **{role: {k: v for k, v in r[role].items() if k not in drop} for role in ("model", "baseline") if role in r},
            "lead": ({k: v for k, v in r["lead"].items() if k != "outputs"} if r["lead"] else None),
            "comparisons": r["comparisons"], "summary": r["summary"], "leaks": r["leaks"],
-           "forgetting": r["forgetting"], "heldout": r["heldout"]}
+           "forgetting": r["forgetting"], "heldout": r["heldout"], "voice": r.get("voice")}
 
     def human(d):
         if d["heldout"]:
@@ -86,6 +90,10 @@ def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, run_id, max_t
         click.echo(f"max tokens {d['max_tokens']} · * = the interval excludes 0")
         for line in d["summary"]:
             click.echo(f"- {line}")
+        if d["voice"]:
+            from forge.eval.voice import markdown
+
+            click.echo("\nYour voice\n" + markdown(d["voice"]))
 
     emit(out, as_json, human)
 

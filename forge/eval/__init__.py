@@ -18,8 +18,9 @@ EXPORTS = {
     "heldout": ("AUTO_MAX_TOKENS", "AUTO_MIN_TOKENS", "MAX_CONTEXT", "MOSTLY_LEAKS_HINT", "EvalError",
                 "auto_max_tokens", "check_leaks", "context_for", "dataset_id", "forgetting_of", "heldout_of",
                 "load_prompts", "notes", "read_heldout", "recipe_max_tokens", "run_heldout", "token_counter_for",
-                "training_files"),
-    "generation": ("BASELINE_MODES", "LEAK_STAGE", "Progress", "evaluate", "generate_all", "weights_of"),
+                "training_answers", "training_files", "written_by_the_person"),
+    "generation": ("BASELINE_MODES", "LEAK_STAGE", "VOICE_STAGE", "Progress", "evaluate", "generate_all", "judge_voice",
+                   "weights_of"),
     "reports": ("comparison", "fmt_interval", "fmt_value", "latest_pair", "report", "win_rate"),
 }
 _HOME = {name: module for module, names in EXPORTS.items() for name in names}

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Callable
 
 from forge import child_env
 from forge.eval.heldout import (MOSTLY_LEAKS_HINT, EvalError, auto_max_tokens, check_leaks, context_for, dataset_id,
-                                forgetting_of, heldout_of, load_prompts, notes, recipe_max_tokens, token_counter_for)
+                                forgetting_of, heldout_of, load_prompts, notes, recipe_max_tokens, token_counter_for,
+                                training_answers, written_by_the_person)
 from forge.eval.intervals import compare_records
 from forge.eval.metrics import summarize
 from forge.store import Store
@@ -26,6 +27,21 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str, int, int], None]  # (model id, or LEAK_STAGE while checking leakage; done, total)
 LEAK_STAGE = "leakage check"
+VOICE_STAGE = "voice judge"
+
+
+def judge_voice(store: Store, records: dict, model_id: str, baseline: str | None) -> dict:
+    """The voice judge on one eval's outputs: the references are the person's texts, the systems are the tuned model
+    and the baseline (named "tuned" and "base" when the baseline is the base), the training notes of the model's
+    run are what copying is checked against."""
+    from forge.eval.voice import judge
+
+    systems = {"tuned": [r["output"] for r in records["model"]]}
+    if "baseline" in records:
+        systems["base" if baseline == "base" else baseline] = [r["output"] for r in records["baseline"]]
+    result = judge([r["expected"] for r in records["model"]], systems, training_texts=training_answers(store, model_id))
+    result["names"] = {"tuned": model_id, **({n: baseline for n in systems if n != "tuned"} if baseline else {})}
+    return result
 
 
 def generate_all(model_path: str, prompts: list[dict], max_tokens: int = 64, timeout_s: float = 60,
@@ -94,14 +110,18 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
              dataset_dir: str | None = None, max_tokens: int | str = "auto", timeout_s: float = 60,
              progress: Progress | None = None, *, config: Config | None = None, baselines: str = "auto",
              keep_leaks: bool = False, columns: dict | None = None, split: str | None = None,
-             run_id: str | None = None) -> dict:
+             run_id: str | None = None, voice: bool | None = None) -> dict:
     """Generate with the model and the baseline model on the held-out prompts, store both, and compare. The
     prompts come from test_file, dataset_dir's test.jsonl, or run_id's own held-out split (run_heldout).
 
     Before generating: prompts with a near-duplicate in the training data of the compared models' runs are
     excluded (kept with keep_leaks, and counted either way); max_tokens="auto" is 1.5 × the 95th percentile of
     the reference lengths in the base model's tokens (16…2048). `baselines`: 'auto' adds the lead-N extractive
-    baseline for summary-like tasks, 'lead' always, 'lead-3' always with N = 3, 'none' never."""
+    baseline for summary-like tasks, 'lead' always, 'lead-3' always with N = 3, 'none' never.
+
+    `voice`: the voice judge (forge/eval/voice.py: does each system write like the person, does it copy, does it
+    loop), stored with the model's metrics as "voice". None (auto) runs it when the held-out texts are the person's
+    own notes (written_by_the_person); True on any held-out set; False never."""
     from forge.config import Config
 
     if baselines not in BASELINE_MODES and not re.fullmatch(r"lead-[1-9]\d*", baselines):
@@ -142,16 +162,24 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
     info = {"max_tokens": max_tokens, "max_tokens_from": counted_by, "n_ctx": n_ctx, "baselines": baselines,
             "leaks": {k: v for k, v in leaks.items() if k != "items"}}
     out = {"n": len(prompts), "dataset": dataset, "max_tokens": max_tokens, "leaks": leaks, "heldout": heldout}
-    records = {}
+    records, metrics = {}, {}
     for role, mid in roles:
         gguf, lora = weights[mid]
         records[role] = generate_all(gguf, prompts, max_tokens, timeout_s,
                                      (lambda d, t, m=mid: progress(m, d, t)) if progress else None, n_ctx=n_ctx,
                                      lora=lora)
-        metrics = {**summarize(records[role]), "eval": info}
-        store.save_eval(mid, dataset, metrics, records[role])
-        out[role] = metrics
+        metrics[role] = {**summarize(records[role]), "eval": info}
+    if voice or (voice is None and written_by_the_person(path)):
+        if progress:
+            progress(VOICE_STAGE, 0, 1)
+        metrics["model"]["voice"] = judge_voice(store, records, model_id, baseline)
+        if progress:
+            progress(VOICE_STAGE, 1, 1)
+    for role, mid in roles:
+        store.save_eval(mid, dataset, metrics[role], records[role])
+        out[role] = metrics[role]
         out[f"{role}_id"] = mid
+    out["voice"] = metrics["model"].get("voice")
     c = compare_records(records["model"], records.get("baseline"), baseline, baselines)
     forgetting = forgetting_of(store, model_id)
     out.update(lead=c["lead"], comparisons=c["vs"], headline=c["headline"], forgetting=forgetting,

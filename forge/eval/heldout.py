@@ -273,3 +273,34 @@ def notes(leaks: dict | None, forgetting: dict | None, n: int) -> list[str]:
                      f"general ability")
         out.append(line)
     return out
+
+
+def written_by_the_person(path: Path) -> bool:
+    """Are these held-out texts the person's own notes? The dataset export beside them says so: its manifest
+    (forge dataset export, or a run's data/) counts the vault notes in each split, and most of this split's
+    examples are notes (a note's chunks count once, so notes >= half the examples means mostly notes)."""
+    try:
+        manifest = json.loads((Path(path).parent / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    split = Path(path).stem
+    n_notes = (manifest.get("notes") or {}).get(split) or 0
+    return n_notes > 0 and 2 * n_notes >= (manifest.get(split) or 0)
+
+
+def training_answers(store: Store, model_id: str) -> list[str] | None:
+    """The assistant turns the model's run trained on (its data/train.jsonl), for the voice judge's copying check;
+    None when the model was not trained here."""
+    files = training_files(store, [model_id])
+    if not files:
+        return None
+    out = []
+    with open(files[0][1], encoding="utf-8") as f:
+        for line in f:
+            try:
+                messages = json.loads(line).get("messages") or []
+            except (ValueError, AttributeError):
+                continue
+            out += [m.get("content") or "" for m in messages if isinstance(m, dict) and m.get("role") == "assistant"]
+    return out
+

@@ -71,10 +71,10 @@ def report(store: Store, model_id: str, baseline_id: str, dataset: str | None, o
     lead_info = c["lead"]
     votes = store.votes(model_id, baseline_id, m["dataset"])
     data = {"model": model_id, "baseline": baseline_id, "dataset": m["dataset"], "metrics": {
-        "model": m["metrics"], "baseline": b["metrics"], **({lead_info["id"]: lead_info["metrics"]} if lead_info
+        "model": {k: v for k, v in m["metrics"].items() if k != "voice"}, "baseline": b["metrics"], **({lead_info["id"]: lead_info["metrics"]} if lead_info
                                                             else {})},
         "comparisons": c["vs"], "summary": c["sentences"] + c["notes"], "leaks": c["leaks"],
-        "forgetting": c["forgetting"], "votes": win_rate(votes),
+        "forgetting": c["forgetting"], "votes": win_rate(votes), "voice": m["metrics"].get("voice"),
         "prompts": [{"prompt": mo["prompt"], "expected": mo["expected"], "model": mo["output"], "baseline": bo["output"],
                      **({"lead": lead_info["outputs"][i]} if lead_info else {}), "vote": votes.get(i)}
                     for i, (mo, bo) in enumerate(zip(m["outputs"], b["outputs"]))]}
@@ -89,13 +89,17 @@ def report(store: Store, model_id: str, baseline_id: str, dataset: str | None, o
                                                                                           for o in others]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for k, v in m["metrics"].items():
-        if k == "eval":
+        if k in ("eval", "voice"):
             continue
         cells = [fmt_value(v), fmt_value(b["metrics"].get(k))]
         cells += [fmt_value(lead_info["metrics"].get(k))] if lead_info else []
         cells += [fmt_interval(c["vs"][o].get(k)) if k in QUALITY else "" for o in others]
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     lines += ["", "\\* the 95 % interval (paired bootstrap, 1000 resamples) excludes 0", ""]
+    if data["voice"]:
+        from forge.eval.voice import markdown
+
+        lines += ["## Your voice", "", markdown(data["voice"]), ""]
     wr = data["votes"]
     lines += [f"Human votes: {wr['votes']} (model {wr['model']}, baseline {wr['baseline']}, tie {wr['tie']})"
               + (f", win rate {wr['win_rate']:.2f}" if wr["win_rate"] is not None else ""), ""]

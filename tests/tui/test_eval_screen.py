@@ -149,3 +149,34 @@ async def test_a_model_from_a_run_offers_the_held_out_notes_of_its_run(store, co
         model.value = "other"  # not from a run: the file only
         await pilot.pause()
         assert not pick.display and field.display
+
+
+async def test_an_eval_that_judged_the_voice_shows_its_panel(store, config):
+    """An eval stored with the voice judge's result (the person's notes held out) shows the voice panel: the
+    summary in words and the profile table; an eval without it shows no panel."""
+    from pathlib import Path
+
+    from forge.eval.voice import judge
+
+    seed(store, config)
+    person = [line for line in (Path(__file__).resolve().parents[1] / "data" / "voice" / "person.txt")
+              .read_text(encoding="utf-8").split("\n\n") if line.strip()][:12]
+    outs = {"tuned": [p.upper() for p in person], "base": ["I am an AI assistant. How can I help you today?"] * 12}
+    voice = judge(person, outs, training_texts=person[:6])
+    recs = {mid: [{"prompt": f"note {i}", "expected": e, "output": o, "error": None, "latency_ms": 1.0,
+                   "completion_tokens": 3} for i, (e, o) in enumerate(zip(person, outs[key]))]
+            for mid, key in (("tuned-q4", "tuned"), ("base", "base"))}
+    store.save_eval("base", "notes.jsonl:v", ev.summarize(recs["base"]), recs["base"])
+    store.save_eval("tuned-q4", "notes.jsonl:v", {**ev.summarize(recs["tuned-q4"]), "voice": voice}, recs["tuned-q4"])
+    app = make_app(config, store)
+    async with app.run_test(size=(150, 60)) as pilot:
+        await pilot.press("f7")
+        screen = app.screen
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert screen.query_one("#eval-voice-box").display
+        panel = " ".join(text_of(screen.query_one("#eval-voice")).split())
+        assert "A style classifier tells the tuned model's answers from yours" in panel
+        assert "words per answer" in panel and "loops" in panel
+        table = screen.query_one("#eval-summary", DataTable)
+        assert all(str(table.get_row_at(i)[0]) != "voice" for i in range(table.row_count))

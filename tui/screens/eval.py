@@ -17,7 +17,7 @@ from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, ProgressBar, Select, Static
 
@@ -67,6 +67,8 @@ class EvalScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
             yield Label("", id="eval-status")
             yield DataTable(id="eval-summary", cursor_type="none")
             yield Static("", id="eval-verdict")
+            with VerticalScroll(id="eval-voice-box"):
+                yield Static("", id="eval-voice")
             yield Label("", id="eval-votes")
             with Horizontal(id="eval-side"):
                 yield Static(id="side-expected", classes="side")
@@ -185,6 +187,7 @@ class EvalScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
         # Runs in a thread: it reports by message only, never touching a widget.
         def progress(mid: str, done: int, total: int) -> None:
             doing = "checking held-out prompts against the training data" if mid == ev.LEAK_STAGE else \
+                "judging the voice (style classifier, profile, copying, loops)" if mid == ev.VOICE_STAGE else \
                 f"generating with {mid}"
             self.post_message(EvalProgressed(f"{doing}: {done}/{total}", done, total))
 
@@ -218,6 +221,7 @@ class EvalScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
             for sid in ("#side-expected", "#side-baseline", "#side-model"):
                 self.query_one(sid, Static).update("")
             verdict.update("")
+            self.show_voice(None)
             self.query_one("#eval-votes", Label).update("no evaluation yet: pick a model and press Run (ctrl+g)")
             return
         m, b = self.pair
@@ -241,7 +245,19 @@ class EvalScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
                 lines.append("• " + note + "\n", style="bold red" if "WARNING" in note else "")
             lines.append("* the interval excludes 0 (paired bootstrap, 1000 resamples)", style="grey50")
             verdict.update(lines)
+        self.show_voice(m["metrics"].get("voice"))
         self.show_prompt()
+
+    def show_voice(self, voice: dict | None) -> None:
+        """The voice panel (forge/eval/voice.py's markdown): shown when the eval judged the voice."""
+        box = self.query_one("#eval-voice-box")
+        box.display = bool(voice)
+        if voice:
+            from rich.markdown import Markdown
+
+            from forge.eval.voice import markdown
+
+            self.query_one("#eval-voice", Static).update(Markdown(markdown(voice)))
 
     def show_prompt(self) -> None:
         m, b = self.pair
