@@ -4,7 +4,8 @@ import the task's training file → approve → export the dataset → train wit
 evaluate against `base` (and, for summaries, the lead-N extractive baseline) on the task's held-out file → the
 comparison with paired 95 % intervals.
 
-Three tasks (data/demo, made by scripts/make_demo_data.py, make_summaries_data.py and make_intent_data.py):
+Three tasks (data/demo, made by scripts/make_demo_data.py, make_summaries_data.py and make_intent_data.py), and
+voice (run_voice_demo: a public-domain diary as a vault, the voice recipe, Eval with the voice judge):
 - reminders: an informal request → "<task> | <when>". The held-out requests use sentence frames, tasks and time
   expressions the training file never contains.
 - summarize: a short dialogue or counseling-session transcript → a two-to-three sentence summary that keeps any
@@ -71,6 +72,14 @@ TASKS = {
     "summarize": DemoTask("summaries.jsonl", "summaries_heldout.jsonl", SUMMARIES_SPEC, "dialogues", "auto"),
     "intent": DemoTask("intent.jsonl", "intent_heldout.jsonl", INTENT_SPEC, "requests", "auto", "user"),
 }
+VOICE_VAULT = REPO_ROOT / "data" / "voice" / "vault"
+"""`forge demo --task voice`: Samuel Pepys's diary of 1666 (public domain; data/voice/README.md), 213 notes."""
+VOICE_NOTE_TOKENS = 448
+"""The voice demo splits notes into chunks of at most this many tokens, so every chunk fits max_seq_len 512 and
+none is dropped (the default 1,024 would leave the longest entries out of a 512-token run)."""
+VOICE_SPEC = {"max_steps": 40, "max_seq_len": 512, "eval_steps": 20, "save_steps": 20}
+"""On top of the voice recipe: bounded for a 2-core CPU."""
+VOICE_MAX_TOKENS = 200  # the diary entries run to ~200 tokens at the median
 ADAPTER_TASKS = ("reminders", "intent")
 """`forge demo --adapters`: each its own LoRA run on the same base, served together by one companion."""
 
@@ -167,8 +176,10 @@ def run_demo(workspace: Path, say: Callable[[str], None] = print, max_steps: int
     from forge import eval as ev
     from forge.models import export as ex
 
+    if task == "voice":
+        return run_voice_demo(workspace, say, max_steps, heldout_limit, base_model)
     if task not in TASKS:
-        raise DemoError(f"unknown demo task {task!r}: use one of {', '.join(TASKS)}")
+        raise DemoError(f"unknown demo task {task!r}: use one of {', '.join(TASKS)}, voice")
     spec_task = TASKS[task]
     t0 = time.perf_counter()
     ws = fresh_workspace(Path(workspace))
@@ -206,6 +217,58 @@ def run_demo(workspace: Path, say: Callable[[str], None] = print, max_steps: int
             result["markers"][result["lead"]["id"]] = markers_kept(prompts, result["lead"]["outputs"])
     result.update({"run_id": run_id, "model_id": model["model_id"], "workspace": str(ws), "task": task,
                    "train_minutes": train_minutes, "minutes": round((time.perf_counter() - t0) / 60, 1)})
+    store.close()
+    return result
+
+
+def run_voice_demo(workspace: Path, say: Callable[[str], None] = print, max_steps: int | None = None,
+                   heldout_limit: int | None = None, base_model: str | None = None) -> dict:
+    """Voice: a diary imported as a vault (all notes) → approve → a dataset that holds out whole notes → the voice
+    recipe (a LoRA, exported as a GGUF adapter: seconds, no merge; its decoding defaults travel in it) → Eval on the
+    held-out notes against base, with the voice judge. Returns forge.eval.evaluate's dict with run_id, model_id,
+    workspace, task, minutes and train_minutes."""
+    from forge import eval as ev
+    from forge.data.dataset import export_dataset
+    from forge.data.extract import run_extract
+    from forge.models import export as ex
+    from forge.train.recipes import recipe_spec
+
+    t0 = time.perf_counter()
+    ws = fresh_workspace(Path(workspace))
+    config = Config(workspace=str(ws), extract={"obsidian": {"max_tokens": VOICE_NOTE_TOKENS}})
+    store = Store.for_workspace(ws)
+    report = run_extract(store, "obsidian", VOICE_VAULT, config, all_notes=True)
+    ids = store.ids(status="pending")
+    store.decide("approve-all", {i: {"status": "approved"} for i in ids}, reason="forge demo")
+    say(f"imported {report['read']} diary entries as {len(ids)} examples and approved them")
+    dataset = ws / "exports" / "dataset"
+    ds = export_dataset(store, dataset, config)
+    say(f"dataset, whole notes held out: train {ds['train']}, val {ds['val']}, test {ds['test']} "
+        f"({ds['notes']['test']} notes)")
+    task = DemoTask("", "", {**recipe_spec("voice"), **VOICE_SPEC}, "notes", VOICE_MAX_TOKENS)
+    run_id, _, train_minutes = train(store, config, task, dataset, say, max_steps, base_model)
+    say("exporting the LoRA as a GGUF adapter…")
+    model = ex.export_adapter(store, config, run_id, progress=lambda stage, msg: say(f"[{stage}] {msg}"))
+    ex.register_bundled_base(store, config)
+    held = dataset / "test.jsonl"
+    if heldout_limit:
+        limited = ws / "exports" / "heldout.jsonl"
+        limited.write_text("".join(held.read_text(encoding="utf-8").splitlines(keepends=True)[:heldout_limit]),
+                           encoding="utf-8")
+        held = limited
+    say("evaluating tuned vs base on the held-out entries, with the voice judge…")
+    last = [0.0]
+
+    def progress(model_id: str, done: int, total: int) -> None:
+        if done == total or time.monotonic() - last[0] > 15:
+            last[0] = time.monotonic()
+            say(f"{model_id}: {done}/{total}")
+
+    result = ev.evaluate(store, model["model_id"], "base", test_file=str(held), max_tokens=VOICE_MAX_TOKENS,
+                         progress=progress, config=config, voice=True)
+    result.update({"run_id": run_id, "model_id": model["model_id"], "workspace": str(ws), "task": "voice",
+                   "train_minutes": train_minutes, "minutes": round((time.perf_counter() - t0) / 60, 1),
+                   "markers": None})
     store.close()
     return result
 

@@ -99,9 +99,10 @@ def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, run_id, max_t
 
 # ---- demo ---------------------------------------------------------------------------------------------------
 @main.command()
-@click.option("--task", type=click.Choice(["reminders", "summarize", "intent"]), default=None,
+@click.option("--task", type=click.Choice(["reminders", "summarize", "intent", "voice"]), default=None,
               help="reminders (default): request → '<task> | <when>'; summarize: dialogue → summary with {{RED:…}} "
-                   "markers kept; intent: request → /api/convert's JSON (intent and entities).")
+                   "markers kept; intent: request → /api/convert's JSON (intent and entities); voice: Pepys's "
+                   "1666 diary as a vault, the voice recipe, and the voice judge.")
 @click.option("--adapters", is_flag=True,
               help="Train reminders and intent each as its own LoRA adapter of one base, serve both from ONE "
                    "companion, and evaluate each task's held-out set against its adapter and the base through it.")
@@ -138,7 +139,7 @@ def demo(obj: Ctx, task, adapters: bool, max_steps, heldout_limit, as_json: bool
                     if r.get("lead") else None),
            "comparisons": r.get("comparisons", {}), "summary": r.get("summary", []), "run_id": r["run_id"],
            "model_id": r["model_id"], "workspace": r["workspace"], "train_minutes": r["train_minutes"],
-           "minutes": r["minutes"], "markers": r.get("markers")}
+           "minutes": r["minutes"], "markers": r.get("markers"), "voice": r.get("voice")}
 
     def human(d):
         systems = [("tuned", d["model"]), ("base", d["baseline"])] + ([(d["lead"]["id"], d["lead"])] if d["lead"] else [])
@@ -157,6 +158,10 @@ def demo(obj: Ctx, task, adapters: bool, max_steps, heldout_limit, as_json: bool
                 click.echo(f"markers kept byte for byte, {name}: {m['kept']}/{m['n']} ({m['share']:.0%}){extra}")
         for line in d["summary"]:
             click.echo(f"- {line}")
+        if d.get("voice"):
+            from forge.eval.voice import markdown
+
+            click.echo("\nYour voice (here: Pepys's)\n" + markdown(d["voice"]))
 
     emit(out, as_json, human)
 
