@@ -68,10 +68,8 @@ class ForgeApp(App):
         self.offered_recipe: str | None = None  # a recipe an import offered; the Train form picks it up once
 
     def offer_recipe(self, name: str) -> None:
-        """The Train form starts from recipe `name` (the import dialog offers the voice recipe after a vault)."""
-        from forge.train.recipes import recipe_spec
-
-        self.train_defaults = {**self.train_defaults, **recipe_spec(name)}
+        """The Train form picks recipe `name` in its select when it is next shown (the import dialog offers the
+        voice recipe after a vault); the person may pick another or none, and then nothing of it stays."""
         self.offered_recipe = name
 
     def on_model_swapped(self, message: ModelSwapped) -> None:

@@ -46,7 +46,8 @@ from forge.cli import Ctx, emit, fail, json_option, main, run_guarded, _progress
 def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, run_id, max_tokens, timeout_s, baselines,
              keep_leaks, prompt_column, response_column, system_column, messages_column, split, voice,
              as_json: bool) -> None:
-    """Evaluate MODEL_ID against a baseline on held-out prompts (greedy, as served), with paired 95 % intervals.
+    """Evaluate MODEL_ID against a baseline on held-out prompts, decoded as the companion serves each (the model's
+    own decoding defaults, else greedy), with paired 95 % intervals.
     Either side may be a LoRA adapter (`forge export RUN --adapter`): it runs as its base plus the adapter, as the
     companion serves a request naming it, so two adapters of one base, or an adapter and its base, compare."""
     from forge import eval as ev
@@ -91,9 +92,9 @@ def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, run_id, max_t
         for line in d["summary"]:
             click.echo(f"- {line}")
         if d["voice"]:
-            from forge.eval.voice import markdown
+            from forge.eval.voice import panel
 
-            click.echo("\nYour voice\n" + markdown(d["voice"]))
+            click.echo("\nYour voice\n" + panel(d["voice"]))
 
     emit(out, as_json, human)
 
@@ -159,9 +160,9 @@ def demo(obj: Ctx, task, adapters: bool, max_steps, heldout_limit, as_json: bool
         for line in d["summary"]:
             click.echo(f"- {line}")
         if d.get("voice"):
-            from forge.eval.voice import markdown
+            from forge.eval.voice import panel
 
-            click.echo("\nYour voice (here: Pepys's)\n" + markdown(d["voice"]))
+            click.echo("\nYour voice (here: Pepys's)\n" + panel(d["voice"]))
 
     emit(out, as_json, human)
 

@@ -72,6 +72,9 @@ def train(obj: Ctx, max_steps, backend, resume_id, spec_path, dataset_dir, overr
                 value = raw
             head, dot, field = key.partition(".")
             if dot:  # decoding.repeat_penalty=1.2: one field of a nested setting
+                if not isinstance(data.get(head), (dict, type(None))) or not field:
+                    raise SpecError(f"--set {key}: {head} is not a group of settings (only decoding.FIELD=VALUE "
+                                    f"takes a dot)")
                 data[head] = {**(data.get(head) or {}), field: value}
             else:
                 data[key] = value

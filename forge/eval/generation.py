@@ -39,8 +39,14 @@ def judge_voice(store: Store, records: dict, model_id: str, baseline: str | None
     systems = {"tuned": [r["output"] for r in records["model"]]}
     if "baseline" in records:
         systems["base" if baseline == "base" else baseline] = [r["output"] for r in records["baseline"]]
-    result = judge([r["expected"] for r in records["model"]], systems, training_texts=training_answers(store, model_id))
-    result["names"] = {"tuned": model_id, **({n: baseline for n in systems if n != "tuned"} if baseline else {})}
+    names = {"tuned": model_id, **({n: baseline for n in systems if n != "tuned"} if baseline else {})}
+    try:
+        result = judge([r["expected"] for r in records["model"]], systems,
+                       training_texts=training_answers(store, model_id))
+    except Exception as e:  # noqa: BLE001 - the generations are stored whatever the judge does
+        return {"error": f"{type(e).__name__}: {e}", "names": names,
+                "summary": f"The voice could not be judged: {type(e).__name__}: {e}"}
+    result["names"] = names
     return result
 
 

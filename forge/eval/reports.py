@@ -9,6 +9,7 @@ from pathlib import Path
 from forge.eval.heldout import EvalError, forgetting_of, notes
 from forge.eval.intervals import compare_records, signed
 from forge.eval.metrics import QUALITY
+from forge.eval.voice import panel
 from forge.store import Store
 
 
@@ -74,7 +75,8 @@ def report(store: Store, model_id: str, baseline_id: str, dataset: str | None, o
         "model": {k: v for k, v in m["metrics"].items() if k != "voice"}, "baseline": b["metrics"], **({lead_info["id"]: lead_info["metrics"]} if lead_info
                                                             else {})},
         "comparisons": c["vs"], "summary": c["sentences"] + c["notes"], "leaks": c["leaks"],
-        "forgetting": c["forgetting"], "votes": win_rate(votes), "voice": m["metrics"].get("voice"),
+        "forgetting": c["forgetting"], "votes": win_rate(votes),
+        "voice": m["metrics"].get("voice") if panel(m["metrics"].get("voice"), baseline_id) else None,
         "prompts": [{"prompt": mo["prompt"], "expected": mo["expected"], "model": mo["output"], "baseline": bo["output"],
                      **({"lead": lead_info["outputs"][i]} if lead_info else {}), "vote": votes.get(i)}
                     for i, (mo, bo) in enumerate(zip(m["outputs"], b["outputs"]))]}
@@ -97,9 +99,7 @@ def report(store: Store, model_id: str, baseline_id: str, dataset: str | None, o
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     lines += ["", "\\* the 95 % interval (paired bootstrap, 1000 resamples) excludes 0", ""]
     if data["voice"]:
-        from forge.eval.voice import markdown
-
-        lines += ["## Your voice", "", markdown(data["voice"]), ""]
+        lines += ["## Your voice", "", panel(data["voice"], baseline_id), ""]
     wr = data["votes"]
     lines += [f"Human votes: {wr['votes']} (model {wr['model']}, baseline {wr['baseline']}, tie {wr['tie']})"
               + (f", win rate {wr['win_rate']:.2f}" if wr["win_rate"] is not None else ""), ""]

@@ -542,3 +542,14 @@ def markdown(result: dict) -> str:
         lines += [f"| {t['term']} | {_fmt(t['person_per_1k'])} | " +
                   " | ".join(_fmt(t["systems"].get(n)) for n in names) + " |" for t in result["distinctive"]]
     return "\n".join(lines) + "\n"
+
+
+def panel(result: dict | None, baseline_id: str | None = None) -> str | None:
+    """The voice panel's markdown for a stored eval, or None: no judge ran, or it judged another baseline than the
+    one now compared (a model's newest eval may be against another system). A judge that failed says why."""
+    if not result or (baseline_id is not None and baseline_id not in (result.get("names") or {}).values()):
+        return None
+    if result.get("error"):
+        return f"**Voice.** {result['summary']}\n"
+    return markdown(result)
+

@@ -267,12 +267,15 @@ def modelfile(gguf_name: str, template_eos: str | None, chat_template: str, deco
 
 
 OLLAMA_PARAMETERS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed")  # Modelfile PARAMETER names
+LLAMA_CPP_DEFAULTS = {"top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0}
+"""What llama-cpp-python's chat completion samples with where neither model nor request says: written out for
+Ollama, whose own defaults differ (repeat_penalty 1.1, top_p 0.9, min_p 0), so a Modelfile samples as the companion."""
 
 
 def ollama_parameters(decoding: dict | None) -> list[str]:
     from forge.models.llama_child import GREEDY
 
-    values = decoding or GREEDY
+    values = {**LLAMA_CPP_DEFAULTS, **(decoding or GREEDY)}
     return [f"PARAMETER {k} {values[k]}" for k in OLLAMA_PARAMETERS if values.get(k) is not None]
 
 

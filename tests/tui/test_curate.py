@@ -382,3 +382,7 @@ async def test_a_vault_import_offers_the_voice_recipe_and_the_train_form_starts_
         assert float(app.screen.query_one("#spec-epochs", Input).value) == recipe_spec("voice")["epochs"]
         spec = app.screen.read_spec()
         assert spec.recipe == "voice" and spec.decoding and spec.decoding.repeat_penalty == 1.15
+        app.screen.query_one("#spec-recipe", Select).clear()  # the person picks no recipe: nothing of voice stays
+        await pilot.pause()
+        spec = app.screen.read_spec()
+        assert spec.recipe is None and spec.decoding is None

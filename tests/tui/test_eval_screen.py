@@ -162,7 +162,7 @@ async def test_an_eval_that_judged_the_voice_shows_its_panel(store, config):
     person = [line for line in (Path(__file__).resolve().parents[1] / "data" / "voice" / "person.txt")
               .read_text(encoding="utf-8").split("\n\n") if line.strip()][:12]
     outs = {"tuned": [p.upper() for p in person], "base": ["I am an AI assistant. How can I help you today?"] * 12}
-    voice = judge(person, outs, training_texts=person[:6])
+    voice = {**judge(person, outs, training_texts=person[:6]), "names": {"tuned": "tuned-q4", "base": "base"}}
     recs = {mid: [{"prompt": f"note {i}", "expected": e, "output": o, "error": None, "latency_ms": 1.0,
                    "completion_tokens": 3} for i, (e, o) in enumerate(zip(person, outs[key]))]
             for mid, key in (("tuned-q4", "tuned"), ("base", "base"))}

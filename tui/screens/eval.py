@@ -245,19 +245,19 @@ class EvalScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
                 lines.append("• " + note + "\n", style="bold red" if "WARNING" in note else "")
             lines.append("* the interval excludes 0 (paired bootstrap, 1000 resamples)", style="grey50")
             verdict.update(lines)
-        self.show_voice(m["metrics"].get("voice"))
+        self.show_voice(m["metrics"].get("voice"), b["model_id"])
         self.show_prompt()
 
-    def show_voice(self, voice: dict | None) -> None:
-        """The voice panel (forge/eval/voice.py's markdown): shown when the eval judged the voice."""
-        box = self.query_one("#eval-voice-box")
-        box.display = bool(voice)
-        if voice:
+    def show_voice(self, voice: dict | None, baseline_id: str | None = None) -> None:
+        """The voice panel (forge/eval/voice.py): shown when the eval judged the voice against this baseline."""
+        from forge.eval.voice import panel
+
+        text = panel(voice, baseline_id)
+        self.query_one("#eval-voice-box").display = bool(text)
+        if text:
             from rich.markdown import Markdown
 
-            from forge.eval.voice import markdown
-
-            self.query_one("#eval-voice", Static).update(Markdown(markdown(voice)))
+            self.query_one("#eval-voice", Static).update(Markdown(text))
 
     def show_prompt(self) -> None:
         m, b = self.pair

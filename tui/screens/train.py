@@ -147,9 +147,10 @@ class TrainScreen(ReportsWorkerErrors, Screen):
             self.start_run(spec)
 
     def on_screen_resume(self) -> None:
-        offered, self.app.offered_recipe = self.app.offered_recipe, None
-        if offered and self.proc is None:  # an import offered a recipe since the form was built
-            self.query_one("#spec-recipe", Select).value = offered
+        offered = self.app.offered_recipe
+        if offered and (self.proc is None or self.proc.poll() is not None):  # not while a run is going: later
+            self.app.offered_recipe = None
+            self.query_one("#spec-recipe", Select).value = offered  # its fields fill the form (recipe_chosen)
 
     @on(Select.Changed, "#spec-recipe")
     def recipe_chosen(self, event: Select.Changed) -> None:

@@ -62,3 +62,20 @@ def test_eval_on_held_out_notes_judges_the_voice_and_reports_it(store, config, t
     assert data["voice"]["summary"] == voice["summary"] and "voice" not in data["metrics"]["model"]
     off = ev.evaluate(store, "twin", None, dataset_dir=str(ds), max_tokens=8, config=config, voice=False)
     assert off["voice"] is None and "voice" not in off["model"]
+
+
+def test_a_judge_that_fails_is_reported_and_a_panel_for_another_baseline_is_not_shown(store, monkeypatch):
+    """The generations are stored whatever the judge does: a failure becomes a one-line panel; a stored judgement
+    against one baseline is not shown when the model is compared with another."""
+    from forge.eval import voice
+
+    def broken(*args, **kwargs):
+        raise ValueError("no n-grams")
+
+    monkeypatch.setattr(voice, "judge", broken)
+    recs = {"model": [{"expected": "my note", "output": "an answer"}],
+            "baseline": [{"expected": "my note", "output": "another"}]}
+    r = ev.judge_voice(store, recs, "twin", "base")
+    assert r["error"] == "ValueError: no n-grams" and r["names"] == {"tuned": "twin", "base": "base"}
+    assert "could not be judged: ValueError: no n-grams" in voice.panel(r, "base")
+    assert voice.panel(r, "other-model") is None and voice.panel(None, "base") is None

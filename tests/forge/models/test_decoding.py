@@ -49,6 +49,9 @@ def test_a_run_without_decoding_is_greedy_everywhere(tmp_path):
     assert run_decoding(tmp_path / "missing") == {}
     text = modelfile("m.gguf", None, "{{ messages }}")
     assert "PARAMETER temperature 0.0\n" in text and "PARAMETER seed 0\n" in text
+    # Ollama's own defaults differ from llama-cpp-python's (repeat_penalty 1.1): the Modelfile spells out the
+    # companion's, so Ollama samples the same way
+    assert "PARAMETER repeat_penalty 1.0\n" in text and "PARAMETER top_p 0.95\n" in text
 
 
 def test_a_bad_decoding_value_is_refused_naming_the_field():
