@@ -171,6 +171,8 @@ class ImportScreen(JobDialog):
                        "response_column": self.query_one("#response-column", Input).value.strip() or None}
         if kind == "obsidian":
             options = self._vault_filter()
+            if self.query_one("#voice-recipe", Checkbox).value:  # offered now: the dialog may close mid-import
+                self.app.offer_recipe("voice")
         report.update("Importing…")
         self.run_import(str(kind), str(p), options)
 
@@ -264,8 +266,7 @@ class ImportScreen(JobDialog):
     def on_examples_imported(self, message: ExamplesImported) -> None:
         lines = report_lines(message.report)
         vault = "survey" in message.report  # a vault import: the person's own writing
-        if vault and message.report.get("added") and self.query_one("#voice-recipe", Checkbox).value:
-            self.app.offer_recipe("voice")
+        if vault and self.query_one("#voice-recipe", Checkbox).value:
             lines.append("The Train form (F4) now starts from the voice recipe (forge/train/recipes.py).")
         self.query_one("#import-report", Static).update("\n".join(lines))
         self.query_one("#import-start", Button).disabled = False
