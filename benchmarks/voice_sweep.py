@@ -28,17 +28,14 @@ SETTINGS = {
 }
 
 CHILD = r"""
-import ctypes, json, sys
-import llama_cpp
+import json, sys
 from forge import cpu_threads
-from forge.models.llama_child import load_llama
+from forge.models.llama_child import apply_lora, load_llama, load_lora
 model, lora, max_tokens, settings = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
 convs = json.loads(sys.stdin.read())
 llm = load_llama(model, n_ctx=2048, n_threads=cpu_threads(), seed=0)
 if lora:
-    a = llama_cpp.llama_adapter_lora_init(llm._model.model, lora.encode())
-    llm_rc = llama_cpp.llama_set_adapters_lora(llm._ctx.ctx, (llama_cpp.llama_adapter_lora_p_ctypes * 1)(a), 1,
-                                               (ctypes.c_float * 1)(1.0))
+    apply_lora(llm, load_lora(llm, lora))
 out = {}
 for name, kw in settings.items():
     out[name] = [llm.create_chat_completion(c, max_tokens=max_tokens, **kw)["choices"][0]["message"]["content"]

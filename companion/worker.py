@@ -27,8 +27,8 @@ import threading
 import time
 
 from forge import cpu_threads
-from forge.models.llama_child import (DECODING_KEY, GREEDY, adapter_metadata, decoding_defaults,
-                                       gguf_chat_formatter, load_llama, provenance, sampling)
+from forge.models.llama_child import (DECODING_KEY, GREEDY, adapter_metadata, apply_lora, decoding_defaults,
+                                       gguf_chat_formatter, load_llama, load_lora, provenance, sampling)
 
 SAMPLING = ("temperature", "top_p", "max_tokens", "stop", "seed", "presence_penalty", "frequency_penalty")
 """The OpenAI request fields a remote engine is sent (companion.remote_worker); a local model also takes llama.cpp's
@@ -83,11 +83,9 @@ class Adapters:
         self.states: dict[str | None, tuple] = {}  # adapter id (None: the base) → (buffer, size, tokens, canon), LRU
 
     def add(self, adapter_id: str, path: str) -> None:
-        import llama_cpp
-
         if adapter_id in self.loaded:
             return
-        ptr = llama_cpp.llama_adapter_lora_init(self.llm._model.model, path.encode("utf-8"))
+        ptr = load_lora(self.llm, path)
         if not ptr:  # llama.cpp logs why: wrong architecture, a tensor whose shape does not fit this base, …
             raise BadRequest(f"llama.cpp could not load adapter {adapter_id} on this base ({path})")
         self.loaded[adapter_id] = ptr
@@ -148,21 +146,12 @@ class Adapters:
         self.llm.canon = canon  # and only as far as it was computed in the batches a fresh prompt gets
 
     def apply(self, adapter_id: str | None) -> None:
-        import ctypes
-
-        import llama_cpp
-
         if adapter_id == self.active:
             return
         if adapter_id is not None and adapter_id not in self.loaded:
             raise AdapterNotLoaded(f"adapter {adapter_id} is not loaded")
-        ctx = self.llm._ctx.ctx
         self._save()
-        if adapter_id is None:
-            rc = llama_cpp.llama_set_adapters_lora(ctx, None, 0, None)
-        else:
-            rc = llama_cpp.llama_set_adapters_lora(ctx, (llama_cpp.llama_adapter_lora_p_ctypes * 1)(
-                self.loaded[adapter_id]), 1, (ctypes.c_float * 1)(1.0))
+        rc = apply_lora(self.llm, None if adapter_id is None else self.loaded[adapter_id])
         if rc != 0:
             self.states.clear()
             self._clear()

@@ -168,6 +168,27 @@ def train(store: Store, config: Config, spec_task: DemoTask, dataset: Path, say:
     return run_id, run_dir, minutes
 
 
+def first_rows(held: Path, limit: int | None, out: Path) -> Path:
+    """The held-out file, or a copy of its first `limit` lines at `out` (a quick check of the loop)."""
+    if not limit:
+        return held
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(held.read_text(encoding="utf-8").splitlines(keepends=True)[:limit]), encoding="utf-8")
+    return out
+
+
+def every_15_s(say: Callable[[str], None]) -> Callable[[str, int, int], None]:
+    """An eval progress callback that says "MODEL: done/total" at most every 15 s, and at each model's end."""
+    last = [0.0]
+
+    def progress(model_id: str, done: int, total: int) -> None:
+        if done == total or time.monotonic() - last[0] > 15:
+            last[0] = time.monotonic()
+            say(f"{model_id}: {done}/{total}")
+
+    return progress
+
+
 def run_demo(workspace: Path, say: Callable[[str], None] = print, max_steps: int | None = None,
              heldout_limit: int | None = None, base_model: str | None = None, task: str = "reminders") -> dict:
     """Run the loop for `task` (a key of TASKS) in a fresh `workspace`; the eval result (forge.eval.evaluate's
@@ -192,22 +213,10 @@ def run_demo(workspace: Path, say: Callable[[str], None] = print, max_steps: int
     say("exporting Q4_K_M…")
     model = ex.export_run(store, config, run_id, "q4_k_m", lambda stage, msg: say(f"[{stage}] {msg}"))
     ex.register_bundled_base(store, config)
-    held = DEMO_DIR / spec_task.heldout_file
-    if heldout_limit:
-        limited = ws / "exports" / "heldout.jsonl"
-        limited.write_text("".join(held.read_text(encoding="utf-8").splitlines(keepends=True)[:heldout_limit]),
-                           encoding="utf-8")
-        held = limited
+    held = first_rows(DEMO_DIR / spec_task.heldout_file, heldout_limit, ws / "exports" / "heldout.jsonl")
     say(f"evaluating tuned vs base on held-out {spec_task.unit}…")
-    last = [0.0]
-
-    def progress(model_id: str, done: int, total: int) -> None:
-        if done == total or time.monotonic() - last[0] > 15:
-            last[0] = time.monotonic()
-            say(f"{model_id}: {done}/{total}")
-
     result = ev.evaluate(store, model["model_id"], "base", test_file=str(held), max_tokens=spec_task.max_tokens,
-                         progress=progress, config=config)
+                         progress=every_15_s(say), config=config)
     stored = ev.latest_pair(store, model["model_id"], "base", result["dataset"])
     if stored:
         prompts = [r["prompt"] for r in stored[0]["outputs"]]
@@ -250,22 +259,10 @@ def run_voice_demo(workspace: Path, say: Callable[[str], None] = print, max_step
     say("exporting the LoRA as a GGUF adapter…")
     model = ex.export_adapter(store, config, run_id, progress=lambda stage, msg: say(f"[{stage}] {msg}"))
     ex.register_bundled_base(store, config)
-    held = dataset / "test.jsonl"
-    if heldout_limit:
-        limited = ws / "exports" / "heldout.jsonl"
-        limited.write_text("".join(held.read_text(encoding="utf-8").splitlines(keepends=True)[:heldout_limit]),
-                           encoding="utf-8")
-        held = limited
+    held = first_rows(dataset / "test.jsonl", heldout_limit, ws / "exports" / "heldout.jsonl")
     say("evaluating tuned vs base on the held-out entries, with the voice judge…")
-    last = [0.0]
-
-    def progress(model_id: str, done: int, total: int) -> None:
-        if done == total or time.monotonic() - last[0] > 15:
-            last[0] = time.monotonic()
-            say(f"{model_id}: {done}/{total}")
-
     result = ev.evaluate(store, model["model_id"], "base", test_file=str(held), max_tokens=VOICE_MAX_TOKENS,
-                         progress=progress, config=config, voice=True)
+                         progress=every_15_s(say), config=config, voice=True)
     result.update({"run_id": run_id, "model_id": model["model_id"], "workspace": str(ws), "task": "voice",
                    "train_minutes": train_minutes, "minutes": round((time.perf_counter() - t0) / 60, 1),
                    "markers": None})
@@ -419,13 +416,7 @@ def intent_accuracy(records: list[dict]) -> float | None:
 
 def heldout_for(ws: Path, spec_task: DemoTask, limit: int | None) -> Path:
     """The task's committed held-out file, or its first `limit` lines under the same name in the workspace."""
-    held = DEMO_DIR / spec_task.heldout_file
-    if not limit:
-        return held
-    limited = ws / "exports" / spec_task.heldout_file
-    limited.parent.mkdir(parents=True, exist_ok=True)
-    limited.write_text("".join(held.read_text(encoding="utf-8").splitlines(keepends=True)[:limit]), encoding="utf-8")
-    return limited
+    return first_rows(DEMO_DIR / spec_task.heldout_file, limit, ws / "exports" / spec_task.heldout_file)
 
 
 def evaluate_through(companion: Companion, store: Store, config: Config, task: str, adapter_id: str,

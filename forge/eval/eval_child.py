@@ -18,8 +18,8 @@ import sys
 import time
 
 from forge import cpu_threads
-from forge.models.llama_child import (DECODING_KEY, GREEDY, adapter_metadata, decoding_defaults, load_llama,
-                                      provenance, sampling)
+from forge.models.llama_child import (DECODING_KEY, GREEDY, adapter_metadata, apply_lora, decoding_defaults,
+                                      load_llama, load_lora, provenance, sampling)
 
 
 def main() -> None:
@@ -31,13 +31,8 @@ def main() -> None:
     llm = load_llama(model, n_ctx=n_ctx, n_threads=cpu_threads(), seed=0)
     decoding = decoding_defaults(provenance(llm))
     if lora:  # applied as the companion applies the adapter a request names, its own defaults first
-        import ctypes
-
-        import llama_cpp
-
-        adapter = llama_cpp.llama_adapter_lora_init(llm._model.model, lora.encode("utf-8"))
-        if not adapter or llama_cpp.llama_set_adapters_lora(
-                llm._ctx.ctx, (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter), 1, (ctypes.c_float * 1)(1.0)):
+        adapter = load_lora(llm, lora)
+        if not adapter or apply_lora(llm, adapter):
             print(f"llama.cpp could not apply adapter {lora} to {model}", file=sys.stderr)
             sys.exit(1)
         decoding = decoding_defaults(adapter_metadata(adapter, [DECODING_KEY])) or decoding

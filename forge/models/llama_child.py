@@ -213,23 +213,39 @@ def adapter_metadata(adapter, keys: list[str]) -> dict:
     return out
 
 
-def adapter_smoke(model: str, prompt: str, keys: list[str], lora: str | None = None, max_tokens: int = 4) -> dict:
-    """Load `lora` on `model` (llama.cpp checks each tensor against the base), read its metadata back, generate.
-    Without `lora` the base is loaded first and the adapter's path is then read from stdin, so the base loads
-    while the parent is still writing the adapter."""
+def load_lora(llm, path: str):
+    """A GGUF LoRA adapter loaded on `llm`'s model (llama_adapter_lora_init: llama.cpp checks each tensor against
+    the base and logs why it refuses), or None when it refuses."""
+    import llama_cpp
+
+    return llama_cpp.llama_adapter_lora_init(llm._model.model, str(path).encode("utf-8")) or None
+
+
+def apply_lora(llm, adapter) -> int:
+    """Apply one loaded adapter at scale 1 to `llm`'s context, or none (adapter None), as the companion applies the
+    adapter a request names; llama.cpp's return code (0: applied)."""
     import ctypes
 
     import llama_cpp
 
+    if adapter is None:
+        return llama_cpp.llama_set_adapters_lora(llm._ctx.ctx, None, 0, None)
+    return llama_cpp.llama_set_adapters_lora(llm._ctx.ctx, (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter), 1,
+                                             (ctypes.c_float * 1)(1.0))
+
+
+def adapter_smoke(model: str, prompt: str, keys: list[str], lora: str | None = None, max_tokens: int = 4) -> dict:
+    """Load `lora` on `model` (llama.cpp checks each tensor against the base), read its metadata back, generate.
+    Without `lora` the base is loaded first and the adapter's path is then read from stdin, so the base loads
+    while the parent is still writing the adapter."""
     llm = load_llama(model, n_ctx=256, n_threads=cpu_threads())
     lora = lora or sys.stdin.readline().strip()
     if not lora:
         return {"text": None, "metadata": {}}  # the parent gave up (its conversion failed)
-    adapter = llama_cpp.llama_adapter_lora_init(llm._model.model, lora.encode("utf-8"))
+    adapter = load_lora(llm, lora)
     if not adapter:
         raise RuntimeError(f"llama.cpp could not load {lora} as an adapter of {model} (wrong base or shapes)")
-    if llama_cpp.llama_set_adapters_lora(llm._ctx.ctx, (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter), 1,
-                                         (ctypes.c_float * 1)(1.0)):
+    if apply_lora(llm, adapter):
         raise RuntimeError("llama_set_adapters_lora failed")
     # a raw prompt, not the chat template's long system turn: the point is that the graph runs with the adapter
     out = llm.create_completion(prompt, max_tokens=max_tokens, temperature=0)

@@ -62,9 +62,6 @@ class Decoding(BaseModel):
     seed: int | None = None
     """Seed for sampling at temperature > 0: the same prompt then gets the same answer."""
 
-    def values(self) -> dict:
-        return self.model_dump(exclude_none=True)
-
 
 class TrainSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)

@@ -84,10 +84,7 @@ async def test_import_dialog_runs_in_a_worker_and_refreshes(store, config, tmp_p
         tags = app.screen.query_one("#survey-tags", SelectionList)
         assert {"reflection", "decision", "learning"} <= set(tags.selected)  # config.json's tags pre-selected
         assert store.counts()["total"] == 0
-        await survey_laid_out(app, pilot)
-        await pilot.click("#import-start")
-        await app.screen.workers.wait_for_complete()
-        await pilot.pause()
+        await import_picked(app, pilot)
         assert "added" in str(app.screen.query_one("#import-report").render())
         await pilot.press("escape")
         await pilot.pause()
@@ -202,6 +199,23 @@ async def test_export_dialog_writes_the_dataset(sample_store, config, tmp_path):
     assert len((tmp_path / "ds" / "train.jsonl").read_text().splitlines()) == 8
 
 
+async def open_survey(app, pilot, vault) -> None:
+    """Open the import dialog on `vault` and let its survey finish."""
+    await pilot.press("i")
+    app.screen.query_one("#import-path", Input).value = str(vault)
+    await pilot.click("#import-start")
+    await app.screen.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def import_picked(app, pilot) -> None:
+    """Import what the survey has picked, once it is laid out, and let the import finish."""
+    await survey_laid_out(app, pilot)
+    await pilot.click("#import-start")
+    await app.screen.workers.wait_for_complete()
+    await pilot.pause()
+
+
 async def survey_laid_out(app, pilot) -> None:
     """Wait until the survey is shown and laid out, so a click lands on the Import button where it now is."""
     from textual.widgets import Button
@@ -227,11 +241,7 @@ async def test_vault_survey_picks_tags_and_folders_remembered_and_an_empty_impor
     app = make_app(config, store)
     async with app.run_test(size=(140, 50)) as pilot:
         # First: import with the configured tags, which this vault does not use → nothing, and Curate says why.
-        await pilot.press("i")
-        app.screen.query_one("#import-path", Input).value = str(MESSY)
-        await pilot.click("#import-start")
-        await app.screen.workers.wait_for_complete()
-        await pilot.pause()
+        await open_survey(app, pilot, MESSY)
         summary = str(app.screen.query_one("#survey-summary").render())
         assert "None of" in summary and "#retrospective" in summary and "All notes is checked" in summary
         assert app.screen.query_one("#all-notes", Checkbox).value is True
@@ -239,10 +249,7 @@ async def test_vault_survey_picks_tags_and_folders_remembered_and_an_empty_impor
         assert "journal" in [tags.get_option_at_index(i).value for i in range(tags.option_count)]
         app.screen.query_one("#all-notes", Checkbox).value = False
         tags.deselect_all()
-        await survey_laid_out(app, pilot)
-        await pilot.click("#import-start")
-        await app.screen.workers.wait_for_complete()
-        await pilot.pause()
+        await import_picked(app, pilot)
         report = str(app.screen.query_one("#import-report").render())
         assert "#journal" in report and "tags to take" in report and "All notes" in report
         assert "--tag" not in report and "--all-notes" not in report  # the dialog's controls, not CLI flags
@@ -253,29 +260,18 @@ async def test_vault_survey_picks_tags_and_folders_remembered_and_an_empty_impor
             str(app.screen.query_one(ExampleView).render())
         assert "found nothing" in shown and "#journal" in shown
         # Second: pick #journal and leave out Private/ → imported and remembered.
-        await pilot.press("i")
-        app.screen.query_one("#import-path", Input).value = str(MESSY)
-        await pilot.click("#import-start")
-        await app.screen.workers.wait_for_complete()
-        await pilot.pause()
+        await open_survey(app, pilot, MESSY)
         tags = app.screen.query_one("#survey-tags", SelectionList)
         app.screen.query_one("#all-notes", Checkbox).value = False
         tags.deselect_all()
         tags.select("journal")
         app.screen.query_one("#survey-folders", SelectionList).deselect("Private")
-        await survey_laid_out(app, pilot)
-        await pilot.click("#import-start")
-        await app.screen.workers.wait_for_complete()
-        await pilot.pause()
+        await import_picked(app, pilot)
         paths = {e.note_path for e in store.examples()}
         assert paths and not any(p.startswith("Private/") for p in paths) and "Journal/2026-03-01.md" in paths
         await pilot.press("escape")
         await pilot.pause()
-        await pilot.press("i")
-        app.screen.query_one("#import-path", Input).value = str(MESSY)
-        await pilot.click("#import-start")
-        await app.screen.workers.wait_for_complete()
-        await pilot.pause()
+        await open_survey(app, pilot, MESSY)
         assert list(app.screen.query_one("#survey-tags", SelectionList).selected) == ["journal"]
         assert "Private" not in app.screen.query_one("#survey-folders", SelectionList).selected
         assert "last time" in str(app.screen.query_one("#survey-summary").render())
@@ -362,16 +358,9 @@ async def test_a_vault_import_offers_the_voice_recipe_and_the_train_form_starts_
 
     app = make_app(config, store)
     async with app.run_test(size=(140, 50)) as pilot:
-        await pilot.press("i")
-        app.screen.query_one("#import-path", Input).value = str(SAMPLE_VAULT)
-        await pilot.click("#import-start")
-        await app.screen.workers.wait_for_complete()
-        await pilot.pause()
+        await open_survey(app, pilot, SAMPLE_VAULT)
         assert app.screen.query_one("#voice-recipe", Checkbox).value is True
-        await survey_laid_out(app, pilot)
-        await pilot.click("#import-start")
-        await app.screen.workers.wait_for_complete()
-        await pilot.pause()
+        await import_picked(app, pilot)
         assert store.counts()["total"] > 0
         assert "voice recipe" in str(app.screen.query_one("#import-report").render())
         await pilot.press("escape")
