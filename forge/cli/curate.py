@@ -17,7 +17,9 @@ from forge.cli import Ctx, emit, json_option, main, run_guarded
 @json_option
 @click.pass_obj
 def list_(obj: Ctx, status, tag, source, search, limit, as_json: bool) -> None:
-    """List examples."""
+    """List examples. A preference pair is marked `⇄ pair`, a KTO-labelled example `+ desirable` or `- undesirable`;
+    with --json a pair has `rejected` (the rejected answer; its messages end with the chosen one) and a KTO example
+    `label` (true or false)."""
     def go():
         ids = obj.store.ids(status=status, tag=tag, source=source, search=search)
         return [e.to_json() for e in obj.store.examples(ids[:limit] if limit else ids)]
@@ -27,10 +29,19 @@ def list_(obj: Ctx, status, tag, source, search, limit, as_json: bool) -> None:
     def human(rows):
         for r in rows:
             first = next((m["content"] for m in r["messages"] if m["role"] == "user"), "")
-            click.echo(f"{r['id']:>6}  {r['status']:<8}  {r['source'][:40]:<40}  {first[:60]!r}")
+            click.echo(f"{r['id']:>6}  {r['status']:<8}  {r['source'][:40]:<40}  {first[:60]!r}{_kind_mark(r)}")
         click.echo(f"{len(rows)} examples", err=True)
 
     emit(rows, as_json, human)
+
+
+def _kind_mark(row: dict) -> str:
+    """What `forge list` appends to a preference example's line (nothing for a plain one)."""
+    if "rejected" in row:
+        return "  ⇄ pair"
+    if "label" in row:
+        return "  + desirable" if row["label"] else "  - undesirable"
+    return ""
 
 
 @main.command()
@@ -42,9 +53,12 @@ def show(obj: Ctx, example_id: int, as_json: bool) -> None:
     ex = run_guarded(as_json, obj.store.get, example_id)
 
     def human(d):
-        click.echo(f"#{d['id']} [{d['status']}] {d['source']}  tags: {', '.join(d['tags']) or '-'}")
-        for m in d["messages"]:
-            click.echo(f"\n--- {m['role']} ---\n{m['content']}")
+        click.echo(f"#{d['id']} [{d['status']}] {d['source']}  tags: {', '.join(d['tags']) or '-'}{_kind_mark(d)}")
+        for i, m in enumerate(d["messages"]):
+            chosen = " (chosen)" if "rejected" in d and i == len(d["messages"]) - 1 else ""
+            click.echo(f"\n--- {m['role']}{chosen} ---\n{m['content']}")
+        if "rejected" in d:
+            click.echo(f"\n--- rejected ---\n{d['rejected']}")
 
     emit(ex.to_json(), as_json, human)
 

@@ -101,7 +101,8 @@ def extract_obsidian(obj: Ctx, path: str, tags, all_notes, folders, exclude_fold
 @json_option
 @click.pass_obj
 def extract_csv(obj: Ctx, path: str, prompt_column, response_column, system_column, as_json: bool) -> None:
-    """Rows of a CSV or TSV file (any common encoding; .tsv/.tab files are tab-separated)."""
+    """Rows of a CSV or TSV file (any common encoding; .tsv/.tab files are tab-separated). A header with
+    chosen/rejected or completion/label columns is read as preference pairs or KTO labels."""
     _extract(obj, "csv", path, as_json, prompt_column=prompt_column, response_column=response_column,
              system_column=system_column)
 
@@ -113,7 +114,8 @@ def extract_csv(obj: Ctx, path: str, prompt_column, response_column, system_colu
 def extract_jsonl(obj: Ctx, path: str, as_json: bool) -> None:
     """LLM output: JSONL/JSON in chat, Alpaca, Dolly, Self-Instruct, input/output or prompt/completion shapes, fenced
     or not; or your own chat history: the conversations.json of a ChatGPT or Claude data export (one example per
-    conversation)."""
+    conversation); or preference data: prompt/chosen/rejected pairs (text, turns, or HH-RLHF transcripts) and KTO
+    prompt/completion/label rows."""
     _extract(obj, "jsonl", path, as_json)
 
 
@@ -131,7 +133,8 @@ def extract_jsonl(obj: Ctx, path: str, as_json: bool) -> None:
 def extract_dataset(obj: Ctx, path: str, split, prompt_column, response_column, system_column, messages_column, limit,
                     as_json: bool) -> None:
     """Rows of a Parquet or Arrow file, a `datasets.save_to_disk` folder, or a folder of Parquet shards: chat
-    (messages/conversations), Self-Instruct, Alpaca, or the prompt/response columns you name."""
+    (messages/conversations), Self-Instruct, Alpaca, preference pairs (chosen/rejected) and KTO labels
+    (prompt/completion/label), or the prompt/response columns you name."""
     _extract(obj, "dataset", path, as_json, split=split, prompt_column=prompt_column, response_column=response_column,
              system_column=system_column, messages_column=messages_column, limit=limit)
 

@@ -25,14 +25,20 @@ from forge.cli import Ctx, emit, json_option, main, run_guarded
               help="Start from a task recipe's defaults (forge/train/recipes.py); --spec and --set override them.")
 @click.option("--allow-truncation", is_flag=True,
               help="Train even if an explicit max_seq_len truncates more than 2 % of the examples.")
+@click.option("--method", type=click.Choice(["sft", "dpo", "kto"]), default=None,
+              help="sft (default): the approved examples. dpo: preference pairs. kto: good/bad labels (forge prefs).")
+@click.option("--from", "from_run", default=None, metavar="RUN",
+              help="Start from RUN's finished adapter (e.g. DPO on top of an SFT run).")
 @json_option
 @click.pass_obj
 def train(obj: Ctx, max_steps, backend, resume_id, spec_path, dataset_dir, overrides, recipe, allow_truncation,
-          as_json: bool) -> None:
+          method, from_run, as_json: bool) -> None:
     """Train a LoRA adapter in its own process and follow it to the end (Ctrl-C saves and stops).
 
     Before it starts, the training examples' lengths are measured and shown (max_seq_len auto covers 98 % of
-    them); an explicit max_seq_len that truncates more than 2 % is refused without --allow-truncation."""
+    them); an explicit max_seq_len that truncates more than 2 % is refused without --allow-truncation.
+    --method dpo/kto trains on the preferences the store holds (`forge prefs` counts them), from a fresh
+    adapter or, with --from RUN, on top of RUN's."""
     import signal as _signal
 
     from forge.train import runs
@@ -82,6 +88,10 @@ def train(obj: Ctx, max_steps, backend, resume_id, spec_path, dataset_dir, overr
             data["max_steps"] = max_steps
         if backend:
             data["backend"] = backend
+        if method:
+            data["method"] = method
+        if from_run:
+            data["from_run"] = from_run
         try:
             return TrainSpec.model_validate(data)
         except ValidationError as e:
@@ -102,8 +112,10 @@ def train(obj: Ctx, max_steps, backend, resume_id, spec_path, dataset_dir, overr
                 return
             if e["event"] == "log":
                 eta = as_float(e.get("eta_s"))
+                margin = as_float(e.get("rewards_margin"))
                 click.echo(f"step {e['step']}/{e.get('max_steps', '?')}  loss {as_float(e['loss']):.4f}  "
-                           f"{e.get('tokens_per_s', 0):.0f} tok/s" + (f"  eta {eta:.0f}s" if eta else ""), err=True)
+                           + (f"margin {margin:+.3f}  " if margin is not None else "")
+                           + f"{e.get('tokens_per_s', 0):.0f} tok/s" + (f"  eta {eta:.0f}s" if eta else ""), err=True)
             elif e["event"] == "eval":
                 click.echo(f"step {e['step']}  eval_loss {as_float(e['eval_loss']):.4f}", err=True)
             elif e["event"] in ("info", "warning", "checkpoint"):

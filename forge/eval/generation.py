@@ -91,7 +91,8 @@ def generate_all(model_path: str, prompts: list[dict], max_tokens: int = 64, tim
         else:
             proc.wait()
         start = index
-    return [dict(r, expected=p["expected"], prompt=p["messages"][-1]["content"]) for r, p in zip(results, prompts)]
+    return [dict(r, expected=p["expected"], prompt=p["messages"][-1]["content"], messages=p["messages"])
+            for r, p in zip(results, prompts)]
 
 
 BASELINE_MODES = ("auto", "lead", "none")

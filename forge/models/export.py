@@ -296,6 +296,20 @@ def decoding_keys(run_dir: Path) -> dict:
     return {DECODING_KEY: json.dumps(decoding, sort_keys=True)} if decoding else {}
 
 
+def method_keys(run_dir: Path) -> dict:
+    """The GGUF keys that say how a preference run trained (forge.method, forge.from_run, forge.preferences: its
+    records by source), or nothing for supervised fine-tuning."""
+    try:
+        spec = json.loads((Path(run_dir) / "spec.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if spec.get("method", "sft") == "sft":
+        return {}
+    data = spec.get("preference_data") or {}
+    return {"forge.method": spec["method"], "forge.from_run": spec.get("from_run") or "",
+            "forge.preferences": json.dumps(data.get("sources") or {}, sort_keys=True)}
+
+
 def register_bundled_base(store: Store, config: Config) -> dict:
     """Model `base`: the bundled SmolLM2 GGUF, copied once into the workspace's models folder."""
     from forge.models.base_model import bundled_gguf
@@ -422,7 +436,8 @@ def _provenance(job: _Job) -> None:
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     job.keys = {"forge.run_id": job.run_id, "forge.base_model": job.info.get("base_model", ""),
                 "forge.dataset_hash": job.run["meta"].get("dataset_hash") or "", "forge.version": __version__,
-                "forge.created": created, "forge.quant": job.quant, **decoding_keys(job.run_dir)}
+                "forge.created": created, "forge.quant": job.quant, **decoding_keys(job.run_dir),
+                **method_keys(job.run_dir)}
     write_provenance(job.quantized, job.final, job.keys, f"forge {job.run_id} ({job.quant.upper()})",
                      job.chat_template)
 
@@ -520,7 +535,8 @@ def gguf_readme(model_id: str, run_id: str, cmds: dict[str, str]) -> str:
 # ---- LoRA adapter as a llama.cpp GGUF adapter -------------------------------------------------------------------
 ADAPTER_STAGES = ("base", "convert", "check")
 ADAPTER_KEYS = ("forge.run_id", "forge.base_model", "forge.base_model_id", "forge.base_sha256", "forge.dataset_hash",
-                "forge.version", "forge.created", "forge.kind", "forge.decoding")  # what llama.cpp must read back
+                "forge.version", "forge.created", "forge.kind", "forge.decoding", "forge.method", "forge.from_run",
+                "forge.preferences")  # what llama.cpp must read back
 
 
 def is_adapter(model: dict) -> bool:
@@ -594,7 +610,8 @@ def export_adapter(store: Store, config: Config, run_id: str, base_id: str | Non
         keys = {"forge.run_id": run_id, "forge.base_model": info.get("base_model", ""),
                 "forge.base_model_id": base["id"], "forge.base_sha256": base.get("sha256") or "",
                 "forge.dataset_hash": run["meta"].get("dataset_hash") or "", "forge.version": __version__,
-                "forge.created": created, "forge.kind": "lora-adapter", **decoding_keys(run_dir)}
+                "forge.created": created, "forge.kind": "lora-adapter", **decoding_keys(run_dir),
+                **method_keys(run_dir)}
         final = work / f"{model_id}.gguf"
         from forge.models.lora_gguf import LoraConversionError, convert_adapter
 

@@ -259,8 +259,22 @@ def _m7_long_prefixes(db) -> None:
         _rebuild_fts(c, "the search indexes for long prefixes")
 
 
+def _m8_drafts(db) -> None:
+    # The model's own answers to the person's prompts (forge prefs draft): the rejected side of self-play pairs.
+    db.executescript("""
+    CREATE TABLE drafts (
+        example_id INTEGER NOT NULL REFERENCES examples(id) ON DELETE CASCADE,
+        model_id TEXT NOT NULL,
+        prompt_hash TEXT NOT NULL,
+        text TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (example_id, model_id)
+    );
+    """)
+
+
 MIGRATIONS = [_m1_core, _m2_votes, _m3_distinct, _m4_sources, _m5_counts, _m6_search_indexes,
-              _m7_long_prefixes]
+              _m7_long_prefixes, _m8_drafts]
 
 
 class StoreBase:

@@ -1,11 +1,12 @@
-"""Evaluations and votes: the stored results of `forge eval` (metrics and every output) and a person's vote on
-each prompt of a comparison."""
+"""Evaluations, votes and drafts: the stored results of `forge eval` (metrics and every output), a person's vote on
+each prompt of a comparison, and a model's own drafts of answers to the person's prompts (self-play pairs)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
-from forge.store.db import StoreError, now
+from forge.store.db import StoreError, canonical_messages, now
 
 
 class EvalsMixin:
@@ -39,3 +40,28 @@ class EvalsMixin:
             rows = self.conn.execute("SELECT prompt_index, vote FROM votes WHERE model_id=? AND baseline_id=? "
                                      "AND dataset=?", (model_id, baseline_id, dataset)).fetchall()
         return {r[0]: r[1] for r in rows}
+
+    # ---- drafts ------------------------------------------------------------------------------------------
+    def save_drafts(self, model_id: str, drafts: dict[int, tuple[list[dict], str]]) -> int:
+        """Store model_id's answer to each example's prompt (example id → (prompt messages, answer)), replacing
+        an earlier draft of the same model for that example. Returns how many were stored."""
+        ts = now()
+        with self.transaction() as c:
+            c.executemany("INSERT INTO drafts (example_id, model_id, prompt_hash, text, created_at) VALUES (?,?,?,?,?) "
+                          "ON CONFLICT (example_id, model_id) DO UPDATE SET prompt_hash=excluded.prompt_hash, "
+                          "text=excluded.text, created_at=excluded.created_at",
+                          [(eid, model_id, prompt_hash(prompt), text, ts) for eid, (prompt, text) in drafts.items()])
+        return len(drafts)
+
+    def drafts(self, model_id: str | None = None) -> list[dict]:
+        """Stored drafts (example_id, model_id, prompt_hash, text, created_at), oldest first."""
+        sql, params = "SELECT * FROM drafts", []
+        if model_id:
+            sql, params = sql + " WHERE model_id=?", [model_id]
+        with self.lock:
+            return [dict(r) for r in self.conn.execute(sql + " ORDER BY created_at, example_id", params).fetchall()]
+
+
+def prompt_hash(prompt: list[dict]) -> str:
+    """The identity of a prompt (the turns before the answer): a draft counts only for the prompt it answered."""
+    return hashlib.sha256(canonical_messages(prompt).encode("utf-8")).hexdigest()

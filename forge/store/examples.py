@@ -46,10 +46,41 @@ class Example:
     def source(self) -> str:
         return f"{self.source_kind}:{self.source_ref}"
 
+    @property
+    def rejected(self) -> str | None:
+        """A preference pair's rejected answer (the messages end with the chosen one), else None."""
+        value = self.meta.get("rejected")
+        return value if isinstance(value, str) else None
+
+    @property
+    def label(self) -> bool | None:
+        """A KTO-labelled example's label: True desirable, False undesirable; None for any other example."""
+        value = self.meta.get("label")
+        return value if isinstance(value, bool) else None
+
     def to_json(self) -> dict:
-        return {"id": self.id, "status": self.status, "source": self.source, "tags": self.tags,
-                "messages": self.messages, "edited": self.edited, "reason": self.reason,
-                "note_path": self.note_path, "heading": self.heading, "line": self.line}
+        """The example as `forge list/show --json` print it; a pair adds `rejected`, a KTO example `label`."""
+        out = {"id": self.id, "status": self.status, "source": self.source, "tags": self.tags,
+               "messages": self.messages, "edited": self.edited, "reason": self.reason,
+               "note_path": self.note_path, "heading": self.heading, "line": self.line}
+        if self.rejected is not None:
+            out["rejected"] = self.rejected
+        if self.label is not None:
+            out["label"] = self.label
+        return out
+
+
+def preference_identity(meta: dict | str | None) -> tuple:
+    """What besides the messages makes an example distinct: a pair's rejected answer and a KTO label. A pair and a
+    plain example with the same turns, or two pairs sharing the chosen answer, are not duplicates of each other."""
+    if isinstance(meta, str):
+        try:
+            meta = json.loads(meta or "{}")
+        except ValueError:
+            meta = {}
+    meta = meta if isinstance(meta, dict) else {}
+    rejected, label = meta.get("rejected"), meta.get("label")
+    return (rejected if isinstance(rejected, str) else None, label if isinstance(label, bool) else None)
 
 
 class ExamplesMixin:
@@ -253,7 +284,8 @@ class ExamplesMixin:
         Each item has extract_key, source_kind, source_ref, messages, tags and optionally note_path, heading,
         line, meta. Same content → unchanged. Changed source → a pending, unedited example is updated; an
         edited or already decided one is kept as the human left it (counted as `kept`). Content already
-        present under another key is a duplicate and not added again."""
+        present under another key is a duplicate and not added again (for a preference pair or KTO example the
+        content is the messages with the rejected answer or label in meta)."""
         counts = {"added": 0, "updated": 0, "unchanged": 0, "kept": 0, "duplicates": 0}
         ts = now()
         with self.transaction() as c:
@@ -261,22 +293,23 @@ class ExamplesMixin:
                 c, "SELECT extract_key, id, source_hash, status, edited FROM examples WHERE extract_key IN ({})",
                 [it["extract_key"] for it in items])}
             hashes = [content_hash(it["messages"]) for it in items]
-            present = {r[0] for r in self._select_in(
-                c, "SELECT DISTINCT content_hash FROM examples WHERE content_hash IN ({})",
+            present = {(r[0], preference_identity(r[1])) for r in self._select_in(
+                c, "SELECT content_hash, meta FROM examples WHERE content_hash IN ({})",
                 [h for it, h in zip(items, hashes) if it["extract_key"] not in existing])}
             inserts, updates = [], []
             for it, h in zip(items, hashes):
                 msgs = it["messages"]
                 row = existing.get(it["extract_key"])
+                same = (h, preference_identity(it.get("meta")))
                 if row is None or row[2] != h:
-                    if row is None and h in present:
+                    if row is None and same in present:
                         counts["duplicates"] += 1
                         continue
                     common = (json.dumps(it.get("tags", []), ensure_ascii=False), canonical_messages(msgs),
                               flatten(msgs), h, h, it.get("note_path"), it.get("heading"), it.get("line"),
                               it["source_ref"], json.dumps(it.get("meta", {}), ensure_ascii=False, default=str))
                 if row is None:
-                    present.add(h)
+                    present.add(same)
                     inserts.append(common + (it["extract_key"], it["source_kind"], ts, ts))
                     counts["added"] += 1
                 elif row[2] == h:

@@ -25,6 +25,20 @@ from forge.train.lengths import assistant_spans, tokenize  # noqa: F401 - the ru
 from forge.train.spec import TrainSpec, default_targets, pick_backend
 
 
+REWARD_KEYS = {"rewards/margins": "rewards_margin", "rewards/chosen": "rewards_chosen",
+               "rewards/rejected": "rewards_rejected", "rewards/accuracies": "rewards_accuracy", "kl": "kl"}
+
+
+def rewards(logs: dict, prefix: str = "") -> dict:
+    """A DPO/KTO trainer's reward figures in one log (TRL's names) as event fields; {} for SFT."""
+    out = {}
+    for key, name in REWARD_KEYS.items():
+        value = logs.get(prefix + key)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            out[prefix + name] = round(float(value), 5)
+    return out
+
+
 class RunFailed(ForgeError):
     """The run cannot go on; the message is what the user sees."""
 
@@ -53,6 +67,35 @@ def load_split(path: Path) -> list[list[dict]]:
         if problems:
             raise RunFailed(f"{path}:{n}: invalid example: {problems[0]}")
         out.append(msgs)
+    return out
+
+
+def load_preferences(path: Path, kind: str) -> list[dict]:
+    """Records of one split of a preference export (forge dataset export --preferences): TRL's conversational
+    format, prompt/chosen/rejected (dpo) or prompt/completion/label (kto). The first bad line is refused by file
+    and line."""
+    out = []
+    if not path.exists():
+        return out
+    answers = ("chosen", "rejected") if kind == "dpo" else ("completion",)
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            prompt = rec["prompt"]
+            ok = (isinstance(prompt, list) and prompt and all(isinstance(m, dict) and "role" in m and "content" in m
+                                                              for m in prompt)
+                  and all(isinstance(rec[a], list) and rec[a] and rec[a][-1].get("role") == "assistant"
+                          and str(rec[a][-1].get("content", "")).strip() for a in answers)
+                  and (kind != "kto" or isinstance(rec["label"], bool)))
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            ok = False
+        if not ok:
+            shape = "prompt/chosen/rejected" if kind == "dpo" else "prompt/completion/label"
+            raise RunFailed(f"{path}:{n}: not a {shape} record in TRL's conversational format")
+        keep = ("prompt", *answers) + (("label",) if kind == "kto" else ())
+        out.append({k: rec[k] for k in keep})
     return out
 
 
@@ -195,6 +238,12 @@ class Recipe:
             tokenizer.pad_token = tokenizer.eos_token
         (self.run_dir / "chat_template.jinja").write_text(tokenizer.chat_template or "")
 
+        if spec.method != "sft":
+            self.tokenizer, self.backend = tokenizer, backend
+            train_ds, val_ds = self._preference_rows(tokenizer, base)
+            self.forgetting_before = self._reference_loss(model, tokenizer, before=True)
+            self.trainer = self._build_preference_trainer(model, tokenizer, train_ds, val_ds, use_cuda)
+            return
         if spec.max_seq_len == "auto":  # a run folder made without create_run: measure here
             from forge.train.lengths import hf_chat, model_context, plan
 
@@ -221,6 +270,79 @@ class Recipe:
         self.backend = backend
         self.forgetting_before = self._reference_loss(model, tokenizer, before=True)
         self.trainer = self._build_trainer(model, tokenizer, train_ds, val_ds, backend, use_cuda)
+
+    # ---- preference training (dpo / kto) -------------------------------------------------------------------
+    def _preference_rows(self, tokenizer, base) -> tuple[list[dict], list[dict]]:
+        """The run's preference records (data/preferences/), with the length policy: max_seq_len "auto" covers
+        98 % of the records (prompt + the longer answer, rounded up to 32, within the model's context); a record
+        longer than max_seq_len is dropped, never cut, so no answer loses its end."""
+        spec = self.spec
+        folder = self.run_dir / "data" / "preferences"
+        train = load_preferences(folder / "train.jsonl", spec.method)
+        val = load_preferences(folder / "val.jsonl", spec.method)
+        if not train:
+            what = "preference pairs" if spec.method == "dpo" else "KTO labels"
+            raise RunFailed(f"no {what} in {folder / 'train.jsonl'}: edit machine-written answers in Curate, vote "
+                            f"in Eval or import a preference dataset, then start the run again")
+        answers = ("chosen", "rejected") if spec.method == "dpo" else ("completion",)
+
+        def length(rec):
+            return max(len(tokenizer(tokenizer.apply_chat_template(rec["prompt"] + rec[a], tokenize=False),
+                                     add_special_tokens=False)["input_ids"]) for a in answers)
+
+        lengths = [length(r) for r in train]
+        if spec.max_seq_len == "auto":
+            from forge.train.lengths import model_context
+
+            ordered = sorted(lengths)
+            p98 = ordered[min(len(ordered) - 1, math.ceil(0.98 * len(ordered)) - 1)]
+            spec.max_seq_len = min(-(-p98 // 32) * 32, model_context(str(base)) or 10**9)
+            spec.max_seq_len_reason = f"auto: covers 98 % of the {len(train)} training records (p98 {p98} tokens)"
+            self.log.log("info", message=f"max_seq_len {spec.max_seq_len} ({spec.max_seq_len_reason})")
+        over = [i for i, n in enumerate(lengths) if n > spec.max_seq_len]
+        if over:
+            self.log.log("warning", message=f"{len(over)} training records are longer than max_seq_len "
+                                            f"{spec.max_seq_len} tokens and were dropped (answers are never cut)",
+                         over=len(over), dropped=len(over))
+            train = [r for i, r in enumerate(train) if i not in set(over)]
+        val = [r for r in val if length(r) <= spec.max_seq_len]
+        if not train:
+            raise RunFailed(f"no training record fits in max_seq_len {spec.max_seq_len} tokens: raise it or use auto")
+        self.log.log("info", message=f"{spec.method}: {len(train)} training and {len(val)} validation records "
+                                     f"(β {spec.beta})", records=len(train), val_records=len(val))
+        return train, val
+
+    def _build_preference_trainer(self, model, tokenizer, train_rows, val_rows, use_cuda):
+        """TRL's DPOTrainer or KTOTrainer on the LoRA model. Its reference is a frozen copy of the starting adapter
+        (TRL adds it beside the trained one: the SFT run's adapter with from_run, the zero-initialised one, i.e.
+        the base, otherwise), so no second model is loaded."""
+        from datasets import Dataset
+
+        spec = self.spec
+        if spec.method == "dpo":
+            from trl import DPOConfig as Config
+            from trl import DPOTrainer as Trainer
+        else:
+            from trl import KTOConfig as Config
+            from trl import KTOTrainer as Trainer
+        # KTO estimates its KL term against the neighbours in a fixed-order batch (TRL requires sequential
+        # sampling); the export's order is already a hash order, unrelated to source or time.
+        args = Config(**self._common_args(bool(val_rows), use_cuda), beta=spec.beta, max_length=None,
+                      **(grouping(Config, False) if spec.method == "dpo" else {}))
+        nan_at = spec.fault_nan_at_step
+
+        class ForgePreferenceTrainer(Trainer):
+            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+                result = super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                              num_items_in_batch=num_items_in_batch)
+                if nan_at is not None and self.state.global_step + 1 >= nan_at:
+                    return (result[0] * float("nan"), result[1]) if return_outputs else result * float("nan")
+                return result
+
+        return ForgePreferenceTrainer(
+            model=model, ref_model=None, args=args, processing_class=tokenizer,
+            train_dataset=Dataset.from_list(train_rows),
+            eval_dataset=Dataset.from_list(val_rows) if val_rows else None, callbacks=[self._events_callback()])
 
     # ---- forgetting --------------------------------------------------------------------------------------
     def _reference_rows(self, tokenizer) -> list[dict]:
@@ -328,10 +450,24 @@ class Recipe:
         model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
         if quant == "4bit":
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=self.spec.gradient_checkpointing)
+        if self.spec.from_run:
+            from peft import PeftModel
+
+            adapter = self.from_run_adapter()
+            self.log.log("info", message=f"starting from run {self.spec.from_run}'s adapter ({adapter})")
+            return PeftModel.from_pretrained(model, str(adapter), is_trainable=True), tokenizer
         lora = LoraConfig(r=self.spec.lora_r, lora_alpha=self.spec.lora_alpha, lora_dropout=self.spec.lora_dropout,
                           target_modules=self._targets(base), task_type="CAUSAL_LM", bias="none")
         model = get_peft_model(model, lora)
         return model, tokenizer
+
+    def from_run_adapter(self) -> Path:
+        """The finished adapter of spec.from_run, a run of the same workspace."""
+        adapter = self.run_dir.parent / self.spec.from_run / "adapter"
+        if not (adapter / "adapter_config.json").exists():
+            raise RunFailed(f"run {self.spec.from_run} has no finished adapter ({adapter}): pick a completed or "
+                            f"stopped run for from_run")
+        return adapter
 
     def _load_unsloth(self, base, quant: str):
         # Unsloth's documented entry points; it patches the model for faster kernels and smaller memory.
@@ -358,12 +494,21 @@ class Recipe:
             eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
             callbacks=[self._events_callback()])
 
-    def _training_args(self, has_val: bool, use_cuda: bool):
-        """The spec as TRL's SFTConfig."""
-        from trl import SFTConfig
+    def _trackers(self) -> list[str]:
+        """spec.report_to, with TensorBoard and MLflow writing into the workspace unless told otherwise."""
+        trackers = list(self.spec.report_to)
+        workspace = self.run_dir.parent.parent
+        if "tensorboard" in trackers:
+            os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(workspace / "tensorboard" / self.run_dir.name))
+        if "mlflow" in trackers:
+            os.environ.setdefault("MLFLOW_TRACKING_URI", (workspace / "mlruns").as_uri())
+            os.environ.setdefault("MLFLOW_RUN_NAME", self.run_dir.name)
+        return trackers
 
+    def _common_args(self, has_val: bool, use_cuda: bool) -> dict:
+        """The spec as the arguments every TRL config takes (transformers' TrainingArguments)."""
         spec = self.spec
-        args = SFTConfig(
+        return dict(
             output_dir=str(self.run_dir / "checkpoints"),
             per_device_train_batch_size=spec.batch_size, per_device_eval_batch_size=spec.batch_size,
             gradient_accumulation_steps=spec.grad_accum, learning_rate=spec.learning_rate,
@@ -373,13 +518,16 @@ class Recipe:
             eval_strategy="steps" if has_val else "no", eval_steps=spec.eval_steps,
             save_strategy="steps", save_steps=spec.save_steps, save_total_limit=3,
             seed=spec.seed, data_seed=spec.seed, gradient_checkpointing=spec.gradient_checkpointing,
-            bf16=use_cuda, fp16=False, use_cpu=not use_cuda, report_to=[], disable_tqdm=True,
-            max_length=spec.max_seq_len, packing=False, dataset_num_proc=None,
-            include_num_input_tokens_seen="non_padding", dataloader_num_workers=0, remove_unused_columns=True,
-            **grouping(SFTConfig, spec.group_by_length),
-        )
+            bf16=use_cuda, fp16=False, use_cpu=not use_cuda, report_to=self._trackers(), disable_tqdm=True,
+            include_num_input_tokens_seen="non_padding", dataloader_num_workers=0)
 
-        return args
+    def _training_args(self, has_val: bool, use_cuda: bool):
+        """The spec as TRL's SFTConfig."""
+        from trl import SFTConfig
+
+        return SFTConfig(**self._common_args(has_val, use_cuda), max_length=self.spec.max_seq_len, packing=False,
+                         dataset_num_proc=None, remove_unused_columns=True,
+                         **grouping(SFTConfig, self.spec.group_by_length))
 
     def _events_callback(self):
         """Trainer logs → forge events; the stop flag → a checkpoint and a clean stop; NaN → failed."""
@@ -416,14 +564,15 @@ class Recipe:
                     recipe.log.log("log", step=state.global_step, loss=loss, lr=logs.get("learning_rate"),
                                    grad_norm=logs.get("grad_norm"), tokens_per_s=round(tps, 1),
                                    tokens=tokens, eta_s=round(eta, 1) if eta is not None else None,
-                                   max_steps=state.max_steps, epoch=logs.get("epoch"))
+                                   max_steps=state.max_steps, epoch=logs.get("epoch"), **rewards(logs))
                     self.t_last, self.tokens_last = now, tokens
                     if not math.isfinite(loss):
                         recipe.failure = f"loss became {loss} at step {state.global_step}; lower the learning rate"
                         control.should_training_stop = True
                         control.should_save = False
                 if "eval_loss" in logs:
-                    recipe.log.log("eval", step=state.global_step, eval_loss=float(logs["eval_loss"]))
+                    recipe.log.log("eval", step=state.global_step, eval_loss=float(logs["eval_loss"]),
+                                   **rewards(logs, "eval_"))
 
             def on_save(self, args, state, control, **kw):
                 ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
@@ -492,12 +641,16 @@ class Recipe:
         """The final adapter, in the same layout whichever backend trained it."""
         out = self.run_dir / "adapter"
         tmp = self.run_dir / "adapter.partial"
-        self.trainer.model.save_pretrained(tmp)
+        model = self.trainer.model
+        if "ref" in getattr(model, "peft_config", {}):  # DPO/KTO's frozen reference copy stays out of the adapter
+            model.save_pretrained(tmp, selected_adapters=["default"])
+        else:
+            model.save_pretrained(tmp)
         self.tokenizer.save_pretrained(tmp)
         (tmp / "chat_template.jinja").write_text(self.tokenizer.chat_template or "")
         (tmp / "forge_adapter.json").write_text(json.dumps({
             "base_model": self.spec.base_model, "base_path": self.base_path, "backend": self.backend,
-            "step": self.trainer.state.global_step}))
+            "step": self.trainer.state.global_step, "method": self.spec.method, "from_run": self.spec.from_run}))
         write_marker(tmp, self.trainer.state.global_step)
         if out.exists():
             import shutil

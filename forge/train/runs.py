@@ -15,7 +15,7 @@ from typing import Callable
 
 from forge import child_env
 from forge.config import Config
-from forge.data.dataset import export_dataset
+from forge.data.dataset import DatasetError, export_dataset
 from forge.store import Store, StoreError
 from forge.train.events import read_events
 from forge.train.spec import SpecError, TrainSpec
@@ -45,6 +45,37 @@ def measure_lengths(spec: TrainSpec, run_dir: Path, workspace: Path) -> tuple[Tr
     return spec.model_copy(update=update), report
 
 
+def preference_data(store: Store, config: Config, spec: TrainSpec, run_dir: Path,
+                    dataset_dir: Path | None = None) -> TrainSpec:
+    """A dpo/kto run's records in run_dir/data/preferences: copied from dataset_dir/preferences when that holds an
+    export of the same kind, else exported now from the store (export_preferences: the split SFT's export gives,
+    so a held-out note stays held out). The spec comes back with preference_data (counts by split and source) and
+    with from_run checked. Raises with a one-line reason, leaving no run folder, when there is nothing to train on."""
+    import shutil
+
+    from forge.data.dataset import export_preferences
+
+    out = run_dir / "data" / "preferences"
+    try:
+        if spec.from_run:
+            adapter = run_dir.parent / spec.from_run / "adapter" / "adapter_config.json"
+            if not adapter.exists():
+                raise SpecError(f"from_run {spec.from_run}: no finished adapter in {adapter.parent} (pick a completed "
+                                f"or stopped run: forge runs)")
+        given = Path(dataset_dir) / "preferences" if dataset_dir else None
+        manifest_path = given / "manifest.json" if given else None
+        if manifest_path and manifest_path.exists() and json.loads(manifest_path.read_text()).get("kind") == spec.method:
+            shutil.copytree(given, out)
+            report = json.loads(manifest_path.read_text())
+        else:
+            report = export_preferences(store, out, config, kind=spec.method)
+    except Exception:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    counts = {k: report.get(k) for k in ("train", "val", "test", "sources", "dataset_hash")}
+    return spec.model_copy(update={"preference_data": counts})
+
+
 def create_run(store: Store, config: Config, spec: TrainSpec, dataset_dir: Path | None = None,
                check_lengths: Callable[[dict], bool] | None = None) -> tuple[str, Path]:
     """A run directory with spec.json and data/ (exported now from the approved examples, notes held out whole as
@@ -69,12 +100,21 @@ def create_run(store: Store, config: Config, spec: TrainSpec, dataset_dir: Path 
     else:
         try:
             report = export_dataset(store, run_dir / "data", config, fmt="chat")
+        except DatasetError:
+            if spec.method == "sft":
+                import shutil
+
+                shutil.rmtree(run_dir, ignore_errors=True)  # no half-made run left behind
+                raise
+            report = {}  # preference training from votes alone: no approved examples to hold out
         except Exception:
             import shutil
 
-            shutil.rmtree(run_dir, ignore_errors=True)  # no half-made run left behind
+            shutil.rmtree(run_dir, ignore_errors=True)
             raise
-    spec, lengths = measure_lengths(spec, run_dir, config.workspace_path())
+    if spec.method != "sft":
+        spec = preference_data(store, config, spec, run_dir, dataset_dir)
+    spec, lengths = measure_lengths(spec, run_dir, config.workspace_path()) if spec.method == "sft" else (spec, None)
     if lengths is not None:
         (run_dir / "lengths.json").write_text(json.dumps(lengths, indent=2) + "\n")
     if check_lengths is not None and lengths is not None and "error" not in lengths and not check_lengths(lengths):

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from forge.errors import ForgeError, format_validation_error
 from forge.models.base_model import DEFAULT_BASE
@@ -68,6 +68,29 @@ class TrainSpec(BaseModel):
 
     base_model: str = DEFAULT_BASE
     """`smollm2-135m-instruct` (bundled), a local HF model folder, or a hub id when online."""
+
+    method: Literal["sft", "dpo", "kto"] = "sft"
+    """sft: supervised fine-tuning on the approved examples. dpo: Direct Preference Optimization on preference
+    pairs (chosen vs rejected answers to one prompt: your edits of machine-written answers, your Eval votes,
+    imported pairs, your notes vs the model's own drafts). kto: Kahneman-Tversky Optimization on answers
+    labelled good or bad (approved / rejected examples, imported labels). TRL's trainers; data/preferences.jsonl
+    or data/kto.jsonl in the run folder (`forge dataset export --preferences`)."""
+
+    from_run: str | None = None
+    """Start from a finished run's LoRA adapter (its id) instead of a fresh one: DPO/KTO on top of an SFT run.
+    The reference model is the same weights with the adapter switched off, so no second copy is loaded."""
+
+    beta: float = Field(default=0.1, gt=0)
+    """DPO/KTO β: how far the tuned model may move from the reference (higher: less)."""
+
+    preference_data: dict | None = None
+    """Filled in when a dpo/kto run is created: its records per split and by source (edit, vote, import,
+    self-play; approve, reject, …), as the export's manifest says (not an input)."""
+
+    report_to: list[str] = Field(default_factory=list)
+    """Also report the run to trackers through transformers' report_to: tensorboard, mlflow, trackio, wandb
+    (each needs its package; `pip install -e '.[trackers]'` for TensorBoard). forge's own events stay the
+    source of the TUI's charts."""
 
     backend: Literal["auto", "peft", "unsloth"] = "auto"
     """auto picks Unsloth when it imports and CUDA is present, else PEFT+TRL."""
@@ -180,6 +203,19 @@ class TrainSpec(BaseModel):
 
     fault_nan_at_step: int | None = None
     """Testing only: replace the loss with NaN from this step on, to exercise the failure path."""
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _trackers(cls, value):
+        if value is None or value == "none":
+            return []
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        known = {"tensorboard", "mlflow", "trackio", "wandb"}
+        for v in value:
+            if v not in known:
+                raise ValueError(f"unknown tracker {v!r}: use one of {', '.join(sorted(known))}")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> "TrainSpec":

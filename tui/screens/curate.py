@@ -376,7 +376,7 @@ class CurateScreen(ReportsWorkerErrors, Screen):
             self.notify(f"saved edit of #{eid}")
             self.show_current()
 
-        self.app.push_screen(EditScreen(eid, ex.messages), saved)
+        self.app.push_screen(EditScreen(eid, ex.messages, ex.rejected), saved)
 
     def action_cycle_status(self) -> None:
         i = STATUS_CYCLE.index(self.status_filter)

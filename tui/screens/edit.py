@@ -1,4 +1,6 @@
-"""Modal editor: one text area per turn. Saving refuses empty turns; Escape cancels and keeps the old text."""
+"""Modal editor: one text area per turn. Saving refuses empty turns; Escape cancels and keeps the old text. For a
+preference pair the last turn is the chosen answer (labelled so) and the rejected answer is shown below it, read
+only: an edit changes the chosen answer and keeps the rejected one."""
 
 from __future__ import annotations
 
@@ -12,18 +14,23 @@ from textual.widgets import Button, Label, Static, TextArea
 class EditScreen(ModalScreen[list[dict] | None]):
     BINDINGS = [Binding("ctrl+s", "save", "Save"), Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, example_id: int, messages: list[dict]) -> None:
+    def __init__(self, example_id: int, messages: list[dict], rejected: str | None = None) -> None:
         super().__init__()
         self.example_id = example_id
         self.messages = messages
+        self.rejected = rejected
 
     def compose(self) -> ComposeResult:
         with Vertical(id="edit-dialog"):
             yield Label(f"Edit example #{self.example_id}  (ctrl+s save · escape cancel)", id="edit-title")
             with VerticalScroll():
                 for i, m in enumerate(self.messages):
-                    yield Label(m["role"], classes=f"role role-{m['role']}")
+                    chosen = self.rejected is not None and i == len(self.messages) - 1
+                    yield Label(m["role"] + (" · chosen" if chosen else ""), classes=f"role role-{m['role']}")
                     yield TextArea(m["content"], id=f"turn-{i}", classes="turn", soft_wrap=True)
+                if self.rejected is not None:
+                    yield Label("rejected (kept as it is)", classes="role role-rejected")
+                    yield Static(self.rejected, id="edit-rejected", markup=False)
             yield Static("", id="edit-error")
             with Horizontal(id="edit-buttons"):
                 yield Button("Save", variant="primary", id="save")

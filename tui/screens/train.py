@@ -1,6 +1,10 @@
 """Train mode: a spec form, Start / Stop / Resume, a live loss chart, progress with ETA and tokens/s, the log
 tail and the run history. Training runs in its own process; this screen only reads its events file, on a
-timer, so the chart redraws at most four times a second however fast events arrive."""
+timer, so the chart redraws at most four times a second however fast events arrive.
+
+The form picks the method (sft, or preference training: dpo on pairs, kto on good/bad labels) and, optionally, a
+finished run whose adapter the new run starts from. Under it a line says how many preference pairs and KTO labels
+the store holds, by source: counted in a worker (it reads the whole store) each time the screen is shown."""
 
 from __future__ import annotations
 
@@ -13,12 +17,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.coordinate import Coordinate
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, ProgressBar, RichLog, Select, Static
 
-from forge.errors import format_validation_error
+from forge.data import preferences
+from forge.errors import ForgeError, format_validation_error
 from forge.store import StoreError
 from forge.train import runs
+from forge.train.checkpoints import MARKER
 from forge.train.events import as_float, read_events
 from forge.train.spec import TrainSpec
 from forge.train.recipes import RECIPES, recipe_spec
@@ -48,13 +55,43 @@ def batch_text(batch_size, grad_accum, num_processes, short: bool = False) -> st
     return f"effective batch {b * g * p} = {b} rows × {g} accumulated × {processes}"
 
 REDRAW_SECONDS = 0.25
+METHODS = [("sft: supervised", "sft"), ("dpo: preference pairs", "dpo"), ("kto: good / bad labels", "kto")]
+REWARD_KEYS = ("rewards_margin", "rewards_chosen", "rewards_rejected")  # charted, in this order, for DPO/KTO runs
+NO_PAIRS = ("no preference pairs yet: edit machine-written answers in Curate, vote in Eval, or import a preference "
+            "dataset")
+NO_LABELS = "no KTO labels yet: approve or reject examples in Curate, or import a labelled preference dataset"
+
+
+def adapter_runs(all_runs: list[dict]) -> list[dict]:
+    """The runs a new run can start from: ended (completed or stopped) with a complete final adapter, in the order
+    given (store.runs(): newest first)."""
+    return [r for r in all_runs if r["status"] in ("completed", "stopped")
+            and (Path(r["run_dir"]) / "adapter" / MARKER).is_file()]
+
+
+def start_refusal(method: str, counts: dict) -> str | None:
+    """Why a `method` run cannot start with these preference counts (forge.data.preferences.counts), or None."""
+    if method == "dpo" and not counts.get("pairs_total"):
+        return NO_PAIRS
+    if method == "kto" and not sum((counts.get("labels") or {}).values()):
+        return NO_LABELS
+    return None
+
+
+class PreferencesCounted(Message):
+    """The preference-count worker read the store: `counts` is forge.data.preferences.counts()."""
+
+    def __init__(self, counts: dict) -> None:
+        self.counts = counts
+        super().__init__()
 
 
 class TrainScreen(ReportsWorkerErrors, Screen):
     # priority: a focused form field must not take them (an Input binds ctrl+x to "cut")
     BINDINGS = [Binding("ctrl+t", "start", "Start", priority=True), Binding("ctrl+x", "stop", "Stop", priority=True),
                 Binding("ctrl+r", "resume", "Resume", priority=True)]
-    WORKER_UI = {"train-start": ("starting the run", "#spec-error", ("#train-start",))}
+    WORKER_UI = {"train-start": ("starting the run", "#spec-error", ("#train-start",)),
+                 "train-prefs": ("counting preference pairs", "#train-prefs", ())}
 
     def __init__(self) -> None:
         super().__init__()
@@ -64,6 +101,13 @@ class TrainScreen(ReportsWorkerErrors, Screen):
         self.events_offset = 0
         self.train_points: list[tuple[int, float]] = []
         self.eval_points: list[tuple[int, float]] = []
+        # a DPO/KTO run's rewards (REWARD_KEYS → points), and its latest margin and accuracy for the stats line
+        self.reward_points: dict[str, list[tuple[int, float]]] = {k: [] for k in REWARD_KEYS}
+        self.last_margin: float | None = None
+        self.last_accuracy: float | None = None
+        self.pref_counts: dict | None = None
+        self.from_run_options: list[tuple[str, str]] = []
+        self.lengths_pending = False  # Start said "measuring…" and no length report has come yet
         self.dirty = False
         self.max_steps = 0
         self.run_batch = ""  # the followed run's processes and effective batch (from its stored spec)
@@ -84,11 +128,19 @@ class TrainScreen(ReportsWorkerErrors, Screen):
                 yield Label("backend", classes="form-label")
                 yield Select([("auto", "auto"), ("peft", "peft"), ("unsloth", "unsloth")], value=defaults.backend,
                              allow_blank=False, id="spec-backend")
+                yield Label("method", classes="form-label")
+                yield Select(METHODS, value=defaults.method, allow_blank=False, id="spec-method")
+                yield Label("β (dpo / kto)", classes="form-label")
+                yield Input(str(defaults.beta), id="spec-beta", classes="form-input",
+                            disabled=defaults.method == "sft")
+                yield Label("start from run", classes="form-label")
+                yield Select([], prompt="a fresh adapter", id="spec-from-run")
                 yield Static("", id="spec-error")
                 with Horizontal(id="train-buttons"):
                     yield Button("Start", variant="success", id="train-start")
                     yield Button("Stop", variant="error", id="train-stop", disabled=True)
                     yield Button("Resume", id="train-resume")
+                yield Static("counting preference pairs…", id="train-prefs", markup=False)
             with Vertical(id="train-live"):
                 yield Label("no run yet: set the spec and press Start (ctrl+t)", id="train-stats")
                 yield ProgressBar(id="train-progress", show_eta=False)
@@ -124,6 +176,12 @@ class TrainScreen(ReportsWorkerErrors, Screen):
         if data.get("epochs") is None:
             data.pop("epochs")
         data["backend"] = self.query_one("#spec-backend", Select).value
+        data["method"] = self.query_one("#spec-method", Select).value
+        from_run = self.query_one("#spec-from-run", Select).value
+        data["from_run"] = None if from_run == Select.NULL else from_run
+        beta = self.query_one("#spec-beta", Input).value.strip()
+        if beta:
+            data["beta"] = beta
         recipe = self.query_one("#spec-recipe", Select).value
         if recipe != Select.NULL:  # what the form does not show (truncation, eval budget) comes from the recipe
             data = {**recipe_spec(recipe), **{k: v for k, v in data.items() if v is not None}}
@@ -143,10 +201,15 @@ class TrainScreen(ReportsWorkerErrors, Screen):
             return
         spec = self.read_spec()
         if spec is not None:
-            self.query_one("#train-lengths", Static).update("measuring the training examples' lengths…")
+            self.query_one("#train-lengths", Static).update(  # a preference run's lengths are the runner's to fit
+                "measuring the training examples' lengths…" if spec.method == "sft"
+                else f"exporting the {spec.method} preference data…")
+            self.lengths_pending = True
             self.start_run(spec)
 
     def on_screen_resume(self) -> None:
+        self.count_preferences()  # Curate and Eval may have added pairs or labels since the screen was last shown
+        self.refresh_from_runs()
         offered = self.app.offered_recipe
         if offered and (self.proc is None or self.proc.poll() is not None):  # not while a run is going: later
             self.app.offered_recipe = None
@@ -160,15 +223,62 @@ class TrainScreen(ReportsWorkerErrors, Screen):
             if any(name == field for field, _ in FORM):
                 self.query_one(f"#spec-{name}", Input).value = str(value)
 
+    @on(Select.Changed, "#spec-method")
+    def method_chosen(self, event: Select.Changed) -> None:
+        self.query_one("#spec-beta", Input).disabled = event.value == "sft"
+
+    @on(Select.Changed, "#spec-from-run")
+    def from_run_chosen(self, event: Select.Changed) -> None:
+        """An adapter only fits the base it was trained on: the form takes that run's base model."""
+        if event.value == Select.NULL:
+            return
+        try:
+            base = self.app.store.get_run(event.value)["spec"].get("base_model")
+        except StoreError:
+            return
+        if base:
+            self.query_one("#spec-base_model", Input).value = str(base)
+
+    def refresh_from_runs(self, all_runs: list[dict] | None = None) -> None:
+        """The "start from run" choices: finished runs with an adapter, newest first; the choice is kept while its
+        run is still listed."""
+        finished = adapter_runs(self.app.store.runs() if all_runs is None else all_runs)
+        # "20250101-101010-ab12 · sft": the id without its constant "run-" fits the form's width on one line
+        options = [(f"{r['id'].removeprefix('run-')} · {r['spec'].get('method', 'sft')}", r["id"]) for r in finished]
+        if options == self.from_run_options:
+            return
+        self.from_run_options = options
+        select = self.query_one("#spec-from-run", Select)
+        chosen = select.value
+        select.set_options(options)
+        if chosen != Select.NULL and any(value == chosen for _, value in options):
+            select.value = chosen
+
+    # ---- preference data --------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="train-prefs")
+    def count_preferences(self) -> None:
+        self.post_message(PreferencesCounted(preferences.counts(self.app.store)))
+
+    def on_preferences_counted(self, message: PreferencesCounted) -> None:
+        self.pref_counts = message.counts
+        self.query_one("#train-prefs", Static).update(preferences.describe(message.counts))
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="train-start")
     def start_run(self, spec: TrainSpec) -> None:
+        if spec.method != "sft":  # counted now, not taken from the line under the form: the store may have changed
+            counts = preferences.counts(self.app.store)
+            self.post_message(PreferencesCounted(counts))
+            refusal = start_refusal(spec.method, counts)
+            if refusal:
+                self.post_message(RunStartFailed(refusal))
+                return
         try:
             run_id, run_dir = runs.create_run(self.app.store, self.app.config, spec,
                                               check_lengths=self.confirm_lengths)
         except runs.TruncationRefused as e:
             self.post_message(RunStartFailed(f"not started: {e}"))
             return
-        except (StoreError, OSError) as e:
+        except (ForgeError, OSError) as e:  # StoreError, DatasetError, SpecError (from_run has no adapter): one line
             self.post_message(RunStartFailed(str(e)))  # a thread reports by message; the screen shows it
             return
         self.post_message(RunStarted(run_id, run_dir, self.app.train_launcher(run_dir, False)))
@@ -202,12 +312,26 @@ class TrainScreen(ReportsWorkerErrors, Screen):
     def on_lengths_measured(self, message: LengthsMeasured) -> None:
         from forge.train.lengths import summary_lines
 
+        self.lengths_pending = False
         self.query_one("#train-lengths", Static).update("\n".join(summary_lines(message.report, bar_width=20)))
 
     def on_run_started(self, message: RunStarted) -> None:
+        self.clear_pending_lengths()
         self.follow(message.run_id, message.run_dir, message.proc)
 
+    def clear_pending_lengths(self) -> None:
+        """Started or refused with no length report (a preference run, a refusal before measuring): the
+        "measuring…" line would otherwise stay."""
+        if self.lengths_pending:
+            self.lengths_pending = False
+            self.query_one("#train-lengths", Static).update("")
+
+    def worker_failed(self, worker, error: BaseException) -> None:
+        if worker.group == "train-start":
+            self.clear_pending_lengths()
+
     def on_run_start_failed(self, message: RunStartFailed) -> None:
+        self.clear_pending_lengths()
         self.query_one("#spec-error", Static).update(f"[red]{escape(message.error)}[/]")
 
     def follow(self, run_id: str, run_dir: Path, proc, resume: bool = False) -> None:
@@ -219,11 +343,17 @@ class TrainScreen(ReportsWorkerErrors, Screen):
             self.run_batch = ""
         self.query_one("#train-stats", Label).update(f"{run_id}  {self.run_batch}")
         if not resume:  # a resumed run appends to the same events file: keep reading where we were
-            self.train_points, self.eval_points, self.events_offset = [], [], 0
+            self.clear_points()
         self.query_one("#train-log", RichLog).write(f"[b]{'resumed' if resume else 'started'} {run_id}[/]")
         self.query_one("#train-stop", Button).disabled = False
         self.refresh_history()
         self.show_run_status("starting")  # launched: no longer "created" (or "stopped", when resumed)
+
+    def clear_points(self) -> None:
+        self.train_points, self.eval_points, self.events_offset = [], [], 0
+        self.reward_points = {k: [] for k in REWARD_KEYS}
+        self.last_margin = self.last_accuracy = None
+        self.dirty = True  # the chart forgets the previous run's lines too
 
     def show_run_status(self, status: str) -> None:
         """The followed run's row says what its runner says while it runs; the store has it once the run ends."""
@@ -253,7 +383,7 @@ class TrainScreen(ReportsWorkerErrors, Screen):
             self.notify(str(e), severity="error")
             return
         if run_id != self.run_id:
-            self.train_points, self.eval_points, self.events_offset = [], [], 0
+            self.clear_points()
         self.follow(run_id, run_dir, self.app.train_launcher(run_dir, True), resume=True)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -273,9 +403,18 @@ class TrainScreen(ReportsWorkerErrors, Screen):
                 self.train_points.append((e["step"], as_float(e["loss"])))
                 self.max_steps = e.get("max_steps") or self.max_steps
                 last = e
+                for key in REWARD_KEYS:  # DPO/KTO runs only; an SFT run's events have none
+                    if as_float(e.get(key)) is not None:
+                        self.reward_points[key].append((e["step"], as_float(e[key])))
+                if as_float(e.get("rewards_margin")) is not None:
+                    self.last_margin = as_float(e["rewards_margin"])
+                if as_float(e.get("rewards_accuracy")) is not None:
+                    self.last_accuracy = as_float(e["rewards_accuracy"])
             elif kind == "eval":
                 self.eval_points.append((e["step"], as_float(e["eval_loss"])))
-                log.write(f"step {e['step']}: eval loss {as_float(e['eval_loss']):.4f}")
+                margin = as_float(e.get("eval_rewards_margin"))
+                log.write(f"step {e['step']}: eval loss {as_float(e['eval_loss']):.4f}"
+                          + (f" · reward margin {margin:.3f}" if margin is not None else ""))
             elif kind == "status":
                 self.show_run_status(e["status"])
                 log.write(f"[b]{e['status']}[/]" + (f": {e['message']}" if e.get("message") else ""))
@@ -289,11 +428,11 @@ class TrainScreen(ReportsWorkerErrors, Screen):
             self.query_one("#train-stats", Label).update(
                 f"{self.run_id}  step {last['step']}/{self.max_steps}  loss {as_float(last['loss']):.4f}  "
                 f"{last.get('tokens_per_s', 0):.0f} tok/s" + (f"  ETA {eta:.0f} s" if eta else "")
-                + (f"  ·  {self.run_batch}" if self.run_batch else ""))
+                + self.rewards_text() + (f"  ·  {self.run_batch}" if self.run_batch else ""))
             self.query_one("#train-progress", ProgressBar).update(total=self.max_steps or None,
                                                                   progress=last["step"])
         if self.dirty:
-            self.query_one(LossChart).set_points(self.train_points, self.eval_points)
+            self.query_one(LossChart).set_points(self.train_points, self.eval_points, self.reward_points)
             self.dirty = False
         if self.proc is not None and self.proc.poll() is not None:
             self.query_one("#train-stop", Button).disabled = True
@@ -304,10 +443,18 @@ class TrainScreen(ReportsWorkerErrors, Screen):
             self.proc = None
             self.refresh_history()
 
+    def rewards_text(self) -> str:
+        """"  margin 0.412  acc 75%" for a preference run (accuracy: how often chosen out-scores rejected);
+        nothing for SFT."""
+        text = f"  margin {self.last_margin:.3f}" if self.last_margin is not None else ""
+        return text + (f"  acc {self.last_accuracy:.0%}" if self.last_accuracy is not None else "")
+
     def refresh_history(self) -> None:
         table = self.query_one("#run-history", DataTable)
         table.clear()
-        for r in self.app.store.runs()[:50]:
+        all_runs = self.app.store.runs()
+        self.refresh_from_runs(all_runs)  # a run that just ended may now be one to start from
+        for r in all_runs[:50]:
             loss = as_float(r["meta"].get("last_loss"))
             table.add_row(r["id"], r["status"], str(r["meta"].get("step") or ""),
                           f"{loss:.4f}" if loss is not None else "", key=r["id"])

@@ -1,4 +1,6 @@
-"""Shows one example: where it came from, its tags and status, and each turn rendered as markdown."""
+"""Shows one example: where it came from, its tags and status, and each turn rendered as markdown. A preference
+pair's answers sit side by side under its prompt, "chosen" left and "rejected" right; a KTO-labelled example says
+its label in the header and on its answer."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from rich.console import Group
 from rich.markdown import Markdown
 from rich.panel import Panel
 from rich.segment import Segment
+from rich.table import Table
 from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.strip import Strip
@@ -26,6 +29,12 @@ def render_example(ex: Example, position: str = "", provenance: str = "") -> Gro
         head.append("  edited", style="italic cyan")
     if ex.reason:
         head.append(f"  ({ex.reason})", style="dim")
+    pair = ex.rejected is not None and bool(ex.messages) and ex.messages[-1]["role"] == "assistant"
+    label = ex.label
+    if pair:
+        head.append("  ⇄ preference pair", style="bold magenta")
+    elif label is not None:
+        head.append("  KTO " + ("desirable" if label else "undesirable"), style="bold green" if label else "bold red")
     if position:
         head.append(f"   {position}", style="dim")
     where = ex.source
@@ -34,9 +43,22 @@ def render_example(ex: Example, position: str = "", provenance: str = "") -> Gro
     meta = Text(f"source {where}", style="dim")
     tags = Text("tags " + (" ".join(f"#{t}" for t in ex.tags) if ex.tags else "—"), style="dim")
     lines = [head, meta, tags] + ([Text(provenance, style="italic cyan")] if provenance else [])
-    turns = [Panel(Markdown(m["content"] or "*(empty)*"), title=m["role"], title_align="left",
-                   border_style=ROLE_STYLE.get(m["role"], "white")) for m in ex.messages]
+    shown = ex.messages[:-1] if pair else ex.messages
+    turns = [_turn(m["content"], m["role"], ROLE_STYLE.get(m["role"], "white")) for m in shown]
+    if pair:
+        sides = Table.grid(expand=True, padding=(0, 1))
+        sides.add_column(ratio=1)
+        sides.add_column(ratio=1)
+        sides.add_row(_turn(ex.messages[-1]["content"], "chosen", "green"), _turn(ex.rejected, "rejected", "red"))
+        turns.append(sides)
+    elif label is not None and turns and ex.messages[-1]["role"] == "assistant":
+        turns[-1] = _turn(ex.messages[-1]["content"], "assistant · " + ("desirable" if label else "undesirable"),
+                          "green" if label else "red")
     return Group(*lines, Text(""), *turns)
+
+
+def _turn(content: str, title: str, style: str) -> Panel:
+    return Panel(Markdown(content or "*(empty)*"), title=title, title_align="left", border_style=style)
 
 
 class RenderedOnce(RichVisual):

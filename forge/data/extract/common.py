@@ -303,12 +303,14 @@ CHAT_KEYS = ("messages", "conversations", "conversation")
 @dataclass
 class Found:
     """One example in a record, or why there is none: `label` is "" for the record itself, "instance N" for one
-    of a Self-Instruct task's instances and "conversation 'TITLE'" for one of a chat export; `messages` is None when skipped (then `code` and `reason` say why)."""
+    of a Self-Instruct task's instances and "conversation 'TITLE'" for one of a chat export; `messages` is None
+    when skipped (then `code` and `reason` say why); `meta` is what the item stores beside the messages."""
 
     label: str
     messages: list[dict] | None
     code: str = ""
     reason: str = ""
+    meta: dict = field(default_factory=dict)  # a preference row's {"rejected": str} or {"label": bool}
 
 
 def _kind_of(value: object) -> str:
@@ -367,7 +369,8 @@ def is_self_instruct(rec: object) -> bool:
 def examples_of(rec: object) -> list[Found]:
     """Every example in one record. A Self-Instruct seed task ({"instruction", "instances": [{"input", "output"}],
     "is_classification"}) gives one per instance: the instruction and the instance's input as the user turn, its
-    output as the assistant turn; a bad instance is skipped on its own. Any other record gives one."""
+    output as the assistant turn; a bad instance is skipped on its own. Any other record gives one (preference
+    records are read by preference.records_examples, which asks here for the rest)."""
     if not is_self_instruct(rec):
         return [found_in(rec)]
     instances = rec["instances"]

@@ -3,7 +3,8 @@
 
 Folders and Arrow files are opened with the `datasets` library (memory-mapped, nothing written to its cache);
 Parquet is read in batches with pyarrow, which `datasets` is built on, with the `datasets` features stored in the
-file (class-label names) kept. The shape is chosen once from the columns: a chat column (messages/conversations),
+file (class-label names) kept. The shape is chosen once from the columns: preference pairs (chosen/rejected, with
+a prompt column or HH-RLHF transcripts) and KTO labels (prompt/completion/label) first, a chat column (messages/conversations),
 Self-Instruct (instruction + instances, one example per instance), Alpaca (instruction/input/output), the other
 common pairs, or the prompt/response columns the caller names. Every row then gives an example or a skip with its
 reason; one bad row never stops the rest. Rows are numbered from 0, as `dataset[i]` numbers them.
@@ -18,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from forge.data.extract.common import (CHAT_KEYS, Extraction, ExtractError, Progress, coerce_messages, describe_error,
-                                  empty_turn, examples_of, lfs_pointer, messages_from_pair)
+from forge.data.extract.common import (CHAT_KEYS, PROMPT_LIKE, Extraction, ExtractError, Progress, coerce_messages,
+                                       describe_error, empty_turn, examples_of, lfs_pointer, messages_from_pair)
+from forge.data.extract.preference import describe_columns, example_key, preference_columns, preference_found
 from forge.data.validate import normalize_messages
-from forge.store import content_hash
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 ARROW_SUFFIXES = (".arrow", ".feather", ".ipc")
@@ -230,14 +231,17 @@ def open_tables(path: str | Path, split: str | None = None, prefer: tuple[str, .
 # ---- the shape of the rows --------------------------------------------------------------------------------------
 @dataclass
 class Shape:
-    kind: str  # "chat", "records" (Self-Instruct: examples_of per row) or "pair"
+    kind: str  # "chat", "records" (Self-Instruct: examples_of per row), "pair" or "preference"
     prompt: str | None = None
     response: str | None = None
     extra: str | None = None  # Alpaca's input, appended to the instruction
     system: str | None = None
     chat: str | None = None
+    preference: dict[str, str] | None = None  # preference.py's keys (prompt, chosen, rejected, ...) → columns
 
     def describe(self) -> str:
+        if self.kind == "preference":
+            return describe_columns(self.preference)
         if self.kind == "chat":
             return f"chat ({self.chat})"
         if self.kind == "records":
@@ -259,6 +263,20 @@ def _resolve(name: str, columns: list[str], where: str) -> str:
 def pick_shape(columns: list[str], where: str, prompt_column: str | None = None, response_column: str | None = None,
                system_column: str | None = None, messages_column: str | None = None) -> Shape:
     system = _resolve(system_column, columns, where) if system_column else None
+    pref = preference_columns(columns) if not (messages_column or response_column) else None
+    if pref is not None:
+        # Before the chat and pair shapes: UltraFeedback-binarized has a `messages` column beside chosen/rejected, and
+        # prompt/completion (KTO) is an SFT pair too. The prompt is --prompt-column, `prompt`, or a prompt-like
+        # column (Orca DPO pairs: question/chosen/rejected); none at all is right for HH-RLHF transcripts.
+        lower = {c.lower(): c for c in columns}
+        prompt = (_resolve(prompt_column, columns, where) if prompt_column else pref.get("prompt")
+                  or next((lower[k] for k in (*PROMPT_LIKE, "instruction") if k in lower), None))
+        pref = {k: v for k, v in pref.items() if k not in ("prompt", "system")}
+        if prompt:
+            pref["prompt"] = prompt
+        if system or "system" in lower:
+            pref["system"] = system or lower["system"]
+        return Shape("preference", preference=pref)
     if messages_column:
         return Shape("chat", chat=_resolve(messages_column, columns, where), system=system)
     if prompt_column or response_column:
@@ -278,6 +296,11 @@ def pick_shape(columns: list[str], where: str, prompt_column: str | None = None,
         if p in lower and r in lower:
             extra = lower.get("input") if p == "instruction" else None
             return Shape("pair", lower[p], lower[r], extra, system or lower.get("system"))
+    if ("chosen" in lower) != ("rejected" in lower):
+        have, lack = ("chosen", "rejected") if "chosen" in lower else ("rejected", "chosen")
+        raise ExtractError(f"{where}: has a {have!r} column but no {lack!r} one, so it is no preference dataset (it "
+                           f"has: {', '.join(columns)}); pass --prompt-column and --response-column to read it as "
+                           f"prompt/response")
     raise ExtractError(f"{where}: cannot tell which columns hold the prompt and the response (it has: "
                        f"{', '.join(columns)}); pass --prompt-column and --response-column, or --messages-column")
 
@@ -302,8 +325,42 @@ def _text(value, column: str, names: list[str] | None) -> tuple[str | None, str]
     return None, f"{column!r} holds {kind}, not text"
 
 
+def _too_big(msgs: list[dict], meta: dict, max_field_bytes: int) -> str | None:
+    texts = [(f"the {m['role']} turn", m["content"]) for m in msgs]
+    if isinstance(meta.get("rejected"), str):
+        texts.append(("the rejected answer", meta["rejected"]))
+    for what, text in texts:
+        if len(text) * 4 > max_field_bytes and len(text.encode("utf-8", "replace")) > max_field_bytes:  # ≤ 4 B/char
+            return f"{what} is over the {max_field_bytes}-byte limit (extract.max_line_bytes)"
+    return None
+
+
+def _preference_row(row: dict, shape: Shape, t: Table, max_field_bytes: int):
+    rec = {}
+    for key, col in shape.preference.items():
+        value = row.get(col)
+        names = t.class_names.get(col)
+        if names is not None and isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
+            value = names[value]  # a ClassLabel label column: its name ("true"/"false")
+        rec[key] = value
+    found = preference_found(rec)
+    if found.messages is None:
+        return [("", None, found.code, found.reason, {})]
+    big = _too_big(found.messages, found.meta, max_field_bytes)
+    if big:
+        return [("", None, "too-large", big, {})]
+    return [("", found.messages, "", "", found.meta)]
+
+
 def _row_examples(row: dict, shape: Shape, t: Table, max_field_bytes: int):
-    """[(label, messages or None, code, reason)] for one row."""
+    """[(label, messages or None, code, reason, meta)] for one row."""
+    if shape.kind == "preference":
+        return _preference_row(row, shape, t, max_field_bytes)
+    return [(*found, {}) for found in _sft_row(row, shape, t, max_field_bytes)]
+
+
+def _sft_row(row: dict, shape: Shape, t: Table, max_field_bytes: int):
+    """[(label, messages or None, code, reason)] for one row of an SFT shape."""
     if shape.kind == "records":
         if shape.system and shape.system != "system":
             row = {**row, "system": row.get(shape.system)}
@@ -339,11 +396,9 @@ def _row_examples(row: dict, shape: Shape, t: Table, max_field_bytes: int):
         if shape.extra and cells.get(shape.extra, "").strip():
             prompt = f"{prompt}\n\n{cells[shape.extra]}"
         msgs = messages_from_pair(prompt, cells[shape.response], system)
-    too_big = next((m for m in msgs if len(m["content"]) * 4 > max_field_bytes  # bytes ≤ 4 × characters
-                    and len(m["content"].encode("utf-8", "replace")) > max_field_bytes), None)
+    too_big = _too_big(msgs, {}, max_field_bytes)
     if too_big:
-        return [("", None, "too-large", f"the {too_big['role']} turn is over the {max_field_bytes}-byte limit "
-                                        f"(extract.max_line_bytes)")]
+        return [("", None, "too-large", too_big)]
     empty = empty_turn(msgs)
     if empty:
         return [("", None, "empty", empty)]
@@ -385,15 +440,17 @@ def extract_dataset(path: str | Path, max_field_bytes: int, progress: Progress |
                     try:
                         found = _row_examples(row, shape, t, max_field_bytes)
                     except Exception as e:  # noqa: BLE001 - one row a converter chokes on never stops the rest
-                        found = [("", None, "parser-error", describe_error(e))]
-                    for label, msgs, code, reason in found:
+                        found = [("", None, "parser-error", describe_error(e), {})]
+                    for label, msgs, code, reason, meta in found:
                         if msgs is None:
                             result.skip(f"{t.where}:{i}" + (f" ({label})" if label else ""), reason, code)
                             continue
-                        result.items.append({
-                            "extract_key": f"{source_kind}:{t.label}:{content_hash(msgs)}",
-                            "source_kind": source_kind, "source_ref": f"{t.label}:{i}", "line": i, "tags": [],
-                            "messages": msgs})
+                        item = {"extract_key": f"{source_kind}:{t.label}:{example_key(msgs, meta)}",
+                                "source_kind": source_kind, "source_ref": f"{t.label}:{i}", "line": i, "tags": [],
+                                "messages": msgs}
+                        if meta:
+                            item["meta"] = meta
+                        result.items.append(item)
                     i += 1
                     done += 1
                     result.read += 1

@@ -1,7 +1,9 @@
 """LLM output → conversations. Accepts JSONL (or a JSON array) of the common shapes: {"messages": [...]}, Alpaca,
 ChatGPT's and Claude's data exports (conversations.json: one example per conversation),
 {input, output}, {prompt, completion}, Self-Instruct seed tasks (one example per instance), OpenAI chat-completion
-objects whose message content holds one of those, and JSON inside ```json fences, as models like to write it."""
+objects whose message content holds one of those, and JSON inside ```json fences, as models like to write it.
+Preference rows (prompt/chosen/rejected, HH-RLHF transcripts, KTO prompt/completion/label: see preference.py) become
+pair and KTO-labelled examples."""
 
 from __future__ import annotations
 
@@ -9,8 +11,8 @@ import json
 import re
 from pathlib import Path
 
-from forge.data.extract.common import Extraction, Progress, decode_bytes, describe_error, examples_of, over_limit
-from forge.store import content_hash
+from forge.data.extract.common import Extraction, Progress, decode_bytes, describe_error, over_limit
+from forge.data.extract.preference import example_key, records_examples
 
 FENCE_RE = re.compile(r"```(?:json|jsonl)?\s*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 
@@ -73,7 +75,7 @@ def extract_jsonl(path: str | Path, max_file_bytes: int, max_line_bytes: int,
             result.skip(f"{path}:{line}", "no examples inside this record")
         for rec in recs:
             try:
-                founds = examples_of(rec)  # a Self-Instruct task gives one per instance
+                founds = records_examples(rec)  # a Self-Instruct task gives one per instance
             except Exception as e:  # noqa: BLE001 - one record a shape reader chokes on never stops the file
                 result.skip(f"{path}:{line}", f"could not be read ({describe_error(e)})", "parser-error")
                 continue
@@ -84,9 +86,11 @@ def extract_jsonl(path: str | Path, max_file_bytes: int, max_line_bytes: int,
                     continue
                 msgs = found.messages
                 ref = f"{path.name}:{line}" + (f" ({found.label})" if found.label.startswith("conversation") else "")
-                result.items.append({"extract_key": f"{source_kind}:{path.name}:{content_hash(msgs)}",
-                                     "source_kind": source_kind, "source_ref": ref, "line": line,
-                                     "tags": [], "messages": msgs})
+                item = {"extract_key": f"{source_kind}:{path.name}:{example_key(msgs, found.meta)}",
+                        "source_kind": source_kind, "source_ref": ref, "line": line, "tags": [], "messages": msgs}
+                if found.meta:
+                    item["meta"] = found.meta
+                result.items.append(item)
 
     with open(path, "rb") as f:
         raw = f.read()

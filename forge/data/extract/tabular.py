@@ -1,4 +1,5 @@
-"""CSV and TSV files → conversations, with encoding detection and configurable prompt/response/system columns."""
+"""CSV and TSV files → conversations, with encoding detection and configurable prompt/response/system columns. A
+header with chosen/rejected (DPO pairs) or completion/label (KTO) columns is read as preference rows (preference.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import sys
 from pathlib import Path
 
 from forge.config import CsvConfig
-from forge.data.extract.common import Extraction, ExtractError, Progress, decode_bytes, messages_from_pair, over_limit
-from forge.store import content_hash
+from forge.data.extract.common import (PROMPT_LIKE, Extraction, ExtractError, Progress, decode_bytes,
+                                       messages_from_pair, over_limit)
+from forge.data.extract.preference import example_key, preference_columns, preference_found
 
 TSV_SUFFIXES = (".tsv", ".tab")
 
@@ -98,6 +100,15 @@ def extract_csv(path: str | Path, cfg: CsvConfig, max_file_bytes: int, max_field
     except (StopIteration, csv.Error):
         result.skip(str(path), "no header row")
         return result
+    named = prompt_column or response_column or cfg.prompt_column or cfg.response_column
+    pref = preference_columns(header) if not named else None
+    if pref is not None:
+        lower = {h.strip().lower(): h for h in header}
+        prompt = pref.get("prompt") or next((lower[k] for k in (*PROMPT_LIKE, "instruction") if k in lower), None)
+        pref = {**pref, **({"prompt": prompt} if prompt else {})}
+        if system_column or cfg.system_column:
+            pref["system"] = system_column or cfg.system_column
+        return _preference_rows(path, reader, header, pref, offset, text, result, progress)
     try:
         pcol, rcol = _pick_columns(header, cfg, prompt_column, response_column)
     except ExtractError as e:
@@ -146,10 +157,49 @@ def extract_csv(path: str | Path, cfg: CsvConfig, max_file_bytes: int, max_field
             user = prompt
         msgs = messages_from_pair(user, response, row[idx[scol]] if scol else None)
         result.items.append({
-            "extract_key": f"csv:{path.name}:{content_hash(msgs)}",
+            "extract_key": f"csv:{path.name}:{example_key(msgs)}",
             "source_kind": "csv", "source_ref": f"{path.name}:{where.rsplit(':', 1)[1]}",
             "line": int(where.rsplit(":", 1)[1]), "tags": [], "messages": msgs,
         })
+        if progress and len(result.items) % 500 == 0:
+            progress(reader.line_num, total)
+    if progress:
+        progress(total, total)
+    return result
+
+
+def _preference_rows(path: Path, reader, header: list[str], cols: dict[str, str], offset: int, text: str,
+                     result: Extraction, progress: Progress | None) -> Extraction:
+    """The rows of a preference CSV: each a pair or KTO-labelled example, or a skip naming its line."""
+    idx = {h: i for i, h in enumerate(header)}
+    missing = next((c for c in cols.values() if c not in idx), None)
+    if missing is not None:
+        result.skip(str(path), f"column {missing!r} not found; the header has: {', '.join(header)}")
+        return result
+    total = max(text.count("\n"), 1)
+    line = reader.line_num + 1 + offset
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            result.skip(f"{path}:{line}", f"bad CSV row: {e}")
+            result.read += 1
+            line = reader.line_num + 1 + offset
+            continue
+        at, line = line, reader.line_num + 1 + offset
+        if not any(c.strip() for c in row):
+            continue
+        result.read += 1
+        row = row + [""] * (len(header) - len(row))
+        found = preference_found({k: row[idx[c]] for k, c in cols.items()})
+        if found.messages is None:
+            result.skip(f"{path}:{at}", found.reason, found.code)
+            continue
+        result.items.append({"extract_key": f"csv:{path.name}:{example_key(found.messages, found.meta)}",
+                             "source_kind": "csv", "source_ref": f"{path.name}:{at}", "line": at, "tags": [],
+                             "messages": found.messages, "meta": found.meta})
         if progress and len(result.items) % 500 == 0:
             progress(reader.line_num, total)
     if progress:
