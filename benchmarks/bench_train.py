@@ -2,7 +2,11 @@
 
 Both train SmolLM2-135M with LoRA r16 on q/k/v/o in fp32 on the CPU, batch 8, the same tokenised examples
 (assistant-only labels), and count non-padding tokens per second over the steps after the first.
-Usage: .venv/bin/python -m benchmarks.bench_train [STEPS]
+
+--method dpo (or kto): the seconds per step of forge's DPO (KTO) run against forge's SFT run on the same rows, measured
+in one run (goal: a DPO step ≤ 2.5× an SFT step). The pairs are the SFT rows as chosen and the same answers with a
+filler opener as rejected; the KTO labels are both, good and bad.
+Usage: .venv/bin/python -m benchmarks.bench_train [STEPS] [--method dpo|kto]
 """
 
 from __future__ import annotations
@@ -83,6 +87,49 @@ def forge_runner(base: Path, convs, steps: int) -> float:
     return (last["tokens"] - first["tokens"]) / (last["time"] - first["time"])
 
 
+def step_seconds(base: Path, convs, steps: int, method: str) -> float:
+    """Mean seconds per optimizer step of a forge run (sft, dpo or kto) over the steps after the first."""
+    from forge.train import runs
+    from forge.train.events import read_events
+    from forge.train.spec import TrainSpec
+
+    run_dir = Path(tempfile.mkdtemp(prefix=f"forge-bench-{method}-"))
+    (run_dir / "data").mkdir()
+    (run_dir / "data" / "train.jsonl").write_text("".join(json.dumps({"messages": c}) + "\n" for c in convs))
+    if method != "sft":
+        folder = run_dir / "data" / "preferences"
+        folder.mkdir()
+        recs = []
+        for c in convs:
+            prompt, good = c[:-1], c[-1:]
+            bad = [{"role": "assistant", "content": "Sure! Here's your reminder: " + c[-1]["content"]}]
+            if method == "dpo":
+                recs.append({"prompt": prompt, "chosen": good, "rejected": bad})
+            else:
+                recs += [{"prompt": prompt, "completion": good, "label": True},
+                         {"prompt": prompt, "completion": bad, "label": False}]
+        (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    spec = {**SPEC, "forgetting_check": False, "method": method}
+    TrainSpec(base_model=str(base), max_steps=steps, **spec).save(run_dir / "spec.json")
+    final = runs.wait(runs.launch(run_dir), run_dir)
+    assert final["status"] == "completed", final
+    logs = [e for e in read_events(run_dir)[0] if e["event"] == "log"]
+    return (logs[-1]["time"] - logs[0]["time"]) / (len(logs) - 1)
+
+
+def main_method(steps: int, method: str) -> dict:
+    from forge.models.base_model import materialise
+
+    base = materialise(Path(tempfile.gettempdir()) / "forge-bench-base-hf", print)
+    convs = demo_conversations()
+    sft = step_seconds(base, convs, steps, "sft")
+    pref = step_seconds(base, convs, steps, method)
+    result = {"steps": steps, "sft_s_per_step": round(sft, 3), f"{method}_s_per_step": round(pref, 3),
+              "ratio": round(pref / sft, 2), "goal": "<= 2.5"}
+    print(result)
+    return result
+
+
 def main(steps: int = 12) -> dict:
     from forge.models.base_model import materialise
 
@@ -97,4 +144,8 @@ def main(steps: int = 12) -> dict:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 12)
+    argv = sys.argv[1:]
+    method = argv[argv.index("--method") + 1] if "--method" in argv else None
+    numbers = [a for a in argv if a.isdigit()]
+    n = int(numbers[0]) if numbers else 12
+    main_method(n, method) if method and method != "sft" else main(n)

@@ -152,13 +152,26 @@ def dataset() -> None:
 @click.option("--format", "fmt", type=click.Choice(["chat", "alpaca"]), default=None)
 @click.option("--keep-leaks", is_flag=True, help="Keep val/test examples that have a near-duplicate in train "
               "(default: reported and moved into train).")
+@click.option("--preferences", type=click.Choice(["dpo", "kto"]), default=None, is_flag=False, flag_value="dpo",
+              help="Write the preference data instead (TRL's format): dpo pairs prompt/chosen/rejected (the "
+              "default), or kto prompt/completion/label.")
 @json_option
 @click.pass_obj
-def dataset_export(obj: Ctx, out, val, test, seed, fmt, keep_leaks, as_json: bool) -> None:
+def dataset_export(obj: Ctx, out, val, test, seed, fmt, keep_leaks, preferences, as_json: bool) -> None:
     """Write train/val/test JSONL and manifest.json; no example lands in two splits, all examples of one vault note
     land in the same split (notes are held out, not chunks), and no val/test example has a near-duplicate
-    (cosine ≥ dedup.threshold) in train unless --keep-leaks."""
-    from forge.data.dataset import export_dataset
+    (cosine ≥ dedup.threshold) in train unless --keep-leaks. --preferences writes the pairs (or KTO labels) the
+    store holds, split as the examples they come from are."""
+    from forge.data.dataset import export_dataset, export_preferences
+
+    if preferences:
+        r = run_guarded(as_json, export_preferences, obj.store, out, obj.config, preferences, val, test, seed,
+                        keep_leaks)
+        emit(r, as_json, lambda d: click.echo(
+            f"{d['kind']}: train {d['train']}, val {d['val']}, test {d['test']} → {out}\n"
+            f"by source: {', '.join(f'{k} {v}' for k, v in d['sources'].items())}"
+            + (f"\nleakage: {len(d['leaks_moved'])} held-out record(s) moved into train" if d['leaks_moved'] else "")))
+        return
 
     r = run_guarded(as_json, export_dataset, obj.store, out, obj.config, val, test, seed, fmt, keep_leaks)
 
@@ -291,3 +304,47 @@ def backtranslate(obj: Ctx, base_url, model, source, limit, as_json: bool) -> No
         sys.exit(130)
     if r.error:
         sys.exit(1)
+
+
+# ---- prefs ----------------------------------------------------------------------------------------------------
+@main.group(invoke_without_command=True)
+@json_option
+@click.pass_context
+def prefs(ctx, as_json: bool) -> None:
+    """Preference data: how many DPO pairs and KTO labels your edits, votes, rejections, imports and drafts make,
+    by source (`forge dataset export --preferences` writes them; `forge train --method dpo|kto` trains on them)."""
+    if ctx.invoked_subcommand:
+        return
+    from forge.data.preferences import counts, describe
+
+    obj: Ctx = ctx.obj
+    r = run_guarded(as_json, counts, obj.store)
+
+    def human(c):
+        click.echo(describe(c))
+        click.echo("pairs by source: " + ", ".join(f"{k} {v}" for k, v in c["pairs"].items()))
+        click.echo("KTO labels by source: " + ", ".join(f"{k} {v}" for k, v in c["labels_by_source"].items()))
+
+    emit(r, as_json, human)
+
+
+@prefs.command("draft")
+@click.option("--model", "model_id", default="base", help="Registered model that drafts (default: base).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Draft for the first N notes only.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None,
+              help="Draft length (default: 1.5 × the 95th percentile of the notes' lengths).")
+@json_option
+@click.pass_obj
+def prefs_draft(obj: Ctx, model_id, limit, max_tokens, as_json: bool) -> None:
+    """Let MODEL answer the prompts of your approved notes and store its drafts: each draft becomes the rejected
+    side of a self-play pair, your note the chosen (SPIN). Run it again with a newer model to refresh them."""
+    from forge.eval.drafts import draft
+    from forge.models.export import register_bundled_base
+
+    if model_id == "base":
+        run_guarded(as_json, register_bundled_base, obj.store, obj.config)
+    r = _progress_run("drafting", as_json, lambda progress: run_guarded(
+        as_json, draft, obj.store, obj.config, model_id, limit, max_tokens, progress=progress))
+    emit(r, as_json, lambda d: click.echo(f"{d['drafted']} drafts by {d['model_id']} stored "
+                                          f"(max {d['max_tokens']} tokens)"
+                                          + (f"; {d['failed']} failed (crash or timeout)" if d["failed"] else "")))

@@ -72,3 +72,24 @@ async def test_pair_side_by_side_and_edit_keeps_the_rejected_answer(store, confi
         await pilot.press("e")  # a plain example's editor has no rejected answer
         assert isinstance(app.screen, EditScreen) and not app.screen.query("#edit-rejected")
         await pilot.press("escape")
+
+
+async def test_the_counts_bar_shows_the_pairs_by_source(store, config, tmp_path):
+    pair, kto, plain = seed(store, config, tmp_path)
+    app = make_app(config, store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        bar = screen.query_one("#counts", Static)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "pair" not in text_of(bar)  # nothing approved yet: no pair to train on
+        await pilot.press("a")  # approve the imported pair
+        await pilot.pause(0.7)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "⇄ 1 pair (import 1)" in text_of(bar)
+        await pilot.press("u")  # undo: the pair is gone again
+        await pilot.pause(0.7)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "pair" not in text_of(bar)

@@ -35,6 +35,12 @@ from tui.widgets.example_view import ExampleView
 STATUS_CYCLE = [None, *STATUSES]
 
 
+class PreferencesCounted(Message):
+    def __init__(self, counts: dict) -> None:
+        super().__init__()
+        self.counts = counts
+
+
 class PositionCounted(Message):
     """The position worker counted `below` matching examples under the status filter before `anchor`."""
 
@@ -68,7 +74,8 @@ class CurateScreen(ReportsWorkerErrors, Screen):
         Binding("escape", "leave_input", "Back", show=False),
     ]
     WORKER_UI = {"tokenizer": ("loading the validation tokenizer", None, ()),
-                 "position": ("counting the position", None, ())}
+                 "position": ("counting the position", None, ()),
+                 "preferences": ("counting preference pairs", None, ())}
     count_cap = COUNT_CAP
 
     def __init__(self) -> None:
@@ -85,6 +92,7 @@ class CurateScreen(ReportsWorkerErrors, Screen):
         self.total_capped = False  # a count that stopped at count_cap + 1 (search, tag or source filter)
         self.generation = 0  # bumped by each reload: a position counted for older filters is dropped
         self.counts: dict[str, int] = {}
+        self.prefs: dict | None = None  # forge/data/preferences.py counts, refreshed in a worker after decisions
         # Approval counts tokens with config.json's validation.tokenizer: loading it takes seconds (transformers),
         # so it loads in a worker and approvals made meanwhile wait for it, in order.
         self.tokenizer_ready = True
@@ -137,6 +145,7 @@ class CurateScreen(ReportsWorkerErrors, Screen):
                 self.notify(str(e), severity="error", timeout=6)
         if waiting:
             self.counts = self.store.counts()
+            self.count_preferences()
             self.show_current()
 
     def worker_failed(self, worker, error) -> None:
@@ -238,7 +247,27 @@ class CurateScreen(ReportsWorkerErrors, Screen):
             self.notify(str(e), severity="error")
             self.ids, self.pos, self.window_start, self.total, self.total_capped = [], 0, 0, 0, False
         self.counts = self.store.counts()
+        self.count_preferences()
         self.show_current()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="preferences")
+    def count_preferences(self) -> None:
+        """The preference pairs by source (it reads the whole store: off the UI thread, after a pause so a burst of
+        keystrokes counts once)."""
+        import time
+
+        from textual.worker import get_current_worker
+
+        from forge.data.preferences import counts
+
+        time.sleep(0.5)
+        if not get_current_worker().is_cancelled:
+            self.post_message(PreferencesCounted(counts(self.store)))
+
+    def on_preferences_counted(self, message: PreferencesCounted) -> None:
+        if message.counts != self.prefs:
+            self.prefs = message.counts
+            self.query_one(CountsBar).show(self.counts, self.filter_text(), self.prefs)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="position")
     def count_position(self, store, generation: int, status: str | None, anchor: int) -> None:
@@ -255,7 +284,7 @@ class CurateScreen(ReportsWorkerErrors, Screen):
         return f"{place}/{total}"
 
     def show_current(self) -> None:
-        self.query_one(CountsBar).show(self.counts, self.filter_text())
+        self.query_one(CountsBar).show(self.counts, self.filter_text(), self.prefs)
         view = self.query_one(ExampleView)
         ex = None
         while ex is None and self.current_id is not None:
@@ -307,7 +336,8 @@ class CurateScreen(ReportsWorkerErrors, Screen):
             return
         if eid in self.waiting_approvals:  # rejected meanwhile: the later decision wins
             self.waiting_approvals.remove(eid)
-        before = self.store.get(eid).status
+        ex = self.store.get(eid)
+        before = ex.status
         try:
             if status == "approved":
                 curate.approve(self.store, eid, self.app.config)
@@ -317,6 +347,8 @@ class CurateScreen(ReportsWorkerErrors, Screen):
             self.notify(str(e), severity="error", timeout=6)
             return
         self._count_change(before, status)
+        if ex.edited or ex.rejected is not None:  # only these decisions make or unmake a pair
+            self.count_preferences()
         self._step(1)
         self.show_current()
 
@@ -347,6 +379,7 @@ class CurateScreen(ReportsWorkerErrors, Screen):
         touched = result["example_ids"]
         self.notify(f"{verb} {result.get('undone') or result.get('redone')} of #{', #'.join(map(str, touched[:5]))}")
         self.counts = self.store.counts()
+        self.count_preferences()
         if any(self._locate(i) for i in touched):
             self.show_current()
         else:
@@ -374,6 +407,7 @@ class CurateScreen(ReportsWorkerErrors, Screen):
                 self.notify(str(e), severity="error", timeout=6)
                 return
             self.notify(f"saved edit of #{eid}")
+            self.count_preferences()
             self.show_current()
 
         self.app.push_screen(EditScreen(eid, ex.messages, ex.rejected), saved)
