@@ -80,17 +80,22 @@ def extract() -> None:
 @click.option("--exclude-folder", "exclude_folders", multiple=True, metavar="DIR",
               help="Leave out notes inside this vault folder; repeatable.")
 @click.option("--forget-filter", is_flag=True, help="Drop the filter remembered for this vault; use config.json's.")
+@click.option("--recipe", type=click.Choice(["voice"]), default=None,
+              help="Split notes as the recipe trains them (voice: chunks of the recipe's note_tokens).")
 @json_option
 @click.pass_obj
-def extract_obsidian(obj: Ctx, path: str, tags, all_notes, folders, exclude_folders, forget_filter,
+def extract_obsidian(obj: Ctx, path: str, tags, all_notes, folders, exclude_folders, forget_filter, recipe,
                      as_json: bool) -> None:
     """Notes of an Obsidian vault at PATH. Every file is accounted for: an example, or skipped with its reason.
 
     The tag and folder filter given here is remembered for this vault, so a plain re-run uses it again."""
     if forget_filter:
         run_guarded(as_json, obj.store.remember_source, "obsidian", str(Path(path).resolve()), {})
+    from forge.train.recipes import RECIPES
+
+    extra = {"note_tokens": RECIPES[recipe].note_tokens} if recipe else {}
     _extract(obj, "obsidian", path, as_json, tags=list(tags), all_notes=all_notes, folders=list(folders),
-             exclude_folders=list(exclude_folders))
+             exclude_folders=list(exclude_folders), **extra)
 
 
 @extract.command("csv")

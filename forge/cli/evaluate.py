@@ -100,10 +100,12 @@ def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, run_id, max_t
 
 # ---- demo ---------------------------------------------------------------------------------------------------
 @main.command()
-@click.option("--task", type=click.Choice(["reminders", "summarize", "intent", "voice"]), default=None,
+@click.option("--task", type=click.Choice(["reminders", "summarize", "intent", "voice", "preferences"]), default=None,
               help="reminders (default): request → '<task> | <when>'; summarize: dialogue → summary with {{RED:…}} "
                    "markers kept; intent: request → /api/convert's JSON (intent and entities); voice: Pepys's "
-                   "1666 diary as a vault, the voice recipe, and the voice judge.")
+                   "1666 diary as a vault, the voice recipe, and the voice judge; preferences: reminders written "
+                   "with filler, SFT, the person's edits and rejections, then DPO and KTO on top, and the filler "
+                   "rate of each.")
 @click.option("--adapters", is_flag=True,
               help="Train reminders and intent each as its own LoRA adapter of one base, serve both from ONE "
                    "companion, and evaluate each task's held-out set against its adapter and the base through it.")
@@ -131,6 +133,8 @@ def demo(obj: Ctx, task, adapters: bool, max_steps, heldout_limit, as_json: bool
         if task:
             fail("--adapters trains its own two tasks (reminders and intent); leave out --task", as_json)
         return _demo_adapters(ws, say, max_steps, heldout_limit, as_json)
+    if task == "preferences":
+        return _demo_preferences(ws, say, max_steps, heldout_limit, as_json)
     r = run_guarded(as_json, run_demo, ws, say, max_steps, heldout_limit, task=task or "reminders")
     keys = ("exact_match", "rouge_l", "rouge_lsum", "bleu", "latency_p50_ms", "tokens_per_s")
     keys += tuple(k for k in ("json_valid", "json_field_accuracy") if r["model"].get(k) is not None)  # intent
@@ -165,6 +169,30 @@ def demo(obj: Ctx, task, adapters: bool, max_steps, heldout_limit, as_json: bool
             click.echo("\nYour voice (here: Pepys's)\n" + panel(d["voice"]))
 
     emit(out, as_json, human)
+
+
+def _demo_preferences(ws: Path, say, max_steps, heldout_limit, as_json: bool) -> None:
+    from forge import eval as ev
+    from forge.demo_preferences import run_preferences_demo
+
+    r = run_guarded(as_json, run_preferences_demo, ws, say, max_steps, heldout_limit)
+
+    def human(d):
+        t = d["train_minutes"]
+        click.echo(f"preferences: {d['fixes']['edited']} answers edited, {d['fixes']['rejected']} rejected · training "
+                   f"sft {t['sft']} + dpo {t['dpo']} + kto {t['kto']} min · all {d['minutes']} min")
+        rates = d["filler_rate"]
+        click.echo("answers opening with filler on the held-out requests: "
+                   + ", ".join(f"{name} {rates[name]['filler']}/{rates[name]['n']} ({rates[name]['rate']:.0%})"
+                               for name in ("base", "sft", "dpo", "kto") if name in rates))
+        for name in ("sft", "dpo", "kto"):
+            res = d["results"][name]
+            diff = (res["comparisons"].get(res["baseline"]) or next(iter(res["comparisons"].values()), {}) or {})
+            click.echo(f"exact match, {name} {ev.fmt_value(res['exact_match'])} vs {res['baseline']} "
+                       f"{ev.fmt_value(res['baseline_exact_match'])}: difference "
+                       f"{ev.fmt_interval(diff.get('exact_match'))}")
+
+    emit(r, as_json, human)
 
 
 def _demo_adapters(ws: Path, say, max_steps, heldout_limit, as_json: bool) -> None:

@@ -20,6 +20,9 @@ class TaskRecipe:
     name: str
     doc: str
     spec: dict
+    note_tokens: int | None = None
+    """For a vault imported for this recipe (the import dialog's checkbox, `forge extract obsidian --recipe`): notes
+    are split into chunks of at most this many tokens, so every chunk fits the recipe's max_seq_len whole."""
 
 
 RECIPES: dict[str, TaskRecipe] = {r.name: r for r in [
@@ -58,9 +61,10 @@ RECIPES: dict[str, TaskRecipe] = {r.name: r for r in [
         "top-p 0.9) with a repetition penalty and a fixed seed: greedy decoding of a small model loops (41 of 42 "
         "answers on that vault), and the seed keeps one answer per prompt. A starting point, not yet tuned by "
         "measurement: benchmarks/voice_sweep.py measures a run with the voice judge under several decodings.",
-        {"max_seq_len": "auto", "truncation": "middle-of-user", "learning_rate": 1e-3, "epochs": 3.0,
-         "eval_max_tokens": 256,
+        {"max_seq_len": 256, "truncation": "middle-of-user", "learning_rate": 1e-3, "epochs": 2.0,
+         "eval_max_tokens": 200,
          "decoding": {"temperature": 0.7, "top_p": 0.9, "repeat_penalty": 1.15, "seed": 0}},
+        note_tokens=224,
     ),
 ]}
 

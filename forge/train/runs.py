@@ -85,6 +85,9 @@ def create_run(store: Store, config: Config, spec: TrainSpec, dataset_dir: Path 
     The training split's lengths are measured first (lengths.json in the run folder): an "auto" max_seq_len
     becomes a number, recorded with its reason in spec.json. `check_lengths(report)` sees the report before
     anything is recorded; when it returns False the folder is removed and TruncationRefused is raised."""
+    from forge.train.spec import check_trackers
+
+    check_trackers(spec.report_to)
     run_id = new_run_id()
     run_dir = config.workspace_path() / "runs" / run_id
     (run_dir / "data").mkdir(parents=True)

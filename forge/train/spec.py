@@ -238,6 +238,21 @@ class TrainSpec(BaseModel):
         Path(path).write_text(json.dumps(self.model_dump(), indent=2) + "\n")
 
 
+TRACKER_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "mlflow": ("mlflow",), "trackio": ("trackio",),
+                   "wandb": ("wandb",)}
+
+
+def check_trackers(report_to: list[str]) -> None:
+    """Refuse, in one line, a tracker whose package is not installed (transformers would fail mid-setup)."""
+    import importlib.util
+
+    for name in report_to:
+        if not any(importlib.util.find_spec(m) for m in TRACKER_MODULES[name]):
+            extra = " (pip install -e '.[trackers]')" if name == "tensorboard" else ""
+            raise SpecError(f"report_to {name}: the {TRACKER_MODULES[name][0]} package is not installed: "
+                            f"pip install {TRACKER_MODULES[name][0]}{extra}, or leave {name} out of report_to")
+
+
 def default_targets(model_type: str) -> list[str]:
     return TARGET_MODULES.get(model_type, FALLBACK_TARGETS)
 

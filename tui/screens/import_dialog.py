@@ -172,7 +172,10 @@ class ImportScreen(JobDialog):
         if kind == "obsidian":
             options = self._vault_filter()
             if self.query_one("#voice-recipe", Checkbox).value:  # offered now: the dialog may close mid-import
+                from forge.train.recipes import RECIPES
+
                 self.app.offer_recipe("voice")
+                options["note_tokens"] = RECIPES["voice"].note_tokens  # chunks that fit the recipe's length whole
         report.update("Importing…")
         self.run_import(str(kind), str(p), options)
 

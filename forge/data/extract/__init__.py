@@ -125,11 +125,15 @@ def run_extract(store: Store, kind: str, path: str | Path, config: Config, progr
     looked at), skipped (each with source, reason and code), reasons (count per code), for a vault its survey
     (notes, folders, tags with counts), the filter used and where it came from, how long notes were split, and
     `hint`: one line saying what to do when nothing was found, naming the CLI's flags or (controls="dialog") the
-    import dialog's controls."""
+    import dialog's controls. For a vault, `note_tokens` splits notes at that many tokens instead of
+    extract.obsidian.max_tokens (a recipe's chunk length: the voice recipe's)."""
     flt, origin, cfg = {}, None, None
     if kind == "obsidian":
+        note_tokens = options.pop("note_tokens", None)  # a recipe's chunk length (the voice recipe's), this import only
         flt, origin = vault_filter(store, path, config, options)
         cfg = obsidian_config(config, flt)
+        if note_tokens:
+            cfg = cfg.model_copy(update={"max_tokens": int(note_tokens)})
         options = {k: v for k, v in options.items() if k not in VAULT_FILTER_KEYS}
         options["obsidian"] = cfg
     result = extract(kind, path, config, progress, **options)

@@ -98,3 +98,20 @@ def test_a_nan_dpo_loss_fails_the_run_with_its_step(pref_ws):
                                   "--set", "fault_nan_at_step=2", "--json"])
     out = json.loads(r.output)
     assert out["status"] == "failed" and "loss became nan at step 2" in out["message"]
+
+
+def test_a_tracker_that_is_not_installed_is_refused_before_the_run(pref_ws):
+    import importlib.util
+
+    ws, base = pref_ws
+    missing = next((t for t in ("wandb", "trackio", "mlflow", "tensorboard")
+                    if not importlib.util.find_spec(t) and not (t == "tensorboard"
+                                                                and importlib.util.find_spec("tensorboardX"))), None)
+    if missing is None:
+        pytest.skip("every tracker package is installed here")
+    before = set((ws / "runs").iterdir())
+    r = CliRunner().invoke(main, ["--workspace", str(ws), "train", "--set", f"base_model={base}",
+                                  "--set", f"report_to={missing}"])
+    assert r.exit_code != 0
+    assert f"report_to {missing}: the" in r.output and "package is not installed" in r.output
+    assert set((ws / "runs").iterdir()) == before  # no run folder made

@@ -149,3 +149,38 @@ def test_an_answer_split_around_thousands_of_tool_calls_reads_as_one_answer():
     turns = chatgpt_turns({"mapping": mapping, "current_node": prev})
     assert [m["role"] for m in turns] == ["user", "assistant"]
     assert turns[1]["content"] == "\n\n".join(f"part {i}" for i in range(3000))
+
+
+def test_the_voice_recipe_imports_notes_in_chunks_that_fit_its_length(tmp_path, config, store):
+    """`forge extract obsidian --recipe voice` (and the import dialog's voice checkbox) splits notes at the recipe's
+    note_tokens, so every chunk trains whole at the recipe's max_seq_len; the default split keeps them longer."""
+    import json
+
+    from click.testing import CliRunner
+
+    from forge.cli import main
+    from forge.train.recipes import RECIPES
+
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    rng = random.Random(3)
+    words = "the diary of a busy clerk who walks to the office and dines with friends at night".split()
+    for n in range(3):
+        paras = ["\n".join(" ".join(rng.choice(words) for _ in range(60)) for _ in range(2)) for _ in range(12)]
+        (vault / f"1666-01-0{n + 1}.md").write_text("\n\n".join(paras), encoding="utf-8")
+    recipe = RECIPES["voice"]
+    ws = str(config.workspace_path())
+    default = CliRunner().invoke(main, ["--workspace", ws, "extract", "obsidian", str(vault), "--all-notes", "--json"])
+    assert default.exit_code == 0, default.output
+    n_default = json.loads(default.output)["added"]
+    ws2 = str(tmp_path / "ws2")
+    voice = CliRunner().invoke(main, ["--workspace", ws2, "extract", "obsidian", str(vault), "--all-notes",
+                                      "--recipe", "voice", "--json"])
+    assert voice.exit_code == 0, voice.output
+    assert json.loads(voice.output)["added"] > n_default
+    from forge.store import Store
+
+    count = token_counter(ws2)
+    chunks = [ex.messages[-1]["content"] for ex in Store.for_workspace(ws2).examples()]
+    assert max(count(c) for c in chunks) <= recipe.note_tokens
+    assert recipe.note_tokens < recipe.spec["max_seq_len"]  # the chunk and its prompt fit the recipe's length
