@@ -74,12 +74,8 @@ TASKS = {
 }
 VOICE_VAULT = REPO_ROOT / "data" / "voice" / "vault"
 """`forge demo --task voice`: Samuel Pepys's diary of 1666 (public domain; data/voice/README.md), 213 notes."""
-VOICE_NOTE_TOKENS = 448
-"""The voice demo splits notes into chunks of at most this many tokens, so every chunk fits max_seq_len 512 and
-none is dropped (the default 1,024 would leave the longest entries out of a 512-token run)."""
-VOICE_SPEC = {"max_steps": 40, "max_seq_len": 512, "eval_steps": 20, "save_steps": 20}
-"""On top of the voice recipe: bounded for a 2-core CPU."""
-VOICE_MAX_TOKENS = 200  # the diary entries run to ~200 tokens at the median
+VOICE_SPEC = {"eval_steps": 50, "save_steps": 50}
+"""On top of the voice recipe (its note chunks, length, epochs, learning rate and decoding), as a new user gets it."""
 ADAPTER_TASKS = ("reminders", "intent")
 """`forge demo --adapters`: each its own LoRA run on the same base, served together by one companion."""
 
@@ -244,7 +240,10 @@ def run_voice_demo(workspace: Path, say: Callable[[str], None] = print, max_step
 
     t0 = time.perf_counter()
     ws = fresh_workspace(Path(workspace))
-    config = Config(workspace=str(ws), extract={"obsidian": {"max_tokens": VOICE_NOTE_TOKENS}})
+    from forge.train.recipes import RECIPES
+
+    recipe = RECIPES["voice"]
+    config = Config(workspace=str(ws), extract={"obsidian": {"max_tokens": recipe.note_tokens}})
     store = Store.for_workspace(ws)
     report = run_extract(store, "obsidian", VOICE_VAULT, config, all_notes=True)
     ids = store.ids(status="pending")
@@ -254,14 +253,14 @@ def run_voice_demo(workspace: Path, say: Callable[[str], None] = print, max_step
     ds = export_dataset(store, dataset, config)
     say(f"dataset, whole notes held out: train {ds['train']}, val {ds['val']}, test {ds['test']} "
         f"({ds['notes']['test']} notes)")
-    task = DemoTask("", "", {**recipe_spec("voice"), **VOICE_SPEC}, "notes", VOICE_MAX_TOKENS)
+    task = DemoTask("", "", {**recipe_spec("voice"), **VOICE_SPEC}, "notes", recipe.spec["eval_max_tokens"])
     run_id, _, train_minutes = train(store, config, task, dataset, say, max_steps, base_model)
     say("exporting the LoRA as a GGUF adapter…")
     model = ex.export_adapter(store, config, run_id, progress=lambda stage, msg: say(f"[{stage}] {msg}"))
     ex.register_bundled_base(store, config)
     held = first_rows(dataset / "test.jsonl", heldout_limit, ws / "exports" / "heldout.jsonl")
     say("evaluating tuned vs base on the held-out entries, with the voice judge…")
-    result = ev.evaluate(store, model["model_id"], "base", test_file=str(held), max_tokens=VOICE_MAX_TOKENS,
+    result = ev.evaluate(store, model["model_id"], "base", test_file=str(held), max_tokens=task.max_tokens,
                          progress=every_15_s(say), config=config, voice=True)
     result.update({"run_id": run_id, "model_id": model["model_id"], "workspace": str(ws), "task": "voice",
                    "train_minutes": train_minutes, "minutes": round((time.perf_counter() - t0) / 60, 1),

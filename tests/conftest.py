@@ -35,7 +35,7 @@ _pin_xdist_worker()
 LONGEST_FIRST = ["tests/forge/test_demo_adapters.py", "tests/forge/test_demo.py", "tests/forge/eval/test_eval.py",
                  "tests/forge/train/test_distributed.py", "tests/forge/models/test_export.py",
                  "tests/forge/train/test_train.py", "tests/forge/models/test_export_adapter.py",
-                 "tests/forge/train/test_lengths.py"]
+                 "tests/forge/train/test_lengths.py", "tests/forge/train/test_preference_train.py"]
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -25,8 +25,9 @@ from forge.cli import Ctx, emit, json_option, main, run_guarded
               help="Start from a task recipe's defaults (forge/train/recipes.py); --spec and --set override them.")
 @click.option("--allow-truncation", is_flag=True,
               help="Train even if an explicit max_seq_len truncates more than 2 % of the examples.")
-@click.option("--method", type=click.Choice(["sft", "dpo", "kto"]), default=None,
-              help="sft (default): the approved examples. dpo: preference pairs. kto: good/bad labels (forge prefs).")
+@click.option("--method", type=click.Choice(["sft", "dpo", "kto", "orpo"]), default=None,
+              help="sft (default): the approved examples. dpo: preference pairs. kto: good/bad labels. orpo: pairs, "
+                   "no reference model (forge prefs counts them).")
 @click.option("--from", "from_run", default=None, metavar="RUN",
               help="Start from RUN's finished adapter (e.g. DPO on top of an SFT run).")
 @json_option
@@ -98,11 +99,21 @@ def train(obj: Ctx, max_steps, backend, resume_id, spec_path, dataset_dir, overr
             raise SpecError(format_validation_error(e, spec_path or "train spec", text)) from None
 
     def go():
+        from forge.models import bases
+
         if resume_id:
             run_id = resume_id
             run_dir = runs.run_dir_of(obj.store, run_id)
         else:
-            run_id, run_dir = runs.create_run(obj.store, obj.config, build_spec(),
+            spec = build_spec()
+            from forge.models.base_model import prepare_base
+
+            bases.sync_config(obj.config)  # config.json's `bases` where the runner finds them
+            # A registered GGUF base is materialised now, with progress, rather than silently inside the length
+            # measurement create_run makes
+            prepare_base(spec.base_model, obj.config.workspace_path(),
+                         None if as_json else lambda msg: click.echo(f"base: {msg}", err=True))
+            run_id, run_dir = runs.create_run(obj.store, obj.config, spec,
                                               Path(dataset_dir) if dataset_dir else None, check_lengths)
         proc = runs.launch(run_dir, resume=bool(resume_id))
         previous = _signal.signal(_signal.SIGINT, lambda *a: runs.stop(proc))
@@ -115,7 +126,8 @@ def train(obj: Ctx, max_steps, backend, resume_id, spec_path, dataset_dir, overr
                 margin = as_float(e.get("rewards_margin"))
                 click.echo(f"step {e['step']}/{e.get('max_steps', '?')}  loss {as_float(e['loss']):.4f}  "
                            + (f"margin {margin:+.3f}  " if margin is not None else "")
-                           + f"{e.get('tokens_per_s', 0):.0f} tok/s" + (f"  eta {eta:.0f}s" if eta else ""), err=True)
+                           + (f"{e['tokens_per_s']:.0f} tok/s" if e.get("tokens_per_s") is not None else "")
+                           + (f"  eta {eta:.0f}s" if eta else ""), err=True)
             elif e["event"] == "eval":
                 click.echo(f"step {e['step']}  eval_loss {as_float(e['eval_loss']):.4f}", err=True)
             elif e["event"] in ("info", "warning", "checkpoint"):

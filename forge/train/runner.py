@@ -77,7 +77,7 @@ def load_preferences(path: Path, kind: str) -> list[dict]:
     out = []
     if not path.exists():
         return out
-    answers = ("chosen", "rejected") if kind == "dpo" else ("completion",)
+    answers = ("chosen", "rejected") if kind in ("dpo", "orpo") else ("completion",)
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -92,7 +92,7 @@ def load_preferences(path: Path, kind: str) -> list[dict]:
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
             ok = False
         if not ok:
-            shape = "prompt/chosen/rejected" if kind == "dpo" else "prompt/completion/label"
+            shape = "prompt/chosen/rejected" if kind in ("dpo", "orpo") else "prompt/completion/label"
             raise RunFailed(f"{path}:{n}: not a {shape} record in TRL's conversational format")
         keep = ("prompt", *answers) + (("label",) if kind == "kto" else ())
         out.append({k: rec[k] for k in keep})
@@ -281,10 +281,10 @@ class Recipe:
         train = load_preferences(folder / "train.jsonl", spec.method)
         val = load_preferences(folder / "val.jsonl", spec.method)
         if not train:
-            what = "preference pairs" if spec.method == "dpo" else "KTO labels"
+            what = "KTO labels" if spec.method == "kto" else "preference pairs"
             raise RunFailed(f"no {what} in {folder / 'train.jsonl'}: edit machine-written answers in Curate, vote "
                             f"in Eval or import a preference dataset, then start the run again")
-        answers = ("chosen", "rejected") if spec.method == "dpo" else ("completion",)
+        answers = ("completion",) if spec.method == "kto" else ("chosen", "rejected")
 
         def length(rec):
             return max(len(tokenizer(tokenizer.apply_chat_template(rec["prompt"] + rec[a], tokenize=False),
@@ -308,8 +308,9 @@ class Recipe:
         val = [r for r in val if length(r) <= spec.max_seq_len]
         if not train:
             raise RunFailed(f"no training record fits in max_seq_len {spec.max_seq_len} tokens: raise it or use auto")
-        self.log.log("info", message=f"{spec.method}: {len(train)} training and {len(val)} validation records "
-                                     f"(β {spec.beta})", records=len(train), val_records=len(val))
+        what = "labelled answers (KTO)" if spec.method == "kto" else "preference pairs"
+        self.log.log("info", message=f"{len(train)} training and {len(val)} validation {what} (β {spec.beta})",
+                     records=len(train), val_records=len(val))
         return train, val
 
     def _build_preference_trainer(self, model, tokenizer, train_rows, val_rows, use_cuda):
@@ -319,16 +320,23 @@ class Recipe:
         from datasets import Dataset
 
         spec = self.spec
+        extra: dict = {"ref_model": None}
         if spec.method == "dpo":
             from trl import DPOConfig as Config
             from trl import DPOTrainer as Trainer
-        else:
+        elif spec.method == "kto":
             from trl import KTOConfig as Config
             from trl import KTOTrainer as Trainer
+        else:  # ORPO needs no reference model
+            from trl.experimental.orpo import ORPOConfig as Config
+            from trl.experimental.orpo import ORPOTrainer as Trainer
+
+            extra = {}
         # KTO estimates its KL term against the neighbours in a fixed-order batch (TRL requires sequential
         # sampling); the export's order is already a hash order, unrelated to source or time.
-        args = Config(**self._common_args(bool(val_rows), use_cuda), beta=spec.beta, max_length=None,
-                      **(grouping(Config, False) if spec.method == "dpo" else {}))
+        length = {"max_length": spec.max_seq_len} if spec.method == "orpo" else {"max_length": None}
+        args = Config(**self._common_args(bool(val_rows), use_cuda), beta=spec.beta, **length,
+                      **(grouping(Config, False) if spec.method != "kto" else {}))
         nan_at = spec.fault_nan_at_step
 
         class ForgePreferenceTrainer(Trainer):
@@ -340,7 +348,7 @@ class Recipe:
                 return result
 
         return ForgePreferenceTrainer(
-            model=model, ref_model=None, args=args, processing_class=tokenizer,
+            model=model, args=args, processing_class=tokenizer, **extra,
             train_dataset=Dataset.from_list(train_rows),
             eval_dataset=Dataset.from_list(val_rows) if val_rows else None, callbacks=[self._events_callback()])
 
@@ -562,7 +570,7 @@ class Recipe:
                     done = state.global_step - self.step_start
                     eta = (now - self.t_start) / done * (state.max_steps - state.global_step) if done else None
                     recipe.log.log("log", step=state.global_step, loss=loss, lr=logs.get("learning_rate"),
-                                   grad_norm=logs.get("grad_norm"), tokens_per_s=round(tps, 1),
+                                   grad_norm=logs.get("grad_norm"), tokens_per_s=round(tps, 1) if tokens else None,
                                    tokens=tokens, eta_s=round(eta, 1) if eta is not None else None,
                                    max_steps=state.max_steps, epoch=logs.get("epoch"), **rewards(logs))
                     self.t_last, self.tokens_last = now, tokens

@@ -64,11 +64,12 @@ def preference_data(store: Store, config: Config, spec: TrainSpec, run_dir: Path
                                 f"or stopped run: forge runs)")
         given = Path(dataset_dir) / "preferences" if dataset_dir else None
         manifest_path = given / "manifest.json" if given else None
-        if manifest_path and manifest_path.exists() and json.loads(manifest_path.read_text()).get("kind") == spec.method:
+        kind = "kto" if spec.method == "kto" else "dpo"
+        if manifest_path and manifest_path.exists() and json.loads(manifest_path.read_text()).get("kind") == kind:
             shutil.copytree(given, out)
             report = json.loads(manifest_path.read_text())
         else:
-            report = export_preferences(store, out, config, kind=spec.method)
+            report = export_preferences(store, out, config, kind="kto" if spec.method == "kto" else "dpo")
     except Exception:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise

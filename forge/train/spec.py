@@ -23,6 +23,9 @@ TARGET_MODULES = {
     "phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
     "phi": ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"],
     "gemma": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "gemma2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "gemma3": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "gemma3_text": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],  # Gemma 3 270M
     "gpt2": ["c_attn", "c_proj", "c_fc"],
 }
 FALLBACK_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -67,14 +70,16 @@ class TrainSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     base_model: str = DEFAULT_BASE
-    """`smollm2-135m-instruct` (bundled), a local HF model folder, or a hub id when online."""
+    """A base id `forge models bases` lists (`smollm2-135m-instruct`, bundled; `gemma3-270m` with the gemma extra;
+    any `forge models add-base` registered), a local HF model folder, or a hub id when online."""
 
-    method: Literal["sft", "dpo", "kto"] = "sft"
+    method: Literal["sft", "dpo", "kto", "orpo"] = "sft"
     """sft: supervised fine-tuning on the approved examples. dpo: Direct Preference Optimization on preference
     pairs (chosen vs rejected answers to one prompt: your edits of machine-written answers, your Eval votes,
     imported pairs, your notes vs the model's own drafts). kto: Kahneman-Tversky Optimization on answers
-    labelled good or bad (approved / rejected examples, imported labels). TRL's trainers; data/preferences.jsonl
-    or data/kto.jsonl in the run folder (`forge dataset export --preferences`)."""
+    labelled good or bad (approved / rejected examples, imported labels). orpo: Odds Ratio Preference Optimization
+    on the same pairs, with no reference model (TRL's experimental ORPOTrainer). TRL's trainers; the run folder's
+    data/preferences/ holds the records (`forge dataset export --preferences`)."""
 
     from_run: str | None = None
     """Start from a finished run's LoRA adapter (its id) instead of a fresh one: DPO/KTO on top of an SFT run.

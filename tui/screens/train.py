@@ -55,7 +55,8 @@ def batch_text(batch_size, grad_accum, num_processes, short: bool = False) -> st
     return f"effective batch {b * g * p} = {b} rows × {g} accumulated × {processes}"
 
 REDRAW_SECONDS = 0.25
-METHODS = [("sft: supervised", "sft"), ("dpo: preference pairs", "dpo"), ("kto: good / bad labels", "kto")]
+METHODS = [("sft: supervised", "sft"), ("dpo: preference pairs", "dpo"), ("kto: good / bad labels", "kto"),
+           ("orpo: pairs, no reference", "orpo")]
 REWARD_KEYS = ("rewards_margin", "rewards_chosen", "rewards_rejected")  # charted, in this order, for DPO/KTO runs
 NO_PAIRS = ("no preference pairs yet: edit machine-written answers in Curate, vote in Eval, or import a preference "
             "dataset")
@@ -71,7 +72,7 @@ def adapter_runs(all_runs: list[dict]) -> list[dict]:
 
 def start_refusal(method: str, counts: dict) -> str | None:
     """Why a `method` run cannot start with these preference counts (forge.data.preferences.counts), or None."""
-    if method == "dpo" and not counts.get("pairs_total"):
+    if method in ("dpo", "orpo") and not counts.get("pairs_total"):
         return NO_PAIRS
     if method == "kto" and not sum((counts.get("labels") or {}).values()):
         return NO_LABELS
@@ -427,7 +428,8 @@ class TrainScreen(ReportsWorkerErrors, Screen):
             eta = as_float(last.get("eta_s"))
             self.query_one("#train-stats", Label).update(
                 f"{self.run_id}  step {last['step']}/{self.max_steps}  loss {as_float(last['loss']):.4f}  "
-                f"{last.get('tokens_per_s', 0):.0f} tok/s" + (f"  ETA {eta:.0f} s" if eta else "")
+                + (f"{last['tokens_per_s']:.0f} tok/s" if last.get("tokens_per_s") is not None else "")
+                + (f"  ETA {eta:.0f} s" if eta else "")
                 + self.rewards_text() + (f"  ·  {self.run_batch}" if self.run_batch else ""))
             self.query_one("#train-progress", ProgressBar).update(total=self.max_steps or None,
                                                                   progress=last["step"])

@@ -80,6 +80,21 @@ def test_dpo_then_kto_on_top_of_it(pref_ws):
     assert any(dpo["run_id"] in (e.get("message") or "") for e in events if e["event"] == "info")
     assert all("rewards_margin" in e for e in events if e["event"] == "log")
 
+    # the exported adapter's provenance names the method, the run it started from and its pairs' sources
+    import gguf
+
+    from forge.config import Config
+    from forge.models import export as ex
+    from forge.store import Store
+
+    store = Store.for_workspace(ws)
+    path = ex.export_adapter(store, Config(workspace=str(ws)), kto["run_id"])["path"]
+    store.close()
+    reader = gguf.GGUFReader(path)
+    field = lambda key: reader.fields[key].contents()  # noqa: E731
+    assert field("forge.method") == "kto" and field("forge.from_run") == dpo["run_id"]
+    assert json.loads(field("forge.preferences")) == {"approve": len(QA), "edit": len(QA)}
+
 
 def test_from_a_run_without_an_adapter_is_refused_in_one_line(pref_ws):
     ws, base = pref_ws
@@ -115,3 +130,15 @@ def test_a_tracker_that_is_not_installed_is_refused_before_the_run(pref_ws):
     assert r.exit_code != 0
     assert f"report_to {missing}: the" in r.output and "package is not installed" in r.output
     assert set((ws / "runs").iterdir()) == before  # no run folder made
+
+
+
+def test_orpo_trains_on_the_pairs_with_no_reference_model(pref_ws):
+    ws, base = pref_ws
+    r = forge(ws, "train", "--method", "orpo", "--max-steps", "2", "--set", f"base_model={base}",
+              "--set", "batch_size=4", "--set", "lora_r=8", "--set", 'target_modules=["q_proj"]',
+              "--set", "forgetting_check=false")
+    out = json.loads(r.output)
+    assert out["status"] == "completed", out
+    logs = [e for e in read_events(ws / "runs" / out["run_id"]) if e["event"] == "log"]
+    assert len(logs) == 2 and all("rewards_margin" in e for e in logs)
