@@ -357,6 +357,18 @@ class CompanionConfig(_Section):
         return v
 
 
+class BaseSourceConfig(_Section):
+    source: str
+    """A GGUF file, a local HF model folder, or a hub id (owner/name; never downloaded by forge)."""
+
+    chat_template: Literal["gemma", "chatml"] | None = None
+    """The turn format for a base that carries no chat template (default: Gemma's for the Gemma family, else
+    ChatML)."""
+
+    license: str | None = None
+    """Shown by `forge models bases`."""
+
+
 class Config(_Section):
     workspace: str = "data/workspace"
     """Workspace folder (relative to the repo root or absolute) holding forge.db, runs/, models/, exports/."""
@@ -381,6 +393,10 @@ class Config(_Section):
 
     companion: CompanionConfig = CompanionConfig()
     """The local OpenAI-compatible server (`forge serve`)."""
+
+    bases: dict[str, BaseSourceConfig] = {}
+    """Extra base models by id, as `forge models add-base ID SOURCE` registers them (`forge models bases` lists
+    every base; `forge train --set base_model=ID` trains on one)."""
 
     def workspace_path(self) -> Path:
         p = Path(self.workspace).expanduser()

