@@ -4,7 +4,10 @@ add-base`) is materialised the same way.
 
 transformers dequantises it into a normal HF model, which is saved once per workspace as safetensors + tokenizer
 (~80 s on 2 CPU cores) and reused after that. A marker file written last makes a half-finished copy count as
-absent, so an interrupted materialisation is simply redone.
+absent, so an interrupted materialisation is simply redone. A GGUF with a SentencePiece vocabulary (Gemma) also
+gets a tokenizer.model written from that vocabulary (forge/models/sentencepiece_vocab.py): llama.cpp's converter
+needs it to export a run on that base merged; a folder materialised before forge did this gets it when next
+resolved.
 """
 
 from __future__ import annotations
@@ -92,6 +95,10 @@ def _materialise(target: Path, progress: Callable[[str], None] | None, source: P
     say("saving safetensors and tokenizer…")
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
+    from forge.models.sentencepiece_vocab import TOKENIZER_MODEL, write_model
+
+    if write_model(gguf, tmp / TOKENIZER_MODEL):  # a SentencePiece vocabulary (Gemma): what llama.cpp's converter reads
+        say("wrote tokenizer.model from the GGUF's vocabulary (for merged GGUF exports)")
     (tmp / MARKER).write_text(json.dumps({"source": str(gguf), "seconds": round(time.perf_counter() - t0, 1)}))
     if target.exists():
         shutil.rmtree(target)
@@ -112,6 +119,7 @@ def resolve_base(name: str, workspace: Path, progress: Callable[[str], None] | N
         if base.source_kind in ("package", "gguf"):
             target = bases.hf_dir(base, Path(workspace))
             if (target / MARKER).exists():
+                _add_tokenizer_model(target, bases.workspace_gguf(base, Path(workspace), progress), progress)
                 return target
             gguf = bases.workspace_gguf(base, Path(workspace), progress)
             return materialise(target, progress, gguf, base.template_text())
@@ -125,6 +133,18 @@ def resolve_base(name: str, workspace: Path, progress: Callable[[str], None] | N
         return name
     raise BaseModelError(f"base model {name!r} is not a registered base (`forge models bases` lists them), a local "
                          f"model folder, or a hub id")
+
+
+def _add_tokenizer_model(target: Path, gguf: Path, progress: Callable[[str], None] | None) -> None:
+    """A base materialised before forge wrote tokenizer.model gets it now, when its GGUF's vocabulary is
+    SentencePiece's (forge/models/sentencepiece_vocab.py: a merged export needs it); once, written whole."""
+    from forge.models.sentencepiece_vocab import TOKENIZER_MODEL, is_sentencepiece, write_model
+
+    if (target / TOKENIZER_MODEL).exists() or not is_sentencepiece(gguf):
+        return
+    if progress:
+        progress("writing tokenizer.model from the GGUF's vocabulary (for merged GGUF exports)…")
+    write_model(gguf, target / TOKENIZER_MODEL)
 
 
 def prepare_base(name: str, workspace: Path, progress: Callable[[str], None] | None = None) -> None:

@@ -326,6 +326,8 @@ class _Job:
     keys: dict | None = None
     parity: dict | None = None
     smoke: dict | None = None
+    base_dir: Path | None = None
+    """The merged base's HF folder (None for a hub id): the converter takes a SentencePiece vocabulary from it."""
 
 
 def _merge(job: _Job) -> None:
@@ -335,13 +337,19 @@ def _merge(job: _Job) -> None:
         from forge.models.base_model import resolve_base
 
         base = str(resolve_base(job.info.get("base_model", ""), job.config.workspace_path()))
+    job.base_dir = Path(base) if Path(base).is_dir() else None
     merge(job.run_dir / "adapter", base, job.work / "hf")
 
 
 def _convert(job: _Job) -> None:
     job.say("convert", "converting to GGUF F16 with llama.cpp's converter")
     job.f16 = job.work / "model-f16.gguf"
-    convert(job.work / "hf", job.f16)
+    source = job.work / "hf"
+    if job.base_dir is not None:  # a SentencePiece base (Gemma): its tokenizer.model, typed as its GGUF types it
+        from forge.models.sentencepiece_vocab import prepare_for_converter
+
+        source = prepare_for_converter(job.base_dir, source, job.work / "hf-convert")
+    convert(source, job.f16)
 
 
 def _quantize(job: _Job) -> None:

@@ -67,7 +67,7 @@ async def test_method_beta_and_from_run_feed_the_spec(store, config):
         from_run.value = "run-old-sft"
         await pilot.pause()
         # an adapter fits only the base it was trained on: the form takes that run's base model
-        assert screen.query_one("#spec-base_model", Input).value == "/models/old-base"
+        assert screen.query_one("#spec-base_model", Select).value == "/models/old-base"
         spec = screen.read_spec()
         assert (spec.method, spec.from_run, spec.beta, spec.base_model) == ("dpo", "run-old-sft", 0.25,
                                                                               "/models/old-base")

@@ -2,9 +2,11 @@
 tail and the run history. Training runs in its own process; this screen only reads its events file, on a
 timer, so the chart redraws at most four times a second however fast events arrive.
 
-The form picks the method (sft, or preference training: dpo on pairs, kto on good/bad labels) and, optionally, a
-finished run whose adapter the new run starts from. Under it a line says how many preference pairs and KTO labels
-the store holds, by source: counted in a worker (it reads the whole store) each time the screen is shown."""
+The form picks the base model (the registry's bases, forge.models.bases; a base set elsewhere, e.g. a folder path,
+is added as an option), the method (sft, or preference training: dpo on pairs, kto on good/bad labels) and,
+optionally, a finished run whose adapter the new run starts from. Under it a line says how many preference pairs
+and KTO labels the store holds, by source: counted in a worker (it reads the whole store) each time the screen is
+shown."""
 
 from __future__ import annotations
 
@@ -33,8 +35,8 @@ from tui.messages import LengthsMeasured, RunStarted, RunStartFailed
 from tui.screens.worker_errors import ReportsWorkerErrors
 from tui.widgets.loss_chart import LossChart
 
-FORM = [  # (spec field, label)
-    ("base_model", "base model"), ("max_steps", "max steps (empty: epochs)"), ("epochs", "epochs"),
+FORM = [  # (spec field, label): the form's text fields (the base model is a select above them: base_options)
+    ("max_steps", "max steps (empty: epochs)"), ("epochs", "epochs"),
     ("learning_rate", "learning rate"), ("lora_r", "LoRA r"), ("lora_alpha", "LoRA alpha"),
     ("batch_size", "batch size"), ("grad_accum", "grad accumulation"), ("num_processes", "processes"),
     ("max_seq_len", "max seq len"), ("eval_steps", "eval every"), ("save_steps", "save every"),
@@ -61,6 +63,32 @@ REWARD_KEYS = ("rewards_margin", "rewards_chosen", "rewards_rejected")  # charte
 NO_PAIRS = ("no preference pairs yet: edit machine-written answers in Curate, vote in Eval, or import a preference "
             "dataset")
 NO_LABELS = "no KTO labels yet: approve or reject examples in Curate, or import a labelled preference dataset"
+
+
+def base_label(base) -> str:
+    """"gemma3-270m · gemma3 · 270M": a registered base (forge.models.bases.Base) as the base select shows it."""
+    return f"{base.id} · {base.architecture} · {base.size}"
+
+
+def base_options(config, current: str | None = None) -> tuple[list[tuple[str, str]], str | None]:
+    """The base select's options, (label, base id), and a problem to show (None when there is none): the bases of
+    the registry (forge.models.bases.list_bases: the bundled SmolLM2, Gemma 3 270M when installed, the workspace's
+    own, config.json's `bases` copied in first as the CLI does), then `current` when it is not one of them (a folder
+    path or hub id from config.json / train_defaults, a run's base) so the spec it came from can still be shown and
+    started as it is."""
+    from forge.models import bases
+
+    problem = None
+    try:
+        bases.sync_config(config)  # the runner finds a base in the workspace registry only
+        listed = bases.list_bases(config.workspace_path())
+    except ForgeError as e:  # a broken bases.json: the built-in bases are still offered, and why the rest are not
+        listed = [bases.SMOLLM2] + ([bases.GEMMA3] if bases.gemma_available() else [])
+        problem = str(e)
+    options = [(base_label(b), b.id) for b in listed]
+    if current and all(value != current for _, value in options):
+        options.append((f"{current} · not registered", current))
+    return options, problem
 
 
 def adapter_runs(all_runs: list[dict]) -> list[dict]:
@@ -108,6 +136,7 @@ class TrainScreen(ReportsWorkerErrors, Screen):
         self.last_accuracy: float | None = None
         self.pref_counts: dict | None = None
         self.from_run_options: list[tuple[str, str]] = []
+        self.base_choices: list[tuple[str, str]] = []  # the base select's options (base_options)
         self.lengths_pending = False  # Start said "measuring…" and no length report has come yet
         self.dirty = False
         self.max_steps = 0
@@ -118,6 +147,10 @@ class TrainScreen(ReportsWorkerErrors, Screen):
         with Horizontal(id="train-main"):
             with VerticalScroll(id="train-form"):
                 defaults = TrainSpec(**self.app.train_defaults)
+                yield Label("base model", classes="form-label")
+                options, _ = base_options(self.app.config, defaults.base_model)
+                self.base_choices = options
+                yield Select(options, value=defaults.base_model, allow_blank=False, id="spec-base_model")
                 for name, label in FORM:
                     yield Label(label, classes="form-label")
                     value = getattr(defaults, name)
@@ -171,6 +204,7 @@ class TrainScreen(ReportsWorkerErrors, Screen):
 
     def read_spec(self) -> TrainSpec | None:
         data = dict(self.app.train_defaults)
+        data["base_model"] = self.query_one("#spec-base_model", Select).value
         for name, _ in FORM:
             raw = self.query_one(f"#spec-{name}", Input).value.strip()
             data[name] = raw if raw else None
@@ -211,6 +245,7 @@ class TrainScreen(ReportsWorkerErrors, Screen):
     def on_screen_resume(self) -> None:
         self.count_preferences()  # Curate and Eval may have added pairs or labels since the screen was last shown
         self.refresh_from_runs()
+        self.refresh_bases()
         offered = self.app.offered_recipe
         if offered and (self.proc is None or self.proc.poll() is not None):  # not while a run is going: later
             self.app.offered_recipe = None
@@ -221,7 +256,9 @@ class TrainScreen(ReportsWorkerErrors, Screen):
         if event.value == Select.NULL:
             return
         for name, value in recipe_spec(event.value).items():
-            if any(name == field for field, _ in FORM):
+            if name == "base_model":  # a recipe may carry a per-base default
+                self.set_base(str(value))
+            elif any(name == field for field, _ in FORM):
                 self.query_one(f"#spec-{name}", Input).value = str(value)
 
     @on(Select.Changed, "#spec-method")
@@ -238,7 +275,28 @@ class TrainScreen(ReportsWorkerErrors, Screen):
         except StoreError:
             return
         if base:
-            self.query_one("#spec-base_model", Input).value = str(base)
+            self.set_base(str(base))
+
+    def set_base(self, base_id: str) -> None:
+        """Select base `base_id`, adding it as an option first when the registry does not list it (a path)."""
+        select = self.query_one("#spec-base_model", Select)
+        if all(value != base_id for _, value in self.base_choices):
+            self.base_choices = self.base_choices + [(f"{base_id} · not registered", base_id)]
+            select.set_options(self.base_choices)
+        select.value = base_id
+
+    def refresh_bases(self) -> None:
+        """The base select's options again (`forge models add-base` may have added one since); the choice is kept."""
+        select = self.query_one("#spec-base_model", Select)
+        chosen = select.value
+        options, problem = base_options(self.app.config, chosen)
+        if problem:
+            self.query_one("#spec-error", Static).update(f"[red]{escape(problem)}[/]")
+        if options == self.base_choices:
+            return
+        self.base_choices = options
+        select.set_options(options)
+        select.value = chosen
 
     def refresh_from_runs(self, all_runs: list[dict] | None = None) -> None:
         """The "start from run" choices: finished runs with an adapter, newest first; the choice is kept while its

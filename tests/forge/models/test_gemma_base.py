@@ -1,6 +1,8 @@
 """Gemma 3 270M as a second base, end to end on the real model: materialised from its package (dequantised once,
 with Gemma's turn format chosen as its chat template), trained for 2 steps through forge.train.runs, its LoRA
-exported as a llama.cpp adapter of the registered Gemma GGUF, and generating through llama.cpp in a child.
+exported as a llama.cpp adapter of the registered Gemma GGUF, and generating through llama.cpp in a child; the
+same run exported merged (merge → llama.cpp's converter → Q8_0), its vocabulary the base GGUF's token for token,
+answering greedily as transformers does.
 
 Skipped without the `gemma` extra (scripts/setup installs it; FORGE_SKIP_GEMMA=1 leaves it out)."""
 
@@ -77,6 +79,20 @@ def gemma_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def gemma_merged(gemma_run):
+    """The run exported merged to Q8_0 (forge export RUN --quant q8_0), with the seconds it took."""
+    import time
+
+    from forge.models.export import export_run
+
+    store, config, run_id, _, _ = gemma_run
+    t0 = time.perf_counter()
+    result = export_run(store, config, run_id, quant="q8_0")
+    MEASURED["merged_export_s"] = time.perf_counter() - t0
+    return result
+
+
+@pytest.fixture(scope="module")
 def gemma_adapter(gemma_run):
     from forge.models.export import export_adapter
 
@@ -149,3 +165,74 @@ def test_gemma_adapter_loads_on_the_gemma_base_and_answers_in_gemma_turns(gemma_
                     template=rendered["template"], max_tokens=12)
     text = out["texts"][0]
     assert text.strip() and "<start_of_turn>" not in text and "<end_of_turn>" not in text
+
+
+def test_the_materialised_gemma_carries_its_sentencepiece_vocabulary(gemma_run):
+    """tokenizer.model, written from the GGUF (llama.cpp's converter reads a Gemma vocabulary only from it),
+    tokenises text as the HF tokenizer training uses."""
+    import sentencepiece as spm
+    from transformers import AutoTokenizer
+
+    from forge.models.sentencepiece_vocab import TOKENIZER_MODEL
+
+    _, config, _, _, said = gemma_run
+    folder = bases.hf_dir(bases.GEMMA3, config.workspace_path())
+    sp = spm.SentencePieceProcessor(model_file=str(folder / TOKENIZER_MODEL))
+    hf = AutoTokenizer.from_pretrained(folder)
+    assert sp.vocab_size() == len(hf) == 262144 and any("tokenizer.model" in line for line in said)
+    for text in ("remind me to call mum at 6", "  two  spaces\n\nand lines\n", "café 日本語 🙂\t x"):
+        assert sp.encode(text) == hf.encode(text, add_special_tokens=False), text
+
+    # a base materialised before forge wrote tokenizer.model gets it the next time it is resolved
+    from forge.models.base_model import resolve_base
+
+    before = (folder / TOKENIZER_MODEL).read_bytes()
+    (folder / TOKENIZER_MODEL).unlink()
+    again: list[str] = []
+    assert resolve_base(bases.GEMMA3_270M, config.workspace_path(), again.append) == folder
+    assert (folder / TOKENIZER_MODEL).read_bytes() == before and any("tokenizer.model" in line for line in again)
+
+
+def test_gemma_exports_merged_with_the_base_vocabulary_and_answers_as_transformers(gemma_run, gemma_merged):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from forge.models.llama_child import run_child
+    from forge.models.sentencepiece_vocab import VOCAB_KEYS, read_kv
+
+    store, config, run_id, run_dir, _ = gemma_run
+    r = gemma_merged
+    assert r["template_parity"] and r["quant"] == "q8_0"
+    model = store.get_model(r["model_id"])
+    assert model["meta"]["provenance"]["forge.base_model"] == bases.GEMMA3_270M
+    assert model["meta"]["smoke"].strip()
+    # the converter wrote Gemma's SentencePiece vocabulary back exactly: every token, score and type of the base
+    base_gguf = bases.workspace_gguf(bases.GEMMA3, config.workspace_path())
+    ours, theirs = read_kv(Path(r["path"]), VOCAB_KEYS), read_kv(base_gguf, VOCAB_KEYS)
+    assert ours["tokenizer.ggml.model"] == "llama" and len(ours["tokenizer.ggml.tokens"]) == 262144
+    assert ours["tokenizer.ggml.tokens"] == theirs["tokenizer.ggml.tokens"]
+    for key in ("tokenizer.ggml.scores", "tokenizer.ggml.token_type"):
+        assert (ours[key] == theirs[key]).all(), key
+    for key in VOCAB_KEYS[4:]:
+        assert ours.get(key) == theirs.get(key), key
+
+    conv = [{"role": "system", "content": "Turn the request into task | when."},
+            {"role": "user", "content": "remind me to feed the cat at 8"}]
+    out = run_child("greedy", model=r["path"], conversations=[conv], template=bases.GEMMA_TURNS, max_tokens=8)
+    text = out["texts"][0]
+    assert text.strip() and "<start_of_turn>" not in text and "<end_of_turn>" not in text
+
+    # transformers on the same weights (base + the run's adapter, which the export merged), greedy
+    tok = AutoTokenizer.from_pretrained(run_dir / "adapter")
+    hf = AutoModelForCausalLM.from_pretrained(bases.hf_dir(bases.GEMMA3, config.workspace_path()),
+                                              dtype=torch.float32)
+    hf = PeftModel.from_pretrained(hf, str(run_dir / "adapter")).eval()
+    ids = tok.apply_chat_template(conv, add_generation_prompt=True, tokenize=True, return_tensors="pt",
+                                  return_dict=True)
+    with torch.no_grad():
+        gen = hf.generate(**ids, max_new_tokens=3, do_sample=False)
+    first = tok.decode(gen[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    print(f"\nmerged Q8_0 export: {MEASURED.get('merged_export_s', 0):.0f} s; llama.cpp {text!r}; "
+          f"transformers {first!r}")
+    assert first.strip() and text.startswith(first), (text, first)
