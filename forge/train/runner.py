@@ -335,6 +335,8 @@ class Recipe:
         # KTO estimates its KL term against the neighbours in a fixed-order batch (TRL requires sequential
         # sampling); the export's order is already a hash order, unrelated to source or time.
         length = {"max_length": spec.max_seq_len} if spec.method == "orpo" else {"max_length": None}
+        if spec.method == "dpo" and spec.sft_weight > 0:
+            length.update(loss_type=["sigmoid", "sft"], loss_weights=[1.0, spec.sft_weight])
         args = Config(**self._common_args(bool(val_rows), use_cuda), beta=spec.beta, **length,
                       **(grouping(Config, False) if spec.method != "kto" else {}))
         nan_at = spec.fault_nan_at_step

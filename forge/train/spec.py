@@ -92,6 +92,12 @@ class TrainSpec(BaseModel):
     """Filled in when a dpo/kto run is created: its records per split and by source (edit, vote, import,
     self-play; approve, reject, …), as the export's manifest says (not an input)."""
 
+    sft_weight: float = Field(default=1.0, ge=0)
+    """DPO only: the weight of a supervised loss on the chosen answers, added to DPO's (TRL's loss_type
+    ["sigmoid", "sft"], as in RPO, Pang et al. 2024). Plain DPO (0) lowers the chosen answers' likelihood along
+    with the rejected ones': in `forge demo --task preferences` it removed the filler but broke the answers'
+    format (exact match 0.43 → 0.00)."""
+
     report_to: list[str] = Field(default_factory=list)
     """Also report the run to trackers through transformers' report_to: tensorboard, mlflow, trackio, wandb
     (each needs its package; `pip install -e '.[trackers]'` for TensorBoard). forge's own events stay the
