@@ -55,13 +55,14 @@ RECIPES: dict[str, TaskRecipe] = {r.name: r for r in [
     ),
     TaskRecipe(
         "voice",
-        "Your own notes, so the model writes like you (a vault's notes, a diary, letters). Every token of a note "
-        "is the person's, so the answers are long and all of them are trained on: three epochs at a high rate, "
-        "where one epoch of the defaults hardly moved the loss on a real vault. It samples (temperature 0.7, "
-        "top-p 0.9) with a repetition penalty and a fixed seed: greedy decoding of a small model loops (41 of 42 "
-        "answers on that vault), and the seed keeps one answer per prompt. A starting point, not yet tuned by "
-        "measurement: benchmarks/voice_sweep.py measures a run with the voice judge under several decodings.",
-        {"max_seq_len": 256, "truncation": "middle-of-user", "learning_rate": 1e-3, "epochs": 2.0,
+        "Your own notes, so the model writes like you (a vault's notes, a diary, letters). Notes are imported in "
+        "chunks of at most 224 tokens that train whole at 256, and every token of a chunk is the person's: one "
+        "epoch at a high rate. Measured on Pepys's diary (520 chunks, 16 held out): a style classifier told the "
+        "tuned answers from his 88 % of the time (base 100 %), none looped (base 25 %), none copied 12+ words, in "
+        "~5 min of CPU training; a second epoch gave the same 88 % and more forgetting. It samples (temperature "
+        "0.7, top-p 0.9) with a repetition penalty and a fixed seed: greedy decoding of a small model loops (41 of "
+        "42 answers on a real vault), and the seed keeps one answer per prompt.",
+        {"max_seq_len": 256, "truncation": "middle-of-user", "learning_rate": 1e-3, "epochs": 1.0,
          "eval_max_tokens": 200,
          "decoding": {"temperature": 0.7, "top_p": 0.9, "repeat_penalty": 1.15, "seed": 0}},
         note_tokens=224,
