@@ -113,7 +113,8 @@ def test_recipes_change_the_spec():
     for name, recipe in RECIPES.items():
         spec = TrainSpec.model_validate(recipe_spec(name))
         assert spec.recipe == name and recipe.doc
-        assert (spec.learning_rate, spec.epochs) != (base.learning_rate, base.epochs)
+        fields = ("learning_rate", "epochs", "max_seq_len", "truncation", "decoding")
+        assert [getattr(spec, f) for f in fields] != [getattr(base, f) for f in fields]
     assert TrainSpec.model_validate(recipe_spec("short-answers")).truncation == "drop"
     assert TrainSpec.model_validate({**recipe_spec("summaries"), "learning_rate": 1e-4}).learning_rate == 1e-4
     with pytest.raises(SpecError, match="short-answers"):
