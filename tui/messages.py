@@ -181,3 +181,11 @@ class AdapterAdded(Message):
     def __init__(self, adapter_id: str, result: dict | None, error: str | None = None) -> None:
         self.adapter_id, self.result, self.error = adapter_id, result, error
         super().__init__()
+
+
+class PreferencesCounted(Message):
+    """A preference-count worker read the store: `counts` is forge.data.preferences.counts()."""
+
+    def __init__(self, counts: dict) -> None:
+        self.counts = counts
+        super().__init__()

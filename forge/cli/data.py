@@ -167,7 +167,8 @@ def dataset_export(obj: Ctx, out, val, test, seed, fmt, keep_leaks, preferences,
     land in the same split (notes are held out, not chunks), and no val/test example has a near-duplicate
     (cosine ≥ dedup.threshold) in train unless --keep-leaks. --preferences writes the pairs (or KTO labels) the
     store holds, split as the examples they come from are."""
-    from forge.data.dataset import export_dataset, export_preferences
+    from forge.data.dataset import export_dataset
+    from forge.data.preferences import export_preferences
 
     if preferences:
         r = run_guarded(as_json, export_preferences, obj.store, out, obj.config, preferences, val, test, seed,

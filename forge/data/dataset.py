@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import signal
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -201,89 +199,3 @@ def export_dataset(store: Store, out: str | Path, config: Config, val: float | N
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return {**counts, "dataset_hash": digest, "notes": notes,
             "leaks": {k: leaks[k] for k in ("threshold", "moved", "test", "val", "with_note")}}
-
-
-PREFERENCE_KINDS = {"dpo": "pairs", "kto": "labels"}
-
-
-def export_preferences(store: Store, out: str | Path, config: Config, kind: str = "dpo", val: float | None = None,
-                       test: float | None = None, seed: int | None = None, keep_leaks: bool = False) -> dict:
-    """Write the store's preference data (forge/data/preferences.py) as TRL's conversational format: for dpo
-    `prompt`/`chosen`/`rejected`, for kto `prompt`/`completion`/`label`, each with its `source` and `ref`;
-    train/val/test JSONL and manifest.json, in `out`.
-
-    The split is SFT's: a record made from an example lands in the split `forge dataset export` gives that example
-    (with the same seed and fractions), so no held-out note's prompt is trained on by either; a record of a
-    rejected example or an Eval vote is a group of its own, split with the same seed, and a held-out one whose
-    prompt and answer have a near-duplicate in the training records moves into train unless keep_leaks. Each file
-    is written whole and renamed into place, so a crash mid-export leaves the earlier files or the new ones, and
-    exporting again gives the same bytes: the export is a pure function of the store."""
-    from forge.data.leakage import find_leaks
-    from forge.data.preferences import build
-
-    if kind not in PREFERENCE_KINDS:
-        raise DatasetError(f"unknown preference kind {kind!r}: use dpo or kto")
-    d = config.dataset
-    val = d.val if val is None else val
-    test = d.test if test is None else test
-    seed = d.seed if seed is None else seed
-    prefs = build(store)
-    items = prefs.pairs if kind == "dpo" else prefs.labels
-    if not items:
-        what = ("no preference pairs: edit machine-written answers in Curate, vote in Eval, import a preference "
-                "dataset, or draft answers to your notes (forge prefs draft)") if kind == "dpo" else \
-            "no KTO labels: approve or reject some examples first"
-        raise DatasetError(what)
-    where: dict[int, str] = {}
-    try:
-        by_hash, parts, _, _ = plan_split(store, config, val, test, seed, keep_leaks)
-        where = {by_hash[h].id: name for name in SPLITS for h in parts[name]}
-    except DatasetError:
-        pass  # nothing approved yet (votes only): every record is split on its own
-    keyed = {}
-    for it in items:
-        rec = it.record()
-        key = hashlib.sha256(json.dumps(rec, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
-        keyed.setdefault(key, (it, rec))
-    fixed = {k: where[it.example_id] for k, (it, _) in keyed.items() if it.example_id in where}
-    loose = sorted(k for k in keyed if k not in fixed)
-    loose_groups = {k: g for k in loose if (g := keyed[k][0].note)}
-    parts = split(loose, val, test, seed, loose_groups) if loose else {n: [] for n in SPLITS}
-    for k, name in fixed.items():
-        parts[name].append(k)
-    moved = []
-    if not keep_leaks:
-        held = [(name, k) for name in ("test", "val") for k in parts[name] if k not in fixed]
-
-        def convo(it):
-            return it.prompt + [{"role": "assistant", "content": it.chosen if kind == "dpo" else it.completion}]
-        if held and parts["train"]:
-            leaks = find_leaks(store, [convo(keyed[k][0]) for _, k in held],
-                               [convo(keyed[k][0]) for k in parts["train"]], config.dedup, transitive=True)
-            for lk in leaks:
-                name, k = held[lk.held]
-                parts[name].remove(k)
-                parts["train"].append(k)
-                moved.append(keyed[k][0].ref)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    counts, sources = {}, {}
-    for name in SPLITS:
-        if name == "val" and os.environ.get("FORGE_EXPORT_FAULT") == "preferences":
-            os.kill(os.getpid(), signal.SIGKILL)  # testing only: a crash with one split written
-        tmp = out / f"{name}.jsonl.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            for k in sorted(parts[name]):
-                it, rec = keyed[k]
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                sources[it.source] = sources.get(it.source, 0) + 1
-        tmp.replace(out / f"{name}.jsonl")
-        counts[name] = len(parts[name])
-    digest = hashlib.sha256("\n".join(sorted(keyed)).encode()).hexdigest()
-    manifest = {**counts, "kind": kind, "format": PREFERENCE_KINDS[kind], "dataset_hash": digest, "seed": seed,
-                "val_fraction": val, "test_fraction": test, "sources": dict(sorted(sources.items())),
-                "leaks_moved": sorted(moved), "forge_version": __version__}
-    tmp = out / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out / "manifest.json")
-    return {**counts, "kind": kind, "dataset_hash": digest, "sources": manifest["sources"], "leaks_moved": moved}

@@ -1,6 +1,7 @@
 """Preference data from what the person already tells forge: DPO pairs (chosen vs rejected answer to one prompt)
-and KTO labels (an answer marked good or bad), each naming where it came from. A pure function of the store: the
-examples, the decision log, the Eval votes and the stored drafts. Nothing here writes; build it again after any
+and KTO labels (an answer marked good or bad), each naming where it came from, and their export as TRL's format
+(export_preferences, `forge dataset export --preferences`). A pure function of the store: the examples, the
+decision log, the Eval votes and the stored drafts. Nothing here writes to the store; build it again after any
 undo, redo or crash and it is the same.
 
 Pairs, by source:
@@ -22,9 +23,16 @@ answer, label), the first source named keeps it (an approved edit's answer is al
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import signal
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
+from forge import __version__
+from forge.config import Config
+from forge.data.dataset import SPLITS, DatasetError, note_of, plan_split, split
 from forge.store import Store
 from forge.store.evals import prompt_hash
 
@@ -101,10 +109,6 @@ def split_answer(messages: list[dict]) -> tuple[list[dict], str] | None:
     return [{"role": m["role"], "content": m["content"]} for m in messages[:-1]], messages[-1]["content"]
 
 
-def _note(ex) -> str | None:
-    return f"note:{ex.source_kind}:{ex.note_path}" if ex.note_path else None
-
-
 def original_messages(store: Store, example_id: int) -> list[dict] | None:
     """The example's messages before the first decision that changed them (its imported text), or None when no
     decision ever changed them."""
@@ -130,8 +134,8 @@ def _edit_pairs(store: Store, examples: list) -> tuple[list[Pair], list[Label]]:
         if now is None or was is None or now[1].strip() == was[1].strip():
             continue
         ref = f"example {ex.id} (edited)"
-        pairs.append(Pair(now[0], now[1], was[1], "edit", ref, ex.id, _note(ex)))
-        labels.append(Label(was[0], was[1], False, "edit", ref, ex.id, _note(ex)))
+        pairs.append(Pair(now[0], now[1], was[1], "edit", ref, ex.id, note_of(ex)))
+        labels.append(Label(was[0], was[1], False, "edit", ref, ex.id, note_of(ex)))
     return pairs, labels
 
 
@@ -142,7 +146,7 @@ def _import_pairs(examples: list) -> list[Pair]:
         now = split_answer(ex.messages)
         if not isinstance(rejected, str) or not rejected.strip() or now is None or now[1].strip() == rejected.strip():
             continue
-        out.append(Pair(now[0], now[1], rejected, "import", f"example {ex.id} (imported pair)", ex.id, _note(ex)))
+        out.append(Pair(now[0], now[1], rejected, "import", f"example {ex.id} (imported pair)", ex.id, note_of(ex)))
     return out
 
 
@@ -161,7 +165,7 @@ def _draft_pairs(store: Store, examples: list) -> list[Pair]:
         if d["text"].strip() == now[1].strip():
             continue
         out.append(Pair(now[0], now[1], d["text"], "self-play", f"example {ex.id} (draft by {d['model_id']})",
-                        ex.id, _note(ex)))
+                        ex.id, note_of(ex)))
     return out
 
 
@@ -210,13 +214,13 @@ def build(store: Store) -> Preferences:
         label = ex.meta.get("label")
         if isinstance(label, bool):
             labels.append(Label(now[0], now[1], label, "import", f"example {ex.id} (imported label)", ex.id,
-                                _note(ex)))
+                                note_of(ex)))
         else:
-            labels.append(Label(now[0], now[1], True, "approve", f"example {ex.id}", ex.id, _note(ex)))
+            labels.append(Label(now[0], now[1], True, "approve", f"example {ex.id}", ex.id, note_of(ex)))
     for ex in rejected:
         now = split_answer(ex.messages)
         if now is not None:
-            labels.append(Label(now[0], now[1], False, "reject", f"example {ex.id} (rejected)", ex.id, _note(ex)))
+            labels.append(Label(now[0], now[1], False, "reject", f"example {ex.id} (rejected)", ex.id, note_of(ex)))
     labels += edit_labels
     for p in pairs:
         labels.append(Label(p.prompt, p.chosen, True, "pair", p.ref, p.example_id, p.note))
@@ -241,3 +245,92 @@ def describe(c: dict) -> str:
     pairs = f"{c['pairs_total']} preference pair{'s' if c['pairs_total'] != 1 else ''}" + (f" ({parts})" if parts
                                                                                           else "")
     return f"{pairs} · KTO {c['labels']['desirable']} good / {c['labels']['undesirable']} bad"
+
+
+PREFERENCE_KINDS = {"dpo": "pairs", "kto": "labels"}
+
+
+def export_preferences(store: Store, out: str | Path, config: Config, kind: str = "dpo", val: float | None = None,
+                       test: float | None = None, seed: int | None = None, keep_leaks: bool = False,
+                       split_of: dict[int, str] | None = None) -> dict:
+    """Write the store's preference data (forge/data/preferences.py) as TRL's conversational format: for dpo
+    `prompt`/`chosen`/`rejected`, for kto `prompt`/`completion`/`label`, each with its `source` and `ref`;
+    train/val/test JSONL and manifest.json, in `out`.
+
+    The split is SFT's: a record made from an example lands in the split `forge dataset export` gives that example
+    (with the same seed and fractions), so no held-out note's prompt is trained on by either; a record of a
+    rejected example or an Eval vote is a group of its own, split with the same seed, and a held-out one whose
+    prompt and answer have a near-duplicate in the training records moves into train unless keep_leaks. Each file
+    is written whole and renamed into place, so a crash mid-export leaves the earlier files or the new ones, and
+    exporting again gives the same bytes: the export is a pure function of the store. `split_of` (example id →
+    split) is an SFT export's split already made with the same settings (a run's manifest), so it is not made
+    twice."""
+    from forge.data.leakage import find_leaks
+
+    if kind not in PREFERENCE_KINDS:
+        raise DatasetError(f"unknown preference kind {kind!r}: use dpo or kto")
+    d = config.dataset
+    val = d.val if val is None else val
+    test = d.test if test is None else test
+    seed = d.seed if seed is None else seed
+    prefs = build(store)
+    items = prefs.pairs if kind == "dpo" else prefs.labels
+    if not items:
+        what = ("no preference pairs: edit machine-written answers in Curate, vote in Eval, import a preference "
+                "dataset, or draft answers to your notes (forge prefs draft)") if kind == "dpo" else \
+            "no KTO labels: approve or reject some examples first"
+        raise DatasetError(what)
+    where: dict[int, str] = split_of or {}
+    if split_of is None:
+        try:
+            by_hash, parts, _, _ = plan_split(store, config, val, test, seed, keep_leaks)
+            where = {by_hash[h].id: name for name in SPLITS for h in parts[name]}
+        except DatasetError:
+            pass  # nothing approved yet (votes only): every record is split on its own
+    keyed = {}
+    for it in items:
+        rec = it.record()
+        key = hashlib.sha256(json.dumps(rec, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+        keyed.setdefault(key, (it, rec))
+    fixed = {k: where[it.example_id] for k, (it, _) in keyed.items() if it.example_id in where}
+    loose = sorted(k for k in keyed if k not in fixed)
+    loose_groups = {k: g for k in loose if (g := keyed[k][0].note)}
+    parts = split(loose, val, test, seed, loose_groups) if loose else {n: [] for n in SPLITS}
+    for k, name in fixed.items():
+        parts[name].append(k)
+    moved = []
+    if not keep_leaks:
+        held = [(name, k) for name in ("test", "val") for k in parts[name] if k not in fixed]
+
+        def convo(it):
+            return it.prompt + [{"role": "assistant", "content": it.chosen if kind == "dpo" else it.completion}]
+        if held and parts["train"]:
+            leaks = find_leaks(store, [convo(keyed[k][0]) for _, k in held],
+                               [convo(keyed[k][0]) for k in parts["train"]], config.dedup, transitive=True)
+            for lk in leaks:
+                name, k = held[lk.held]
+                parts[name].remove(k)
+                parts["train"].append(k)
+                moved.append(keyed[k][0].ref)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    counts, sources = {}, {}
+    for name in SPLITS:
+        if name == "val" and os.environ.get("FORGE_EXPORT_FAULT") == "preferences":
+            os.kill(os.getpid(), signal.SIGKILL)  # testing only: a crash with one split written
+        tmp = out / f"{name}.jsonl.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            for k in sorted(parts[name]):
+                it, rec = keyed[k]
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                sources[it.source] = sources.get(it.source, 0) + 1
+        tmp.replace(out / f"{name}.jsonl")
+        counts[name] = len(parts[name])
+    digest = hashlib.sha256("\n".join(sorted(keyed)).encode()).hexdigest()
+    manifest = {**counts, "kind": kind, "format": PREFERENCE_KINDS[kind], "dataset_hash": digest, "seed": seed,
+                "val_fraction": val, "test_fraction": test, "sources": dict(sorted(sources.items())),
+                "leaks_moved": sorted(moved), "forge_version": __version__}
+    tmp = out / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out / "manifest.json")
+    return {**counts, "kind": kind, "dataset_hash": digest, "sources": manifest["sources"], "leaks_moved": moved}

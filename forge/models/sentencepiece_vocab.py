@@ -18,73 +18,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
 from pathlib import Path
+
+from forge.models.gguf_meta import read_kv  # noqa: F401 - the vocabulary's keys, read directly
 
 TOKENIZER_MODEL = "tokenizer.model"
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6  # GGUF's token types = SentencePiece's
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-_NUMPY = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "<u1", 10: "<u8", 11: "<i8",
-          12: "<f8"}
 VOCAB_KEYS = ("tokenizer.ggml.model", "tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type",
               "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
               "tokenizer.ggml.padding_token_id", "tokenizer.ggml.add_space_prefix")
-
-
-def read_kv(path: Path, keys) -> dict:
-    """The values of `keys` in a GGUF's KV section, arrays included (strings as str lists, numbers as numpy
-    arrays); read directly, stopping once all are found (the gguf package's reader parses every tensor and token
-    into Python objects first: ~12 s for a 262k-token vocabulary, this ~1 s)."""
-    import numpy as np
-
-    want, out = set(keys), {}
-    with open(path, "rb") as f:
-        def read(n):
-            b = f.read(n)
-            if len(b) != n:
-                raise ValueError(f"{path}: truncated GGUF header")
-            return b
-
-        def string():
-            (n,) = struct.unpack("<Q", read(8))
-            return read(n)
-
-        if read(4) != b"GGUF":
-            raise ValueError(f"{path} is not a GGUF file")
-        _, _, n_kv = struct.unpack("<IQQ", read(20))
-        for _ in range(n_kv):
-            if not want - out.keys():
-                break
-            key = string().decode("utf-8", "replace")
-            (vtype,) = struct.unpack("<I", read(4))
-            keep = key in want
-            if vtype == 8:
-                value = string().decode("utf-8", "replace")
-            elif vtype == 9:
-                itype, count = struct.unpack("<IQ", read(12))
-                if itype == 8:
-                    value = [string().decode("utf-8", "replace") for _ in range(count)] if keep else None
-                    if not keep:
-                        for _ in range(count):
-                            (n,) = struct.unpack("<Q", read(8))
-                            f.seek(n, 1)
-                elif itype in _NUMPY:
-                    dtype = np.dtype(_NUMPY[itype])
-                    if keep:
-                        value = np.frombuffer(read(dtype.itemsize * count), dtype=dtype)
-                    else:
-                        f.seek(dtype.itemsize * count, 1)
-                        value = None
-                else:
-                    raise ValueError(f"{path}: nested arrays in the GGUF header are not supported")
-            elif vtype in _SCALARS:
-                fmt = _SCALARS[vtype]
-                (value,) = struct.unpack(fmt, read(struct.calcsize(fmt)))
-            else:
-                raise ValueError(f"{path}: unknown GGUF value type {vtype} for {key}")
-            if keep:
-                out[key] = value
-    return out
 
 
 def is_sentencepiece(gguf_path: Path) -> bool:

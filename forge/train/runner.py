@@ -304,7 +304,8 @@ class Recipe:
             self.log.log("warning", message=f"{len(over)} training records are longer than max_seq_len "
                                             f"{spec.max_seq_len} tokens and were dropped (answers are never cut)",
                          over=len(over), dropped=len(over))
-            train = [r for i, r in enumerate(train) if i not in set(over)]
+            dropped = set(over)
+            train = [r for i, r in enumerate(train) if i not in dropped]
         val = [r for r in val if length(r) <= spec.max_seq_len]
         if not train:
             raise RunFailed(f"no training record fits in max_seq_len {spec.max_seq_len} tokens: raise it or use auto")
@@ -334,10 +335,10 @@ class Recipe:
             extra = {}
         # KTO estimates its KL term against the neighbours in a fixed-order batch (TRL requires sequential
         # sampling); the export's order is already a hash order, unrelated to source or time.
-        length = {"max_length": spec.max_seq_len} if spec.method == "orpo" else {"max_length": None}
+        options = {"max_length": spec.max_seq_len} if spec.method == "orpo" else {"max_length": None}
         if spec.method == "dpo" and spec.sft_weight > 0:
-            length.update(loss_type=["sigmoid", "sft"], loss_weights=[1.0, spec.sft_weight])
-        args = Config(**self._common_args(bool(val_rows), use_cuda), beta=spec.beta, **length,
+            options.update(loss_type=["sigmoid", "sft"], loss_weights=[1.0, spec.sft_weight])
+        args = Config(**self._common_args(bool(val_rows), use_cuda), beta=spec.beta, **options,
                       **(grouping(Config, False) if spec.method != "kto" else {}))
         nan_at = spec.fault_nan_at_step
 

@@ -45,6 +45,15 @@ def measure_lengths(spec: TrainSpec, run_dir: Path, workspace: Path) -> tuple[Tr
     return spec.model_copy(update=update), report
 
 
+def split_of(data_dir: Path) -> dict[int, str] | None:
+    """Example id → split, as the run's SFT export (its manifest) split them; None when there is none."""
+    manifest = data_dir / "manifest.json"
+    if not manifest.exists():
+        return None
+    ids = json.loads(manifest.read_text()).get("ids") or {}
+    return {i: name for name, members in ids.items() for i in members} or None
+
+
 def preference_data(store: Store, config: Config, spec: TrainSpec, run_dir: Path,
                     dataset_dir: Path | None = None) -> TrainSpec:
     """A dpo/kto run's records in run_dir/data/preferences: copied from dataset_dir/preferences when that holds an
@@ -53,7 +62,7 @@ def preference_data(store: Store, config: Config, spec: TrainSpec, run_dir: Path
     with from_run checked. Raises with a one-line reason, leaving no run folder, when there is nothing to train on."""
     import shutil
 
-    from forge.data.dataset import export_preferences
+    from forge.data.preferences import export_preferences
 
     out = run_dir / "data" / "preferences"
     try:
@@ -69,7 +78,7 @@ def preference_data(store: Store, config: Config, spec: TrainSpec, run_dir: Path
             shutil.copytree(given, out)
             report = json.loads(manifest_path.read_text())
         else:
-            report = export_preferences(store, out, config, kind="kto" if spec.method == "kto" else "dpo")
+            report = export_preferences(store, out, config, kind=kind, split_of=split_of(run_dir / "data"))
     except Exception:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise

@@ -22,7 +22,7 @@ from textual.widgets import Footer, Header, Input
 from forge.data import curate
 from forge.llm import backtranslate
 from forge.store import STATUSES, StoreError
-from tui.messages import TokenizerLoaded
+from tui.messages import PreferencesCounted, TokenizerLoaded
 from tui.screens.backtranslate_dialog import BacktranslateScreen
 from tui.screens.edit import EditScreen
 from tui.screens.export_dialog import ExportScreen
@@ -33,12 +33,6 @@ from tui.widgets.counts_bar import CountsBar
 from tui.widgets.example_view import ExampleView
 
 STATUS_CYCLE = [None, *STATUSES]
-
-
-class PreferencesCounted(Message):
-    def __init__(self, counts: dict) -> None:
-        super().__init__()
-        self.counts = counts
 
 
 class PositionCounted(Message):

@@ -19,7 +19,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.coordinate import Coordinate
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, ProgressBar, RichLog, Select, Static
 
@@ -31,7 +30,7 @@ from forge.train.checkpoints import MARKER
 from forge.train.events import as_float, read_events
 from forge.train.spec import TrainSpec
 from forge.train.recipes import RECIPES, recipe_spec
-from tui.messages import LengthsMeasured, RunStarted, RunStartFailed
+from tui.messages import LengthsMeasured, PreferencesCounted, RunStarted, RunStartFailed
 from tui.screens.worker_errors import ReportsWorkerErrors
 from tui.widgets.loss_chart import LossChart
 
@@ -105,14 +104,6 @@ def start_refusal(method: str, counts: dict) -> str | None:
     if method == "kto" and not sum((counts.get("labels") or {}).values()):
         return NO_LABELS
     return None
-
-
-class PreferencesCounted(Message):
-    """The preference-count worker read the store: `counts` is forge.data.preferences.counts()."""
-
-    def __init__(self, counts: dict) -> None:
-        self.counts = counts
-        super().__init__()
 
 
 class TrainScreen(ReportsWorkerErrors, Screen):

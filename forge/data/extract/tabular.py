@@ -127,24 +127,8 @@ def extract_csv(path: str | Path, cfg: CsvConfig, max_file_bytes: int, max_field
     idx = {h: i for i, h in enumerate(header)}
     extra = idx.get("input") if pcol.lower() == "instruction" else None
     total = max(text.count("\n"), 1)
-    line = reader.line_num + 1 + offset
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as e:
-            result.skip(f"{path}:{line}", f"bad CSV row: {e}")
-            result.read += 1
-            line = reader.line_num + 1 + offset
-            continue
-        where = f"{path}:{line}"
-        line = reader.line_num + 1 + offset
-        if not any(c.strip() for c in row):
-            continue
-        result.read += 1  # rows read (blank lines are not rows)
-        if len(row) < len(header):
-            row = row + [""] * (len(header) - len(row))
+    for at, row in _data_rows(path, reader, header, offset, result):
+        where = f"{path}:{at}"
         prompt, response = row[idx[pcol]], row[idx[rcol]]
         if extra is not None and row[extra].strip():
             prompt = f"{prompt}\n\n{row[extra]}"
@@ -158,14 +142,35 @@ def extract_csv(path: str | Path, cfg: CsvConfig, max_file_bytes: int, max_field
         msgs = messages_from_pair(user, response, row[idx[scol]] if scol else None)
         result.items.append({
             "extract_key": f"csv:{path.name}:{example_key(msgs)}",
-            "source_kind": "csv", "source_ref": f"{path.name}:{where.rsplit(':', 1)[1]}",
-            "line": int(where.rsplit(":", 1)[1]), "tags": [], "messages": msgs,
+            "source_kind": "csv", "source_ref": f"{path.name}:{at}",
+            "line": at, "tags": [], "messages": msgs,
         })
         if progress and len(result.items) % 500 == 0:
             progress(reader.line_num, total)
     if progress:
         progress(total, total)
     return result
+
+
+def _data_rows(path: Path, reader, header: list[str], offset: int, result: Extraction):
+    """(file line, row padded to the header's width) for each non-blank row; a row the csv module cannot parse is
+    a skip naming its line. Counts the rows read (blank lines are not rows) in result.read."""
+    line = reader.line_num + 1 + offset
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            result.skip(f"{path}:{line}", f"bad CSV row: {e}")
+            result.read += 1
+            line = reader.line_num + 1 + offset
+            continue
+        at, line = line, reader.line_num + 1 + offset
+        if not any(c.strip() for c in row):
+            continue
+        result.read += 1
+        yield at, row + [""] * (len(header) - len(row))
 
 
 def _preference_rows(path: Path, reader, header: list[str], cols: dict[str, str], offset: int, text: str,
@@ -177,22 +182,7 @@ def _preference_rows(path: Path, reader, header: list[str], cols: dict[str, str]
         result.skip(str(path), f"column {missing!r} not found; the header has: {', '.join(header)}")
         return result
     total = max(text.count("\n"), 1)
-    line = reader.line_num + 1 + offset
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as e:
-            result.skip(f"{path}:{line}", f"bad CSV row: {e}")
-            result.read += 1
-            line = reader.line_num + 1 + offset
-            continue
-        at, line = line, reader.line_num + 1 + offset
-        if not any(c.strip() for c in row):
-            continue
-        result.read += 1
-        row = row + [""] * (len(header) - len(row))
+    for at, row in _data_rows(path, reader, header, offset, result):
         found = preference_found({k: row[idx[c]] for k, c in cols.items()})
         if found.messages is None:
             result.skip(f"{path}:{at}", found.reason, found.code)

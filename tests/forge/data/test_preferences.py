@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from forge.data.dataset import DatasetError, export_dataset, export_preferences
-from forge.data.preferences import build, counts, describe
+from forge.data.dataset import DatasetError, export_dataset
+from forge.data.preferences import build, counts, describe, export_preferences
 
 FILLER = "Sure! Here is what you asked for: "
 QA = [("What do bees make?", "Honey."), ("Which planet is red?", "Mars."), ("What is H2O?", "Water."),
@@ -150,7 +150,7 @@ def test_a_crash_mid_export_loses_nothing_and_the_next_export_is_whole(store, co
     export_preferences(store, clean, config, kind="dpo")
     out = tmp_path / "crashed"
     code = ("import sys; from forge.config import Config; from forge.store import Store; "
-            "from forge.data.dataset import export_preferences; "
+            "from forge.data.preferences import export_preferences; "
             f"c = Config(workspace={str(config.workspace_path())!r}); "
             f"export_preferences(Store.for_workspace(c.workspace_path()), {str(out)!r}, c, kind='dpo')")
     proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "FORGE_EXPORT_FAULT": "preferences"},
