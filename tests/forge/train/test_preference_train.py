@@ -142,3 +142,32 @@ def test_orpo_trains_on_the_pairs_with_no_reference_model(pref_ws):
     assert out["status"] == "completed", out
     logs = [e for e in read_events(ws / "runs" / out["run_id"]) if e["event"] == "log"]
     assert len(logs) == 2 and all("rewards_margin" in e for e in logs)
+
+
+def test_a_dpo_run_resumes_from_its_checkpoint_with_its_reference(pref_ws):
+    """Resume a finished-early DPO run: the trained adapter and TRL's frozen reference come back from the
+    checkpoint, the steps carry on where they stopped, and the reward margin keeps its sign."""
+    from forge.train import runs
+    from forge.train.spec import TrainSpec
+
+    ws, base = pref_ws
+    r = forge(ws, "train", "--method", "dpo", "--max-steps", "2", "--set", f"base_model={base}",
+              "--set", "batch_size=4", "--set", "lora_r=8", "--set", 'target_modules=["q_proj","v_proj"]',
+              "--set", "forgetting_check=false", "--set", "save_steps=2", "--set", "learning_rate=0.005",
+              "--set", "warmup_ratio=0")
+    out = json.loads(r.output)
+    assert out["status"] == "completed", out
+    run_dir = ws / "runs" / out["run_id"]
+    assert (run_dir / "checkpoints" / "checkpoint-2").is_dir()
+    spec = TrainSpec.load(run_dir / "spec.json")
+    spec.max_steps = 4
+    spec.save(run_dir / "spec.json")
+    final = runs.wait(runs.launch(run_dir, resume=True), run_dir)
+    assert final["status"] == "completed", final
+    events = read_events(run_dir)
+    running = [e for e in events if e["event"] == "status" and e["status"] == "running"]
+    assert running[-1].get("resumed_from") == 2
+    logs = [e for e in events if e["event"] == "log"]
+    assert [e["step"] for e in logs][-2:] == [3, 4]
+    assert logs[-1]["rewards_margin"] > 0
+    assert not (run_dir / "adapter" / "ref").exists()
