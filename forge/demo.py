@@ -14,6 +14,9 @@ voice (run_voice_demo: a public-domain diary as a vault, the voice recipe, Eval 
   with that route's system prompt. Held-out frames and entity values never occur in training.
 The held-out file is never imported: nothing of it is in the store the model trains from.
 
+`--base ID` (any base `forge models bases` lists; default the bundled SmolLM2): every run trains on that base and
+Eval compares the tuned model with that base's own GGUF (forge.eval's "base": the model's own base).
+
 `forge demo --adapters` (run_adapters_demo): reminders and intent each trained as its own LoRA run on the same base,
 each exported as a GGUF adapter (no merge), ONE companion serving the base with both adapters loaded, and each
 task's held-out set asked of its adapter and of the base through that companion (the OpenAI `model` field picks).
@@ -84,6 +87,45 @@ class DemoError(ForgeError):
     """The demo cannot run; the message says why."""
 
 
+def demo_base(base_id: str | None, registered_in: Path | None = None):
+    """The base (forge.models.bases.Base) a demo trains on: `base_id` as `forge models bases` lists it for the
+    workspace `registered_in` (the bundled SmolLM2, Gemma 3 270M when installed, the bases added there), default
+    the bundled SmolLM2. The demo compares the tuned model with the base's GGUF, so a base added as an HF folder
+    or a hub id is refused before anything runs."""
+    from forge.models import bases
+
+    if not base_id or base_id == bases.DEFAULT_BASE:
+        return bases.SMOLLM2
+    if "/" in base_id and Path(base_id).is_dir():
+        # a local HF folder, as `forge train --set base_model=PATH` takes it (the tests' shared SmolLM2): compared
+        # with the registered GGUF it was materialised from (forge.eval's own base)
+        return bases.Base(base_id, Path(base_id).name, "?", "?", None, "?", "folder", base_id, "own", builtin=True)
+    found = bases.list_bases(Path(registered_in)) if registered_in else \
+        [bases.SMOLLM2] + ([bases.GEMMA3] if bases.gemma_available() else [])
+    listed = {b.id: b for b in found}
+    if base_id not in listed:
+        if base_id == bases.GEMMA3_270M:
+            raise DemoError(f"--base {base_id}: Gemma 3 270M is not installed (the `gemma` extra: run scripts/setup, "
+                            f"or pip install -e '.[gemma]')")
+        raise DemoError(f"--base {base_id!r} is not a registered base: use one of {', '.join(listed)} "
+                        f"(`forge models bases`; `forge models add-base ID SOURCE` adds one)")
+    base = listed[base_id]
+    if base.source_kind not in ("package", "gguf"):
+        raise DemoError(f"--base {base_id}: a base added as a {base.source_kind} has no GGUF for the demo to compare "
+                        f"the tuned model with; add it as a GGUF file (`forge models add-base ID FILE.gguf`)")
+    return base
+
+
+def keep_base(base, workspace: Path) -> None:
+    """A base added to another workspace (`forge models add-base`) registered in the demo's fresh one as well,
+    where the training runner looks for it."""
+    from forge.models import bases
+
+    if not base.builtin:
+        bases.add_base(workspace, base.id, base.source, base.chat_template if base.chat_template in bases.TEMPLATES
+                       else None, base.license)
+
+
 def markers_kept(prompts: list[str], outputs: list[str]) -> dict | None:
     """Seed 003's rule, measured: every `{{RED:…}}`-style marker of a source must come back byte for byte.
 
@@ -135,6 +177,11 @@ def train(store: Store, config: Config, spec_task: DemoTask, dataset: Path, say:
 
     spec = TrainSpec(**{**spec_task.spec, **({"max_steps": max_steps} if max_steps else {}),
                         **({"base_model": base_model} if base_model else {})})
+    from forge.models.base_model import prepare_base
+
+    # a GGUF base not yet in this (fresh) workspace is materialised now, with progress, as `forge train` does,
+    # rather than silently inside create_run's length measurement
+    prepare_base(spec.base_model, config.workspace_path(), lambda msg: say(f"{prefix}base: {msg}"))
     run_id, run_dir = runs.create_run(store, config, spec, dataset)
 
     def on_event(e: dict) -> None:
@@ -186,60 +233,69 @@ def every_15_s(say: Callable[[str], None]) -> Callable[[str, int, int], None]:
 
 
 def run_demo(workspace: Path, say: Callable[[str], None] = print, max_steps: int | None = None,
-             heldout_limit: int | None = None, base_model: str | None = None, task: str = "reminders") -> dict:
-    """Run the loop for `task` (a key of TASKS) in a fresh `workspace`; the eval result (forge.eval.evaluate's
-    dict) plus run_id, model_id, workspace, task, minutes (all) and train_minutes (training alone), and markers:
-    system → markers_kept (None for each when no held-out source has a marker)."""
+             heldout_limit: int | None = None, base_model: str | None = None, task: str = "reminders",
+             bases_from: Path | None = None) -> dict:
+    """Run the loop for `task` (a key of TASKS) in a fresh `workspace`, training on `base_model` (a base of the
+    registry, demo_base; `bases_from`: the workspace whose added bases count too); the eval result
+    (forge.eval.evaluate's dict) plus base (the base's id), run_id, model_id, workspace, task, minutes (all) and
+    train_minutes (training alone), and markers: system → markers_kept (None for each when no held-out source has a
+    marker)."""
     from forge import eval as ev
     from forge.models import export as ex
 
     if task == "voice":
-        return run_voice_demo(workspace, say, max_steps, heldout_limit, base_model)
+        return run_voice_demo(workspace, say, max_steps, heldout_limit, base_model, bases_from)
     if task not in TASKS:
         raise DemoError(f"unknown demo task {task!r}: use one of {', '.join(TASKS)}, voice")
     spec_task = TASKS[task]
+    base = demo_base(base_model, bases_from)  # before the workspace is wiped: an unknown base costs nothing
     t0 = time.perf_counter()
     ws = fresh_workspace(Path(workspace))
+    keep_base(base, ws)
     config = spec_task.config(ws)
     store = Store.for_workspace(ws)
     curate(store, config, spec_task, ws / "exports" / "dataset", say)
 
+    say(f"training on {base.id} ({base.name})…")
     run_id, run_dir, train_minutes = train(store, config, spec_task, ws / "exports" / "dataset", say, max_steps,
-                                           base_model)
+                                           base.id)
     say("exporting Q4_K_M…")
     model = ex.export_run(store, config, run_id, "q4_k_m", lambda stage, msg: say(f"[{stage}] {msg}"))
-    ex.register_bundled_base(store, config)
     held = first_rows(DEMO_DIR / spec_task.heldout_file, heldout_limit, ws / "exports" / "heldout.jsonl")
-    say(f"evaluating tuned vs base on held-out {spec_task.unit}…")
+    say(f"evaluating tuned vs base ({base.id}) on held-out {spec_task.unit}…")
     result = ev.evaluate(store, model["model_id"], "base", test_file=str(held), max_tokens=spec_task.max_tokens,
                          progress=every_15_s(say), config=config)
-    stored = ev.latest_pair(store, model["model_id"], "base", result["dataset"])
+    stored = ev.latest_pair(store, model["model_id"], result["baseline_id"], result["dataset"])
     if stored:
         prompts = [r["prompt"] for r in stored[0]["outputs"]]
         systems = {"tuned": stored[0]["outputs"], "base": stored[1]["outputs"]}
         result["markers"] = {name: markers_kept(prompts, ev.outputs_of(recs)) for name, recs in systems.items()}
         if result.get("lead"):
             result["markers"][result["lead"]["id"]] = markers_kept(prompts, result["lead"]["outputs"])
-    result.update({"run_id": run_id, "model_id": model["model_id"], "workspace": str(ws), "task": task,
-                   "train_minutes": train_minutes, "minutes": round((time.perf_counter() - t0) / 60, 1)})
+    result.update({"base": base.id, "run_id": run_id, "model_id": model["model_id"], "workspace": str(ws),
+                   "task": task, "train_minutes": train_minutes,
+                   "minutes": round((time.perf_counter() - t0) / 60, 1)})
     store.close()
     return result
 
 
 def run_voice_demo(workspace: Path, say: Callable[[str], None] = print, max_steps: int | None = None,
-                   heldout_limit: int | None = None, base_model: str | None = None) -> dict:
+                   heldout_limit: int | None = None, base_model: str | None = None,
+                   bases_from: Path | None = None) -> dict:
     """Voice: a diary imported as a vault (all notes) → approve → a dataset that holds out whole notes → the voice
-    recipe (a LoRA, exported as a GGUF adapter: seconds, no merge; its decoding defaults travel in it) → Eval on the
-    held-out notes against base, with the voice judge. Returns forge.eval.evaluate's dict with run_id, model_id,
-    workspace, task, minutes and train_minutes."""
+    recipe on `base_model` (a LoRA, exported as a GGUF adapter of that base: seconds, no merge; its decoding defaults
+    travel in it) → Eval on the held-out notes against the base, with the voice judge. Returns forge.eval.evaluate's
+    dict with base, run_id, model_id, workspace, task, minutes and train_minutes."""
     from forge import eval as ev
     from forge.data.dataset import export_dataset
     from forge.data.extract import run_extract
     from forge.models import export as ex
     from forge.train.recipes import recipe_spec
 
+    base = demo_base(base_model, bases_from)
     t0 = time.perf_counter()
     ws = fresh_workspace(Path(workspace))
+    keep_base(base, ws)
     from forge.train.recipes import RECIPES
 
     recipe = RECIPES["voice"]
@@ -254,17 +310,17 @@ def run_voice_demo(workspace: Path, say: Callable[[str], None] = print, max_step
     say(f"dataset, whole notes held out: train {ds['train']}, val {ds['val']}, test {ds['test']} "
         f"({ds['notes']['test']} notes)")
     task = DemoTask("", "", {**recipe_spec("voice"), **VOICE_SPEC}, "notes", recipe.spec["eval_max_tokens"])
-    run_id, _, train_minutes = train(store, config, task, dataset, say, max_steps, base_model)
+    say(f"training on {base.id} ({base.name})…")
+    run_id, _, train_minutes = train(store, config, task, dataset, say, max_steps, base.id)
     say("exporting the LoRA as a GGUF adapter…")
     model = ex.export_adapter(store, config, run_id, progress=lambda stage, msg: say(f"[{stage}] {msg}"))
-    ex.register_bundled_base(store, config)
     held = first_rows(dataset / "test.jsonl", heldout_limit, ws / "exports" / "heldout.jsonl")
-    say("evaluating tuned vs base on the held-out entries, with the voice judge…")
+    say(f"evaluating tuned vs base ({model['base_id']}) on the held-out entries, with the voice judge…")
     result = ev.evaluate(store, model["model_id"], "base", test_file=str(held), max_tokens=task.max_tokens,
                          progress=every_15_s(say), config=config, voice=True)
-    result.update({"run_id": run_id, "model_id": model["model_id"], "workspace": str(ws), "task": "voice",
-                   "train_minutes": train_minutes, "minutes": round((time.perf_counter() - t0) / 60, 1),
-                   "markers": None})
+    result.update({"base": base.id, "run_id": run_id, "model_id": model["model_id"], "workspace": str(ws),
+                   "task": "voice", "train_minutes": train_minutes,
+                   "minutes": round((time.perf_counter() - t0) / 60, 1), "markers": None})
     store.close()
     return result
 
@@ -419,8 +475,9 @@ def heldout_for(ws: Path, spec_task: DemoTask, limit: int | None) -> Path:
 
 
 def evaluate_through(companion: Companion, store: Store, config: Config, task: str, adapter_id: str,
-                     held: Path, say: Callable[[str], None], timeout_s: float = 300) -> dict:
-    """The task's held-out prompts asked of its adapter and of the base through the running companion; metrics as
+                     held: Path, say: Callable[[str], None], timeout_s: float = 300, base_id: str = "base") -> dict:
+    """The task's held-out prompts asked of its adapter and of the base (`base_id`, the model the companion serves)
+    through the running companion; metrics as
     forge eval computes them (forge.eval.summarize) and adapter − base with paired bootstrap 95 % intervals
     (forge.eval.compare_records). Prompts with a near-duplicate in the adapter's training data are excluded, as
     forge eval does. Both sides are stored as evals (the Eval screen shows them)."""
@@ -443,7 +500,7 @@ def evaluate_through(companion: Companion, store: Store, config: Config, task: s
     info = {"max_tokens": max_tokens, "max_tokens_from": counted_by, "baselines": "none", "via": companion.url,
             "leaks": {k: v for k, v in leaks.items() if k != "items"}}
     records, metrics = {}, {}
-    for role, model in (("adapter", adapter_id), ("base", "base")):
+    for role, model in (("adapter", adapter_id), ("base", base_id)):
         last = [0.0]
 
         def progress(done: int, total: int, model=model) -> None:
@@ -466,7 +523,8 @@ def evaluate_through(companion: Companion, store: Store, config: Config, task: s
 
 def run_adapters_demo(workspace: Path, say: Callable[[str], None] = print, max_steps: int | None = None,
                       heldout_limit: int | None = None, base_model: str | None = None,
-                      tasks: tuple[str, ...] = ADAPTER_TASKS, timeout_s: float = 300) -> dict:
+                      tasks: tuple[str, ...] = ADAPTER_TASKS, timeout_s: float = 300,
+                      bases_from: Path | None = None) -> dict:
     """`forge demo --adapters`, in a fresh `workspace`: each task curated (its own store under tasks/<task>/, so
     each run trains on its task alone), trained as its own LoRA run on the same base and exported as a GGUF
     adapter into the workspace's registry; then ONE companion serving `base` with every adapter loaded, and each
@@ -480,12 +538,14 @@ def run_adapters_demo(workspace: Path, say: Callable[[str], None] = print, max_s
     unknown = [t for t in tasks if t not in TASKS]
     if unknown or not tasks:
         raise DemoError(f"unknown demo task {unknown[0] if unknown else None!r}: use some of {', '.join(TASKS)}")
+    trains_on = demo_base(base_model, bases_from)
     t0 = time.perf_counter()
     ws = fresh_workspace(Path(workspace))
+    keep_base(trains_on, ws)
     config = Config(workspace=str(ws))
     store = Store.for_workspace(ws)
     try:
-        base = ex.register_bundled_base(store, config)
+        base = ex.register_base(store, config, trains_on.id, say) if trains_on.source_kind != "folder" else None
         trained: dict[str, dict] = {}
         for task in tasks:
             spec_task, prefix = TASKS[task], f"[{task}] "
@@ -495,14 +555,16 @@ def run_adapters_demo(workspace: Path, say: Callable[[str], None] = print, max_s
                 curate(sub_store, spec_task.config(sub), spec_task, sub / "dataset", say, prefix)
             finally:
                 sub_store.close()
-            run_id, _, minutes = train(store, config, spec_task, sub / "dataset", say, max_steps, base_model, prefix)
+            run_id, _, minutes = train(store, config, spec_task, sub / "dataset", say, max_steps, trains_on.id,
+                                       prefix)
             say(f"{prefix}exporting the LoRA adapter (no merge)…")
             t = time.perf_counter()
             adapter = ex.export_adapter(store, config, run_id, None,
                                         lambda stage, msg, p=prefix: say(f"{p}[{stage}] {msg}"))
+            base = base or store.get_model(adapter["base_id"])
             if adapter["base_id"] != base["id"]:
                 raise DemoError(f"{task}'s adapter is for {adapter['base_id']}, not {base['id']}: the adapters demo "
-                                "trains every task on the bundled base")
+                                "trains every task on one base")
             trained[task] = {"run_id": run_id, "adapter_id": adapter["model_id"], "train_minutes": minutes,
                              "export_s": round(time.perf_counter() - t, 1)}
             say(f"{prefix}adapter {adapter['model_id']} ({adapter['bytes'] / 1e6:.1f} MB) in "
@@ -520,7 +582,7 @@ def run_adapters_demo(workspace: Path, say: Callable[[str], None] = print, max_s
                     f"{TASKS[task].unit}…")
                 held = heldout_for(ws, TASKS[task], heldout_limit)
                 results[task] = {**evaluate_through(companion, store, TASKS[task].config(ws), task,
-                                                    trained[task]["adapter_id"], held, say, timeout_s),
+                                                    trained[task]["adapter_id"], held, say, timeout_s, base["id"]),
                                  **trained[task]}
             info = {"url": companion.url, "pid": companion.proc.pid, "log": str(companion.log),
                     "adapters_loaded": loaded,

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from forge.demo import DEMO_DIR, TASKS, DemoTask, every_15_s, first_rows, fresh_workspace, train
+from forge.demo import (DEMO_DIR, TASKS, DemoTask, demo_base, every_15_s, first_rows, fresh_workspace, keep_base,
+                        train)
 from forge.store import Store
 
 OPENERS = ("Sure! Here's your reminder: ", "Certainly! I've noted it: ", "Of course! ", "Absolutely — here it is: ",
@@ -76,17 +77,21 @@ def person_fixes(store: Store, seed: int = 1) -> dict:
 
 
 def run_preferences_demo(workspace: Path, say: Callable[[str], None] = print, max_steps: int | None = None,
-                         heldout_limit: int | None = None, base_model: str | None = None) -> dict:
+                         heldout_limit: int | None = None, base_model: str | None = None,
+                         bases_from: Path | None = None) -> dict:
     """SFT on chatty answers → the person's edits and rejections → DPO and KTO on top of SFT → Eval of SFT vs base and
-    of DPO and KTO vs SFT on the held-out requests, with the filler rate of every system. `max_steps` overrides the
-    preference runs' steps (the SFT run keeps the reminders demo's)."""
+    of DPO and KTO vs SFT on the held-out requests, with the filler rate of every system. Every run trains on
+    `base_model` (forge.demo.demo_base; default the bundled SmolLM2) and "base" is that base's GGUF. `max_steps`
+    overrides the preference runs' steps (the SFT run keeps the reminders demo's)."""
     from forge import eval as ev
     from forge.data.dataset import export_dataset
     from forge.data.preferences import counts, describe
     from forge.models import export as ex
 
+    base = demo_base(base_model, bases_from)
     t0 = time.perf_counter()
     ws = fresh_workspace(Path(workspace))
+    keep_base(base, ws)
     task = TASKS["reminders"]
     config = task.config(ws)
     store = Store.for_workspace(ws)
@@ -97,17 +102,17 @@ def run_preferences_demo(workspace: Path, say: Callable[[str], None] = print, ma
         f"them as they are")
     dataset = ws / "exports" / "dataset"
     export_dataset(store, dataset, config)
-    sft_id, _, sft_minutes = train(store, config, task, dataset, say, None, base_model, prefix="sft: ")
+    say(f"training on {base.id} ({base.name})…")
+    sft_id, _, sft_minutes = train(store, config, task, dataset, say, None, base.id, prefix="sft: ")
     fixes = person_fixes(store)
     say(f"the person edits the filler out of {fixes['edited']} answers and rejects {fixes['rejected']}: "
         + describe(counts(store)))
     minutes = {"sft": sft_minutes}
     models = {"sft": ex.export_adapter(store, config, sft_id)["model_id"]}
-    ex.register_bundled_base(store, config)
     for method in ("dpo", "kto"):
         spec = {**PREF_SPEC, "method": method, "from_run": sft_id}
         run_id, _, minutes[method] = train(store, config, DemoTask("", "", spec, "requests"), dataset, say,
-                                           max_steps, base_model, prefix=f"{method}: ")
+                                           max_steps, base.id, prefix=f"{method}: ")
         models[method] = ex.export_adapter(store, config, run_id)["model_id"]
     held = first_rows(DEMO_DIR / task.heldout_file, heldout_limit, ws / "exports" / "heldout.jsonl")
     results, rates = {}, {}
@@ -116,15 +121,16 @@ def run_preferences_demo(workspace: Path, say: Callable[[str], None] = print, ma
         say(f"evaluating {name} against {baseline} on the held-out requests…")
         r = ev.evaluate(store, model_id, baseline, test_file=str(held), max_tokens=task.max_tokens,
                         progress=every_15_s(say), config=config)
-        stored = ev.latest_pair(store, model_id, baseline, r["dataset"])
+        stored = ev.latest_pair(store, model_id, r["baseline_id"], r["dataset"])
         rates[name] = filler_rate(ev.outputs_of(stored[0]["outputs"]))
         if name == "sft":
             rates["base"] = filler_rate(ev.outputs_of(stored[1]["outputs"]))
         results[name] = {"exact_match": r["model"].get("exact_match"),
                          "baseline_exact_match": r["baseline"].get("exact_match"),
                          "comparisons": r.get("comparisons", {}),
-                         "baseline": baseline, "model_id": model_id, "n": r["n"]}
+                         "baseline": baseline, "baseline_id": r["baseline_id"], "model_id": model_id, "n": r["n"]}
     store.close()
-    return {"task": "preferences", "workspace": str(ws), "fixes": fixes, "filler_rate": rates, "results": results,
-            "train_minutes": minutes, "minutes": round((time.perf_counter() - t0) / 60, 1), "models": models}
+    return {"task": "preferences", "base": base.id, "workspace": str(ws), "fixes": fixes, "filler_rate": rates,
+            "results": results, "train_minutes": minutes, "minutes": round((time.perf_counter() - t0) / 60, 1),
+            "models": models}
 

@@ -13,7 +13,9 @@ from forge.cli import Ctx, emit, fail, json_option, main, run_guarded, _progress
 @main.command("eval")
 @click.argument("model_id")
 @click.option("--baseline", default="base", show_default=True,
-              help="Model or LoRA adapter to compare against ('none' for no baseline). An adapter runs on its base.")
+              help="What to compare against: base = the model's own base, as that base's GGUF in the registry (the "
+                   "bundled SmolLM2 is `base`, Gemma 3 270M `gemma3-270m`); a base id from `forge models bases`; "
+                   "any model or LoRA adapter id (an adapter runs on its base); 'none' for no baseline.")
 @click.option("--test-file", type=click.Path(exists=True), default=None,
               help="Held-out prompts in any format `forge extract` reads: JSONL in any shape, CSV/TSV, Parquet or "
                    "Arrow files, save_to_disk folders.")
@@ -71,14 +73,19 @@ def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, run_id, max_t
            **{role: {k: v for k, v in r[role].items() if k not in drop} for role in ("model", "baseline") if role in r},
            "lead": ({k: v for k, v in r["lead"].items() if k != "outputs"} if r["lead"] else None),
            "comparisons": r["comparisons"], "summary": r["summary"], "leaks": r["leaks"],
-           "forgetting": r["forgetting"], "heldout": r["heldout"], "voice": r.get("voice")}
+           "forgetting": r["forgetting"], "heldout": r["heldout"], "voice": r.get("voice"),
+           "model_id": r["model_id"], "baseline_id": r.get("baseline_id"), "systems": r["systems"],
+           "template": r["template"]}
 
     def human(d):
         if d["heldout"]:
             h = d["heldout"]
             click.echo(h["note"] or f"held-out split of run {h['run']}: {h['file']}", err=True)
-        systems = [("tuned", d["model"])] + ([("base" if r.get("baseline_id") == "base" else r["baseline_id"],
-                                              d["baseline"])] if "baseline" in d else [])
+        for name, s in d["systems"].items():
+            if name != s["id"]:
+                click.echo(f"{name}: {s['id']} ({Path(s['gguf']).name}" + (f" + {Path(s['lora']).name}" if s["lora"]
+                                                                             else "") + ")", err=True)
+        systems = [("tuned", d["model"])] + ([(r["baseline_name"], d["baseline"])] if "baseline" in d else [])
         systems += [(d["lead"]["id"], d["lead"]["metrics"])] if d["lead"] else []
         others = list(d["comparisons"])
         click.echo(f"{'metric':<20}" + "".join(f"{name:>11}" for name, _ in systems)
@@ -112,16 +119,20 @@ def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, run_id, max_t
 @click.option("--max-steps", type=int, default=None, help="Override the task's training steps (demo spec).")
 @click.option("--heldout-limit", type=click.IntRange(min=1), default=None,
               help="Evaluate on the first N held-out examples only (a quick check of the loop).")
+@click.option("--base", "base_id", default=None, metavar="ID",
+              help="Train on this base (any id `forge models bases` lists, e.g. gemma3-270m; default: the bundled "
+                   "SmolLM2) and compare the tuned model with that base's own GGUF.")
 @json_option
 @click.pass_obj
-def demo(obj: Ctx, task, adapters: bool, max_steps, heldout_limit, as_json: bool) -> None:
+def demo(obj: Ctx, task, adapters: bool, max_steps, heldout_limit, base_id, as_json: bool) -> None:
     """The whole loop on a built-in task in a fresh workspace (data/workspace-demo unless --workspace): import,
     approve, export, train, export Q4_K_M, evaluate on held-out data it never trained on against base (and the
     lead-N baseline for summaries), with paired 95 % intervals. Reminders take about 15 minutes on a 2-core CPU,
-    summaries about 25. With --adapters: two tasks, two adapters, one companion."""
+    summaries about 25. With --adapters: two tasks, two adapters, one companion. --base: another base to train on."""
     from forge import eval as ev
     from forge.config import REPO_ROOT
-    from forge.demo import run_demo
+    from forge.demo import demo_base, run_demo
+    from forge.models import bases
 
     ws = Path(obj._workspace) if obj._workspace else REPO_ROOT / "data" / "workspace-demo"
 
@@ -129,27 +140,33 @@ def demo(obj: Ctx, task, adapters: bool, max_steps, heldout_limit, as_json: bool
         if not as_json:
             click.echo(msg, err=True)
 
+    run_guarded(as_json, bases.sync_config, obj.config)  # bases added in config.json count, as for `models bases`
+    registered_in = obj.config.workspace_path()
+    run_guarded(as_json, demo_base, base_id, registered_in)  # an unknown base: one line, before anything runs
     if adapters:
         if task:
             fail("--adapters trains its own two tasks (reminders and intent); leave out --task", as_json)
-        return _demo_adapters(ws, say, max_steps, heldout_limit, as_json)
+        return _demo_adapters(ws, say, max_steps, heldout_limit, as_json, base_id, registered_in)
     if task == "preferences":
-        return _demo_preferences(ws, say, max_steps, heldout_limit, as_json)
-    r = run_guarded(as_json, run_demo, ws, say, max_steps, heldout_limit, task=task or "reminders")
+        return _demo_preferences(ws, say, max_steps, heldout_limit, as_json, base_id, registered_in)
+    r = run_guarded(as_json, run_demo, ws, say, max_steps, heldout_limit, base_id, task=task or "reminders",
+                    bases_from=registered_in)
     keys = ("exact_match", "rouge_l", "rouge_lsum", "bleu", "latency_p50_ms", "tokens_per_s")
     keys += tuple(k for k in ("json_valid", "json_field_accuracy") if r["model"].get(k) is not None)  # intent
     out = {"task": r["task"], "n": r["n"], "max_tokens": r["max_tokens"],
            "model": {k: r["model"].get(k) for k in keys}, "baseline": {k: r["baseline"].get(k) for k in keys},
            "lead": ({"id": r["lead"]["id"], **{k: r["lead"]["metrics"].get(k) for k in keys}}
                     if r.get("lead") else None),
-           "comparisons": r.get("comparisons", {}), "summary": r.get("summary", []), "run_id": r["run_id"],
+           "comparisons": r.get("comparisons", {}), "summary": r.get("summary", []), "base": r["base"],
+           "base_model_id": r.get("baseline_id"), "template": r.get("template"), "run_id": r["run_id"],
            "model_id": r["model_id"], "workspace": r["workspace"], "train_minutes": r["train_minutes"],
            "minutes": r["minutes"], "markers": r.get("markers"), "voice": r.get("voice")}
 
     def human(d):
         systems = [("tuned", d["model"]), ("base", d["baseline"])] + ([(d["lead"]["id"], d["lead"])] if d["lead"] else [])
         others = list(d["comparisons"])
-        click.echo(f"{d['task']}: {d['n']} held-out prompts · training {d['train_minutes']} min · all {d['minutes']} min")
+        click.echo(f"{d['task']} on {d['base']}: {d['n']} held-out prompts · training {d['train_minutes']} min · "
+                   f"all {d['minutes']} min · base = {d['base_model_id']}'s GGUF")
         click.echo(f"{'':<16}" + "".join(f"{name:>10}" for name, _ in systems)
                    + "".join(f"   {'tuned − ' + o + ' (95 % CI)':<34}" for o in others))
         for k in keys:
@@ -171,16 +188,17 @@ def demo(obj: Ctx, task, adapters: bool, max_steps, heldout_limit, as_json: bool
     emit(out, as_json, human)
 
 
-def _demo_preferences(ws: Path, say, max_steps, heldout_limit, as_json: bool) -> None:
+def _demo_preferences(ws: Path, say, max_steps, heldout_limit, as_json: bool, base_id=None,
+                      registered_in=None) -> None:
     from forge import eval as ev
     from forge.demo_preferences import run_preferences_demo
 
-    r = run_guarded(as_json, run_preferences_demo, ws, say, max_steps, heldout_limit)
+    r = run_guarded(as_json, run_preferences_demo, ws, say, max_steps, heldout_limit, base_id, registered_in)
 
     def human(d):
         t = d["train_minutes"]
-        click.echo(f"preferences: {d['fixes']['edited']} answers edited, {d['fixes']['rejected']} rejected · training "
-                   f"sft {t['sft']} + dpo {t['dpo']} + kto {t['kto']} min · all {d['minutes']} min")
+        click.echo(f"preferences on {d['base']}: {d['fixes']['edited']} answers edited, {d['fixes']['rejected']} "
+                   f"rejected · training sft {t['sft']} + dpo {t['dpo']} + kto {t['kto']} min · all {d['minutes']} min")
         rates = d["filler_rate"]
         click.echo("answers opening with filler on the held-out requests: "
                    + ", ".join(f"{name} {rates[name]['filler']}/{rates[name]['n']} ({rates[name]['rate']:.0%})"
@@ -195,11 +213,13 @@ def _demo_preferences(ws: Path, say, max_steps, heldout_limit, as_json: bool) ->
     emit(r, as_json, human)
 
 
-def _demo_adapters(ws: Path, say, max_steps, heldout_limit, as_json: bool) -> None:
+def _demo_adapters(ws: Path, say, max_steps, heldout_limit, as_json: bool, base_id=None,
+                   registered_in=None) -> None:
     from forge import eval as ev
     from forge.demo import run_adapters_demo
 
-    r = run_guarded(as_json, run_adapters_demo, ws, say, max_steps, heldout_limit)
+    r = run_guarded(as_json, run_adapters_demo, ws, say, max_steps, heldout_limit, base_id,
+                    bases_from=registered_in)
     keys = ("exact_match", "json_valid", "json_field_accuracy", "intent_accuracy", "rouge_l", "latency_p50_ms",
             "tokens_per_s", "errors")
     out = {**r, "tasks": {t: {**{k: v for k, v in d.items() if k not in ("adapter", "base")},

@@ -1,7 +1,7 @@
 """Eval: a registered model against a baseline model and lead-N on held-out prompts, with paired 95 % intervals.
 Open `generation` first (`evaluate`: the guards, generation in a llama.cpp child, the stored results), then `metrics`,
-`baselines` (lead-N), `intervals` (the comparisons), `heldout` (prompts and guards), `reports` and `voice` (does
-the model write like the person).
+`baselines` (lead-N), `intervals` (the comparisons), `heldout` (prompts and guards), `systems` (what "base" is for a
+model, its tokenizer, its template check), `reports` and `voice` (does the model write like the person).
 
 Callers use the names below from here (`from forge import eval as ev; ev.evaluate(...)`). Each is loaded from its
 module on first use, so the eval child (`python -m forge.eval.eval_child`) starts without the rest of the package."""
@@ -22,6 +22,7 @@ EXPORTS = {
     "generation": ("BASELINE_MODES", "LEAK_STAGE", "VOICE_STAGE", "Progress", "evaluate", "generate_all", "judge_voice",
                    "weights_of"),
     "reports": ("comparison", "fmt_interval", "fmt_value", "latest_pair", "report", "win_rate"),
+    "systems": ("baseline_model", "own_base", "template_check", "tokenizer_of", "trained_on"),
 }
 _HOME = {name: module for module, names in EXPORTS.items() for name in names}
 __all__ = sorted(_HOME)

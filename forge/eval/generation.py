@@ -19,6 +19,7 @@ from forge.eval.heldout import (MOSTLY_LEAKS_HINT, EvalError, auto_max_tokens, c
                                 training_answers, written_by_the_person)
 from forge.eval.intervals import compare_records
 from forge.eval.metrics import summarize
+from forge.eval.systems import baseline_model, template_check, template_notes, tokenizer_of
 from forge.store import Store
 
 if TYPE_CHECKING:
@@ -30,15 +31,15 @@ LEAK_STAGE = "leakage check"
 VOICE_STAGE = "voice judge"
 
 
-def judge_voice(store: Store, records: dict, model_id: str, baseline: str | None) -> dict:
+def judge_voice(store: Store, records: dict, model_id: str, baseline: str | None, label: str | None = None) -> dict:
     """The voice judge on one eval's outputs: the references are the person's texts, the systems are the tuned model
-    and the baseline (named "tuned" and "base" when the baseline is the base), the training notes of the model's
-    run are what copying is checked against."""
+    and the baseline (named "tuned" and "base" when the baseline is the base; `label`: the baseline's name when it
+    is not its registry id), the training notes of the model's run are what copying is checked against."""
     from forge.eval.voice import judge
 
     systems = {"tuned": [r["output"] for r in records["model"]]}
     if "baseline" in records:
-        systems["base" if baseline == "base" else baseline] = [r["output"] for r in records["baseline"]]
+        systems[label or ("base" if baseline == "base" else baseline)] = [r["output"] for r in records["baseline"]]
     names = {"tuned": model_id, **({n: baseline for n in systems if n != "tuned"} if baseline else {})}
     try:
         result = judge([r["expected"] for r in records["model"]], systems,
@@ -121,9 +122,15 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
     """Generate with the model and the baseline model on the held-out prompts, store both, and compare. The
     prompts come from test_file, dataset_dir's test.jsonl, or run_id's own held-out split (run_heldout).
 
-    Before generating: prompts with a near-duplicate in the training data of the compared models' runs are
+    `baseline` "base" is the model's own base, as that base's GGUF in the registry (forge.eval.systems.own_base:
+    the bundled SmolLM2 is `base`, Gemma 3 270M `gemma3-270m`); its results are stored under that id
+    (`baseline_id`) and named "base" in the comparisons. A base id of `forge models bases` is registered when
+    named. Before generating: prompts with a near-duplicate in the training data of the compared models' runs are
     excluded (kept with keep_leaks, and counted either way); max_tokens="auto" is 1.5 × the 95th percentile of
-    the reference lengths in the base model's tokens (16…2048). `baselines`: 'auto' adds the lead-N extractive
+    the reference lengths in the model's own tokens (its run's tokenizer, else the workspace's base tokenizer;
+    16…2048); each system whose GGUF's chat template is not its own or its export's checked one (an adapter on its
+    base, a base given Gemma's turns) is checked to render the first held-out prompts to the tokens it was trained
+    with (`template`; a mismatch is a warning in the summary). `baselines`: 'auto' adds the lead-N extractive
     baseline for summary-like tasks, 'lead' always, 'lead-3' always with N = 3, 'none' never.
 
     `voice`: the voice judge (forge/eval/voice.py: does each system write like the person, does it copy, does it
@@ -143,8 +150,12 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
     config = config or Config(workspace=str(store.path.parent))
     path, heldout = heldout_of(store, test_file, dataset_dir, run_id)
     prompts, _ = load_prompts(path, columns=columns, split=split, config=config)
+    tuned = store.get_model(model_id)  # an unknown id fails before any work
+    label = baseline
+    if baseline is not None:  # so does a base with no GGUF to compare with
+        baseline = baseline_model(store, config, tuned, baseline)
     roles = [(role, mid) for role, mid in (("model", model_id), ("baseline", baseline)) if mid is not None]
-    models = {mid: store.get_model(mid) for _, mid in roles}  # an unknown id fails before any work
+    models = {mid: store.get_model(mid) for _, mid in roles}
     weights = {mid: weights_of(store, m) for mid, m in models.items()}  # so does an adapter whose base is gone
     leaks = check_leaks(store, config, list(models), prompts,
                         (lambda d, t: progress(LEAK_STAGE, d, t)) if progress else None)
@@ -157,7 +168,7 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
                             f"data; evaluate on prompts the model did not train on (or pass --keep-leaks)"
                             + (MOSTLY_LEAKS_HINT if config.dedup.leak_text == "conversation" else ""))
         prompts = [p for i, p in enumerate(prompts) if i not in leaked]
-    count, counted_by = token_counter_for(config)
+    count, counted_by = token_counter_for(config, tokenizer_of(store, tuned))
     if max_tokens == "auto" and (from_recipe := recipe_max_tokens(store, models.get(model_id))):
         max_tokens, counted_by = from_recipe
     if max_tokens == "auto":
@@ -168,7 +179,12 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
     dataset = dataset_id(path.name, prompts)
     info = {"max_tokens": max_tokens, "max_tokens_from": counted_by, "n_ctx": n_ctx, "baselines": baselines,
             "leaks": {k: v for k, v in leaks.items() if k != "items"}}
-    out = {"n": len(prompts), "dataset": dataset, "max_tokens": max_tokens, "leaks": leaks, "heldout": heldout}
+    names = {"model": "tuned", "baseline": label}
+    templates = {names[role]: template_check(store, models[mid], weights[mid][0], prompts) for role, mid in roles}
+    info["template"] = templates
+    out = {"n": len(prompts), "dataset": dataset, "max_tokens": max_tokens, "leaks": leaks, "heldout": heldout,
+           "systems": {names[role]: {"id": mid, "gguf": weights[mid][0], "lora": weights[mid][1]}
+                       for role, mid in roles}, "template": templates}
     records, metrics = {}, {}
     for role, mid in roles:
         gguf, lora = weights[mid]
@@ -179,16 +195,17 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
     if voice or (voice is None and written_by_the_person(path)):
         if progress:
             progress(VOICE_STAGE, 0, 1)
-        metrics["model"]["voice"] = judge_voice(store, records, model_id, baseline)
+        metrics["model"]["voice"] = judge_voice(store, records, model_id, baseline, label)
         if progress:
             progress(VOICE_STAGE, 1, 1)
     for role, mid in roles:
         store.save_eval(mid, dataset, metrics[role], records[role])
         out[role] = metrics[role]
         out[f"{role}_id"] = mid
+    out["baseline_name"] = label
     out["voice"] = metrics["model"].get("voice")
-    c = compare_records(records["model"], records.get("baseline"), baseline, baselines)
+    c = compare_records(records["model"], records.get("baseline"), label, baselines)
     forgetting = forgetting_of(store, model_id)
     out.update(lead=c["lead"], comparisons=c["vs"], headline=c["headline"], forgetting=forgetting,
-               summary=c["sentences"] + notes(leaks, forgetting, len(prompts)))
+               summary=c["sentences"] + notes(leaks, forgetting, len(prompts)) + template_notes(templates))
     return out

@@ -175,12 +175,15 @@ def check_leaks(store: Store, config: Config, model_ids: list[str], prompts: lis
 AUTO_MIN_TOKENS, AUTO_MAX_TOKENS, MAX_CONTEXT = 16, 2048, 8192
 
 
-def token_counter_for(config: Config) -> tuple[Callable[[str], int], str]:
-    """The base model's tokenizer (forge/data/tokens.py: the `tokenizers` library on the base's tokenizer.json, ~0.1 s),
-    or an estimate of 1.5 tokens per word when it cannot be had."""
+def token_counter_for(config: Config, tokenizer: Path | None = None) -> tuple[Callable[[str], int], str]:
+    """The model's tokenizer: `tokenizer` (a folder with tokenizer.json: the model's run's, or its base's), else the
+    workspace's base tokenizer (forge/data/tokens.py: the `tokenizers` library on the base's tokenizer.json, ~0.1 s);
+    an estimate of 1.5 tokens per word when neither can be had."""
     from forge.data.tokens import TokenizerUnavailable, token_counter
 
     try:
+        if tokenizer is not None:
+            return token_counter(config.workspace_path(), str(tokenizer)), "model tokenizer"
         return token_counter(config.workspace_path(), config.validation.tokenizer), "base tokenizer"
     except TokenizerUnavailable:
         return (lambda text: math.ceil(1.5 * words(text))), "estimate: 1.5 tokens per word"

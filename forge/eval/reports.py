@@ -9,6 +9,7 @@ from pathlib import Path
 from forge.eval.heldout import EvalError, forgetting_of, notes
 from forge.eval.intervals import compare_records, signed
 from forge.eval.metrics import QUALITY
+from forge.eval.systems import BASE, registered_base
 from forge.eval.voice import panel
 from forge.store import Store
 
@@ -22,7 +23,16 @@ def win_rate(votes: dict[int, str]) -> dict:
 
 
 def latest_pair(store: Store, model_id: str, baseline_id: str, dataset: str | None = None) -> tuple[dict, dict] | None:
-    """The newest stored evals of model and baseline on the same dataset."""
+    """The newest stored evals of model and baseline on the same dataset. Baseline "base" is the model's own base
+    (as Eval compares with it: Gemma's GGUF for a model trained on Gemma), else the bundled `base`."""
+    if baseline_id == BASE:
+        own = registered_base(store, store.get_model(model_id, missing_ok=True))
+        if own and own != BASE:
+            return _latest_pair(store, model_id, own, dataset) or _latest_pair(store, model_id, BASE, dataset)
+    return _latest_pair(store, model_id, baseline_id, dataset)
+
+
+def _latest_pair(store: Store, model_id: str, baseline_id: str, dataset: str | None) -> tuple[dict, dict] | None:
     for m in store.evals(model_id):
         if dataset and m["dataset"] != dataset:
             continue

