@@ -168,8 +168,12 @@ def runs_cmd(obj: Ctx, as_json: bool) -> None:
         return obj.store.runs()
 
     rows = run_guarded(as_json, go)
+    from forge.train.runs import run_kind
+
     out = [{"run_id": r["id"], "status": r["status"], "created_at": r["created_at"], "run_dir": r["run_dir"],
+            **run_kind(r["spec"]),
             **{k: r["meta"].get(k) for k in ("step", "first_loss", "last_loss", "adapter_dir", "message")}}
            for r in rows]
-    emit(out, as_json, lambda rows: [click.echo(f"{r['run_id']}  {r['status']:<9}  step {r['step']}  "
-                                                f"loss {r['last_loss']}") for r in rows])
+    emit(out, as_json, lambda rows: [click.echo(
+        f"{r['run_id']}  {r['status']:<9}  {r['method']:<4} {('from ' + r['from_run'] + '  ') if r['from_run'] else ''}"
+        f"on {r['base']}  step {r['step']}  loss {r['last_loss']}") for r in rows])

@@ -109,6 +109,26 @@ def grouping(config_cls, group: bool) -> dict:
     return {"group_by_length": group}
 
 
+def score_only_labelled_positions() -> None:
+    """TRL's fused LM head (DPO, KTO) scores every position of the batch, prompt and padding included, on any device
+    without Triton, so that compilers (Neuron) see one tile shape; it scores only the completion tokens on CUDA. A CPU
+    compiles nothing, so there forge asks for the CUDA way: on short answers after long prompts the LM head over a
+    49k (SmolLM2) or 262k (Gemma) vocabulary was most of a DPO step. Same log-probabilities, fewer rows."""
+    try:
+        import trl.trainer.utils as trl_utils
+    except ImportError:
+        return
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None or getattr(original, "forge_compact_on_cpu", False):
+        return
+
+    def compact(device) -> bool:
+        return device.type == "cpu" or original(device)
+
+    compact.forge_compact_on_cpu = True
+    trl_utils._use_triton = compact
+
+
 def label_positions_supported(model) -> bool:
     """Whether the model takes a boolean `logits_to_keep` mask (transformers 5 causal LMs)."""
     import inspect
@@ -321,6 +341,7 @@ class Recipe:
         from datasets import Dataset
 
         spec = self.spec
+        score_only_labelled_positions()
         extra: dict = {"ref_model": None}
         if spec.method == "dpo":
             from trl import DPOConfig as Config

@@ -21,6 +21,14 @@ from forge.train.events import read_events
 from forge.train.spec import SpecError, TrainSpec
 
 
+def run_kind(spec: dict) -> dict:
+    """What a run trained, for the run lists (`forge runs`, the Train screen's history): its method, the run it
+    started from and its base, by registry id or the folder's name."""
+    base = str(spec.get("base_model") or "")
+    return {"method": spec.get("method") or "sft", "from_run": spec.get("from_run"),
+            "base": Path(base).name if ("/" in base or "\\" in base) else base}
+
+
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("run-%Y%m%d-%H%M%S-") + os.urandom(2).hex()
 

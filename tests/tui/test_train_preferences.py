@@ -211,3 +211,11 @@ async def test_a_dpo_run_starts_from_the_form_with_its_method_and_start_run(stor
         assert spec["method"] == "dpo" and spec["from_run"] == "run-sft-base" and spec["beta"] == 0.1
         assert "exporting" not in text_of(screen, "#train-lengths")
         assert "3/3" in text_of(screen, "#train-stats")
+        # the run history says what each run trained and where it started
+        from textual.widgets import DataTable
+
+        history = screen.query_one("#run-history", DataTable)
+        assert await wait_until(pilot, lambda: screen.run_id in history.rows, seconds=10)
+        row = [str(c) for c in history.get_row(screen.run_id)]
+        assert row[2] == "dpo ← run-sft-base" and row[3] == "smollm2-135m-instruct"
+        assert [str(c) for c in history.get_row("run-sft-base")][2] == "sft"

@@ -178,7 +178,7 @@ class TrainScreen(ReportsWorkerErrors, Screen):
     def on_mount(self) -> None:
         self.sub_title = "train"
         table = self.query_one("#run-history", DataTable)
-        table.add_columns("run", "status", "step", "loss")
+        table.add_columns("run", "status", "method", "base", "step", "loss")
         runs.settle(self.app.store)  # a run whose runner died while no one watched shows as failed, with why
         self.refresh_history()
         self.set_interval(REDRAW_SECONDS, self.poll)
@@ -507,7 +507,9 @@ class TrainScreen(ReportsWorkerErrors, Screen):
         self.refresh_from_runs(all_runs)  # a run that just ended may now be one to start from
         for r in all_runs[:50]:
             loss = as_float(r["meta"].get("last_loss"))
-            table.add_row(r["id"], r["status"], str(r["meta"].get("step") or ""),
+            kind = runs.run_kind(r["spec"])
+            method = kind["method"] + (f" ← {kind['from_run']}" if kind["from_run"] else "")
+            table.add_row(r["id"], r["status"], method, kind["base"][:24], str(r["meta"].get("step") or ""),
                           f"{loss:.4f}" if loss is not None else "", key=r["id"])
 
     @on(DataTable.RowSelected)
