@@ -1,5 +1,5 @@
-"""`create_app(settings)`: the FastAPI companion. The model lives in a worker process owned by the ModelPool;
-this process only routes, queues and counts."""
+"""`create_app(settings)`: the FastAPI companion. The models live in worker processes owned by the ModelPool (one
+per loaded base); this process only routes, queues and counts."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ async def start_pool(app: FastAPI) -> dict:
     """Load the settings' model in a worker and hang the pool on the app. Raises CompanionError."""
     settings = app.state.settings
     pool = ModelPool(settings.worker_options(), settings.companion.max_queue, settings.companion.queue_timeout_s,
-                     settings.companion.drain_timeout_s, settings.worker_env, settings.exclusive_warmup)
+                     settings.companion.drain_timeout_s, settings.worker_env, settings.exclusive_warmup,
+                     max_loaded=settings.companion.max_loaded_models)
     record = await asyncio.to_thread(lookup_model, settings.config, settings.model, settings.companion.verify_sha256)
     info = await pool.start(record)
     app.state.pool = pool

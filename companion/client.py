@@ -52,7 +52,7 @@ def request_swap(config: Config, model_id: str, url: str | None = None, timeout:
 
 
 def request_adapter(config: Config, adapter_id: str, url: str | None = None, timeout: float = 300) -> dict:
-    """POST /admin/adapters: load a registered LoRA adapter on the served base (no base reload); the result
-    ({adapter_id, base, loaded, …}), or AdminRequestError."""
+    """POST /admin/adapters: load a registered LoRA adapter on its base (no base reload; the base loaded on demand
+    when it is not); the result ({adapter_id, base, loaded, …}), or AdminRequestError."""
     return _admin_post(config, "/admin/adapters", {"adapter_id": adapter_id}, f"adding adapter {adapter_id}", url,
                        timeout, AdminRequestError)

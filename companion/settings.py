@@ -161,6 +161,23 @@ def lookup_model(config: Config, model_id: str, verify: bool = True) -> dict:
     return record
 
 
+def model_loader(settings: Settings):
+    """The pool's `load`: model id → its checked registry record (lookup_model, in a thread), for a swap or a base
+    loaded on demand. An adapter is no base to serve: 422 saying what to do instead."""
+    import asyncio
+
+    async def load(model_id: str) -> dict:
+        record = await asyncio.to_thread(lookup_model, settings.config, model_id, settings.companion.verify_sha256)
+        meta = record.get("meta") or {}
+        if meta.get("kind") == "adapter":
+            raise CompanionError(f"{model_id} is a LoRA adapter of {meta.get('base_id')}: serve that base and POST "
+                                 "/admin/adapters to add it, or name the adapter in a request", 422,
+                                 "model_load_failed")
+        return record
+
+    return load
+
+
 def _engine_headers(env_name: str | None) -> dict:
     key = os.environ.get(env_name) if env_name else None
     return {"Authorization": f"Bearer {key}"} if key else {}

@@ -296,6 +296,11 @@ class CompanionConfig(_Section):
     model: str = "base"
     """Registry id served at start (`forge models` lists them); `base` is the bundled SmolLM2."""
 
+    max_loaded_models: int = Field(default=2, ge=1)
+    """Bases loaded at once, each in its own worker process with its own LoRA adapters. A request whose `model`
+    names a registered base or adapter that is not loaded loads it on demand; at this bound the least recently used
+    idle base is unloaded first (as Ollama's OLLAMA_MAX_LOADED_MODELS). 1: one base in memory at a time."""
+
     admin_token: str | None = None
     """Bearer token for /admin. Null: $FORGE_ADMIN_TOKEN, else a random token written to
     <workspace>/companion/admin_token (mode 600) when the server starts."""

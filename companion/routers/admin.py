@@ -13,11 +13,11 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from companion.adapters import is_adapter, lookup_adapter
+from companion.adapters import lookup_adapter
 from companion.openapi import errors
 from companion.pool import CompanionError
 from companion.routers.health import model_state
-from companion.settings import check_model_id, lookup_model, remember_served
+from companion.settings import check_model_id, model_loader, remember_served
 
 
 def is_loopback(host: str | None) -> bool:
@@ -77,18 +77,12 @@ async def current_model(request: Request) -> dict:
 @router.post("/reload-model", dependencies=[Depends(require_admin)],
              responses=errors(400, 401, 403, 404, 409, 422, 502))
 async def reload_model(body: ReloadRequest, request: Request) -> dict:
+    """Make a registered model the default base, blue/green: loaded beside the others and smoke-tested, then the
+    old default drains and is unloaded."""
     settings = request.app.state.settings
     pool = request.app.state.pool
     check_model_id(body.model_id, remote=settings.companion.backend.kind == "openai")
-
-    async def resolve(model_id: str) -> dict:  # registry look-up and file check, under the swap lock
-        record = await asyncio.to_thread(lookup_model, settings.config, model_id, settings.companion.verify_sha256)
-        if is_adapter(record):
-            raise CompanionError(f"{model_id} is a LoRA adapter of {record['meta'].get('base_id')}: serve that base "
-                                 "and POST /admin/adapters to add it", 422, "model_load_failed")
-        return record
-
-    result = await pool.swap(body.model_id, resolve)
+    result = await pool.swap(body.model_id, model_loader(settings))  # registry look-up and file check inside
     await asyncio.to_thread(remember_served, settings.config, body.model_id)
     return result
 
@@ -100,24 +94,27 @@ class AdapterRequest(BaseModel):
 
 @router.get("/adapters", dependencies=[Depends(require_admin)], responses=errors(401, 403))
 async def list_adapters(request: Request) -> dict:
+    """The adapters loaded on each base (`base`: the default one)."""
     pool = request.app.state.pool
-    return {"base": pool.current.model["id"] if pool.current else None,
-            "adapters": [{"adapter_id": i, "path": a["path"], "removing": i in pool.removing,
-                          "provenance": (a.get("meta") or {}).get("provenance")} for i, a in pool.adapters.items()]}
+    return {"base": pool.primary.id,
+            "adapters": [{"adapter_id": i, "base": s.id, "path": a["path"], "removing": i in s.removing,
+                          "provenance": (a.get("meta") or {}).get("provenance")}
+                         for s in pool.loaded() for i, a in s.adapters.items()]}
 
 
 @router.post("/adapters", dependencies=[Depends(require_admin)],
              responses=errors(400, 401, 403, 404, 422, 429, 503))
 async def add_adapter(body: AdapterRequest, request: Request) -> dict:
-    """Load a registered LoRA adapter on the serving base without reloading it; requests whose `model` is the
-    adapter's id then run with it applied."""
+    """Load a registered LoRA adapter on a loaded base it was made for without reloading it, or on its own base
+    loaded on demand; requests whose `model` is the adapter's id then run with it applied (a request loads it on
+    demand too)."""
     settings = request.app.state.settings
     if settings.companion.backend.kind == "openai":
         raise CompanionError("adapters are served by the local llama.cpp backend only", 400, "invalid_request_error")
     check_model_id(body.adapter_id)
     record = await asyncio.to_thread(lookup_adapter, settings.config, body.adapter_id,
                                      settings.companion.verify_sha256)
-    return await request.app.state.pool.add_adapter(record)
+    return await request.app.state.pool.add_adapter(record, model_loader(settings))
 
 
 @router.delete("/adapters/{adapter_id}", dependencies=[Depends(require_admin)], responses=errors(401, 403, 404))

@@ -1,7 +1,9 @@
 """OpenAI-compatible endpoints: GET /v1/models, POST /v1/chat/completions (whole or SSE stream), POST
-/v1/completions. A `model` naming a loaded LoRA adapter runs with that adapter applied; any other name is accepted
-and answered by the loaded model, whose registry id the reply carries (clients written for other servers keep
-working across a swap), except a registered adapter that is not loaded: 404."""
+/v1/completions. A request's `model` picks what answers: a registered base (loaded on demand when it is not, beside
+the others, up to companion.max_loaded_models), or a registered LoRA adapter (run on a loaded base it was made for,
+else on its own base loaded on demand; the adapter itself loaded on demand). Any other name is answered by the
+default base, whose registry id the reply carries (clients written for other servers keep working across a swap).
+"""
 
 from __future__ import annotations
 
@@ -16,10 +18,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
-from companion.adapters import registered_adapter
+from companion.adapters import lookup_adapter, registered_kind
 from companion.openapi import GENERATION, errors
 from companion.pool import CompanionError, error_body
-from companion.settings import list_models
+from companion.settings import list_models, model_loader
 
 router = APIRouter(prefix="/v1")
 
@@ -150,32 +152,52 @@ class CompletionRequest(Sampling):
 
 @router.get("/models")
 async def models(request: Request) -> dict:
+    """The registry's models and adapters; `loaded` says which are in memory now (every loaded base; an adapter
+    loaded on one of them, named by `loaded_on`), the default base first, then the other loaded ones."""
     settings = request.app.state.settings
     pool = request.app.state.pool
-    loaded = pool.current.model["id"] if pool.current else None
+    default = pool.primary.id
+    slots = dict(pool.slots)
+    on = {a: s.id for s in slots.values() for a in s.adapters}
     rows = await asyncio.to_thread(list_models, settings.config)
-    rows.sort(key=lambda m: m["id"] != loaded)
+    rows.sort(key=lambda m: (m["id"] != default, m["id"] not in slots))
     data = []
     for m in rows:
         prov = dict(m["meta"].get("provenance") or {})
-        if m["id"] == loaded and pool.current.info.get("metadata"):
-            prov.update(pool.current.info["metadata"])
+        slot = slots.get(m["id"])
+        if slot is not None and slot.current is not None and slot.current.info.get("metadata"):
+            prov.update(slot.current.info["metadata"])
         created = calendar.timegm(time.strptime(m["created_at"][:19], "%Y-%m-%dT%H:%M:%S")) \
             if m.get("created_at") else 0  # stored in UTC
         adapter = (m["meta"] or {}).get("kind") == "adapter"
-        extra = {"kind": "adapter", "parent": m["meta"].get("base_id"), "lora": m["meta"].get("lora")} \
-            if adapter else {"kind": "model"}  # `parent`: the base, as vLLM lists its LoRA modules
+        if adapter:  # `parent`: the base, as vLLM lists its LoRA modules
+            extra = {"kind": "adapter", "parent": m["meta"].get("base_id"), "lora": m["meta"].get("lora"),
+                     "loaded": m["id"] in on, "loaded_on": on.get(m["id"])}
+        else:
+            extra = {"kind": "model", "loaded": slot is not None, "default": m["id"] == default}
         data.append({"id": m["id"], "object": "model", "created": created, "owned_by": "forge", **extra,
-                     "loaded": m["id"] in pool.adapters if adapter else m["id"] == loaded, "name": m["name"], "quant": m["quant"], "bytes": m["bytes"],
-                     "run_id": m["run_id"], "sha256": m["sha256"], "provenance": prov})
+                     "name": m["name"], "quant": m["quant"], "bytes": m["bytes"], "run_id": m["run_id"],
+                     "sha256": m["sha256"], "provenance": prov})
     return {"object": "list", "data": data}
 
 
-async def _whole(request: Request, op: str, params: dict) -> dict:
-    pool, stats = request.app.state.pool, request.app.state.stats
+@contextlib.asynccontextmanager
+async def leased(request: Request, target: tuple[str | None, dict | None]) -> AsyncIterator:
+    """The worker for a request's target (see route): the default base, a base, or an adapter on its base, each
+    loaded on demand."""
+    pool = request.app.state.pool
+    base, adapter = target
+    load = model_loader(request.app.state.settings)
+    lease = pool.adapter_lease(adapter, load) if adapter is not None else pool.lease(base, None, load)
+    async with lease as worker:
+        yield worker
+
+
+async def _whole(request: Request, op: str, params: dict, target: tuple = (None, None)) -> dict:
+    stats = request.app.state.stats
     t0 = time.perf_counter()
     try:
-        async with pool.lease() as worker:
+        async with leased(request, target) as worker:
             model_id = params.get("adapter") or worker.model["id"]
             result = None
             async with contextlib.aclosing(worker.call(op, params, stream=False)) as messages:
@@ -207,21 +229,23 @@ async def until_done_or_gone(request: Request, awaitable):
             raise CompanionError("the client closed the connection", 499, "client_closed_request")
 
 
-async def run_whole(request: Request, op: str, params: dict) -> dict:
+async def run_whole(request: Request, op: str, params: dict, target: tuple = (None, None)) -> dict:
     """One generation, whole reply."""
-    return await until_done_or_gone(request, _whole(request, op, params))
+    return await until_done_or_gone(request, _whole(request, op, params, target))
 
 
 def sse(obj: Any) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
 
-async def stream_events(pool, stats, op: str, params: dict, include_usage: bool) -> AsyncIterator[str]:
+async def stream_events(request: Request, op: str, params: dict, include_usage: bool,
+                        target: tuple = (None, None)) -> AsyncIterator[str]:
     """The SSE events of one streamed generation. This generator owns the lease: its first item (None) means the
     model is held; the lease ends when the generation has ended, a client that left included (Worker.call stops
     the generation and waits for its end before the lease lets the next request in)."""
+    stats = request.app.state.stats
     t0 = time.perf_counter()
-    async with pool.lease() as worker:
+    async with leased(request, target) as worker:
         model_id = params.get("adapter") or worker.model["id"]
         yield None
         try:
@@ -265,11 +289,12 @@ class EventStream(StreamingResponse):
             await self.events.aclose()
 
 
-async def run_stream(request: Request, op: str, params: dict, include_usage: bool) -> StreamingResponse:
+async def run_stream(request: Request, op: str, params: dict, include_usage: bool,
+                     target: tuple = (None, None)) -> StreamingResponse:
     """SSE. The lease is taken before the response starts (the generator is primed here), so a full queue is a
     real 429, not a broken stream."""
-    pool, stats = request.app.state.pool, request.app.state.stats
-    events = stream_events(pool, stats, op, params, include_usage)
+    stats = request.app.state.stats
+    events = stream_events(request, op, params, include_usage, target)
     try:
         await until_done_or_gone(request, anext(events))
     except CompanionError as e:
@@ -281,32 +306,37 @@ async def run_stream(request: Request, op: str, params: dict, include_usage: boo
 
 
 GENERATED = {200: {"description": "The reply: a whole JSON object, or with `stream` an SSE stream of chunks ending "
-                                 "in `data: [DONE]`", "content": {"text/event-stream": {}}}, **errors(*GENERATION, 404)}
+                                 "in `data: [DONE]`", "content": {"text/event-stream": {}}},
+             **errors(*GENERATION, 404, 422)}
 
 
-async def adapter_for(request: Request, name: str | None) -> str | None:
-    """The LoRA adapter a request's `model` names, None for the base. Any other name is answered by the base, as
-    before adapters; but a registered adapter that is not loaded is a 404, never the base's answer silently."""
-    pool = request.app.state.pool
-    if not name or (pool.current is not None and name == pool.current.model["id"]):
-        return None
-    if name in pool.adapters or name in pool.removing:
-        return name
-    if request.app.state.settings.companion.backend.kind != "openai" and await asyncio.to_thread(
-            registered_adapter, request.app.state.settings.config, name):
-        raise CompanionError(f"adapter {name} is registered but not loaded on this companion "
-                             f"(POST /admin/adapters {{\"adapter_id\": \"{name}\"}} loads it)", 404, "model_not_found")
-    return None
+async def route(request: Request, name: str | None) -> tuple[str | None, dict | None]:
+    """What a request's `model` names: (the base to run on, None for the default; the LoRA adapter's registry record
+    or None). A loaded base or adapter is found without a registry look-up; a registered one that is not loaded is
+    loaded by the lease; any other name is the default base's, as before there were several."""
+    pool, settings = request.app.state.pool, request.app.state.settings
+    if not name or settings.companion.backend.kind == "openai":
+        return None, None
+    if name in pool.slots:
+        return name, None
+    held = pool.loaded_adapter(name)
+    if held is not None:
+        return None, held
+    kind = await asyncio.to_thread(registered_kind, settings.config, name)
+    if kind == "model":
+        return name, None
+    if kind == "adapter":
+        return None, await asyncio.to_thread(lookup_adapter, settings.config, name, settings.companion.verify_sha256)
+    return None, None
 
 
 async def generate(request: Request, op: str, params: dict, body: Sampling):
-    adapter = await adapter_for(request, body.model)
-    if adapter:
-        params["adapter"] = adapter
-    with request.app.state.pool.adapter_use(adapter):  # a DELETE of the adapter waits for this request
-        if body.stream:
-            return await run_stream(request, op, params, bool((body.stream_options or {}).get("include_usage")))
-        return await run_whole(request, op, params)
+    target = await route(request, body.model)
+    if target[1] is not None:
+        params["adapter"] = target[1]["id"]
+    if body.stream:
+        return await run_stream(request, op, params, bool((body.stream_options or {}).get("include_usage")), target)
+    return await run_whole(request, op, params, target)
 
 
 @router.post("/chat/completions", responses=GENERATED)
