@@ -6,7 +6,10 @@ Q4_K_M), prompt and settings (greedy, 2 threads, n_ctx 2048):
 2. swaps: two clients keep asking while the model is swapped back and forth; swap time, and the p50/p99 latency
    of requests that overlapped a swap minus the steady-state latency. Goal: 0 failures, p99 added < 1 s.
 
-Usage: .venv/bin/python -m benchmarks.bench_companion [--requests N] [--max-tokens N] [--swaps N]
+--base ID (a base `forge models bases` lists, e.g. gemma3-270m): tokens/s on that base's own GGUF as the companion
+serves it (its chat template: Gemma's turns), no swaps.
+
+Usage: .venv/bin/python -m benchmarks.bench_companion [--requests N] [--max-tokens N] [--swaps N] [--base ID]
 """
 
 from __future__ import annotations
@@ -49,12 +52,19 @@ print(json.dumps(rows))
 """
 
 
-def prepare(ws: Path) -> tuple[Path, Path]:
+def prepare(ws: Path, base_id: str | None = None) -> tuple[Path, Path]:
     config = Config(workspace=str(ws))
     store = Store.for_workspace(ws)
     base = register_bundled_base(store, config)
     paths = {}
-    for model_id, quant in (("bench-q4_k_m", "q4_k_m"), ("bench-q8_0", "q8_0")):
+    if base_id:  # a registered base's own GGUF, served under the benchmark's model id
+        from forge.models.export import register_base
+
+        tmp = ws / "base-copy.gguf"
+        tmp.write_bytes(Path(register_base(store, config, base_id, print)["path"]).read_bytes())
+        paths["bench-q4_k_m"] = Path(import_gguf(store, config, tmp, "bench-q4_k_m")["path"])
+        tmp.unlink()
+    for model_id, quant in (() if base_id else (("bench-q4_k_m", "q4_k_m"), ("bench-q8_0", "q8_0"))):
         tmp = ws / f"smollm2-{quant}.gguf"
         run_child("quantize", src=base["path"], dst=str(tmp), quant=quant, allow_requantize=True)
         paths[model_id] = Path(import_gguf(store, config, tmp, model_id)["path"])
@@ -151,11 +161,12 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=200)
     ap.add_argument("--swaps", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--base", default=None, help="a registered base's own GGUF instead of SmolLM2 Q4_K_M; no swaps")
     args = ap.parse_args()
     from tests.conftest import free_port
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg, gguf = prepare(Path(tmp) / "ws")
+        cfg, gguf = prepare(Path(tmp) / "ws", args.base)
         port = free_port()
         proc = start(cfg, port)
         try:
@@ -165,15 +176,17 @@ def main() -> None:
                 b, bare_tokens = bare_tok_s(gguf, args.requests, args.max_tokens)
                 c, comp_tokens = companion_tok_s(url, args.requests, args.max_tokens)
                 bare, comp = max(bare, b), max(comp, c)
-            load = swap_load(url, args.swaps)
+            load = swap_load(url, args.swaps) if not args.base else None
         finally:
             proc.terminate()
             proc.wait(30)
-    print(f"tokens/s, SmolLM2-135M Q4_K_M, {THREADS} threads, greedy, {args.requests} × up to {args.max_tokens} "
+    print(f"tokens/s, {args.base + ' (its own GGUF)' if args.base else 'SmolLM2-135M Q4_K_M'}, {THREADS} threads, greedy, {args.requests} × up to {args.max_tokens} "
           f"tokens, best of {args.rounds} alternating rounds")
     print(f"  bare llama-cpp-python : {bare:6.1f} tok/s ({bare_tokens} tokens a reply)")
     print(f"  through the companion : {comp:6.1f} tok/s ({comp_tokens} tokens a reply, client wall time over HTTP)")
     print(f"  ratio                 : {comp / bare:.2f}×  (goal ≥ 0.9)")
+    if load is None:
+        return
     print(f"swaps under load: {len(load['swap_ms'])} swaps, {load['requests']} requests, "
           f"{len(load['failures'])} failures {load['failures'][:3]}")
     print(f"  swap time             : {', '.join(f'{ms / 1000:.2f}' for ms in load['swap_ms'])} s")

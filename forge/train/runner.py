@@ -359,9 +359,14 @@ class Recipe:
         options = {"max_length": spec.max_seq_len} if spec.method == "orpo" else {"max_length": None}
         if spec.method == "dpo" and spec.sft_weight > 0:
             options.update(loss_type=["sigmoid", "sft"], loss_weights=[1.0, spec.sft_weight])
+        if spec.method in ("dpo", "kto"):
+            options["precompute_ref_log_probs"] = spec.precompute_ref
         args = Config(**self._common_args(bool(val_rows), use_cuda), beta=spec.beta, **options,
                       **(grouping(Config, False) if spec.method != "kto" else {}))
         nan_at = spec.fault_nan_at_step
+        if options.get("precompute_ref_log_probs"):
+            self.log.log("info", message=f"the reference's log-probabilities of the {len(train_rows)} training and "
+                                         f"{len(val_rows)} validation records are computed once, before step 1")
 
         class ForgePreferenceTrainer(Trainer):
             def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

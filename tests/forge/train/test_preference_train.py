@@ -79,6 +79,10 @@ def test_dpo_then_kto_on_top_of_it(pref_ws):
     events = read_events(kto_dir)
     assert any(dpo["run_id"] in (e.get("message") or "") for e in events if e["event"] == "info")
     assert all("rewards_margin" in e for e in events if e["event"] == "log")
+    # the reference is the DPO run's adapter (precomputed before step 1), not the base: nothing has moved yet
+    first = next(e for e in events if e["event"] == "log")
+    assert abs(first["rewards_chosen"]) < 1e-3, first
+    assert any("computed once, before step 1" in (e.get("message") or "") for e in events if e["event"] == "info")
     listed = {r["run_id"]: r for r in json.loads(forge(ws, "runs").output)}
     assert listed[kto["run_id"]]["method"] == "kto" and listed[kto["run_id"]]["from_run"] == dpo["run_id"]
     assert listed[dpo["run_id"]]["method"] == "dpo" and listed[dpo["run_id"]]["from_run"] is None
