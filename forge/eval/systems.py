@@ -56,7 +56,10 @@ def own_base(store: Store, config: Config, model: dict) -> str:
     from forge.models import export as ex
 
     meta = model.get("meta") or {}
-    if meta.get("kind") == "adapter" and meta.get("base_id"):
+    if meta.get("kind") == "adapter":
+        from forge.eval.generation import weights_of
+
+        weights_of(store, model)  # its base must be registered: one line saying so otherwise
         return meta["base_id"]
     info = trained_on(store, model)
     if info is None:
