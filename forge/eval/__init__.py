@@ -19,10 +19,9 @@ EXPORTS = {
                 "auto_max_tokens", "check_leaks", "context_for", "dataset_id", "forgetting_of", "heldout_of",
                 "load_prompts", "notes", "read_heldout", "recipe_max_tokens", "run_heldout", "token_counter_for",
                 "training_answers", "training_files", "written_by_the_person"),
-    "generation": ("BASELINE_MODES", "LEAK_STAGE", "VOICE_STAGE", "Progress", "evaluate", "generate_all", "judge_voice",
-                   "weights_of"),
+    "generation": ("BASELINE_MODES", "LEAK_STAGE", "VOICE_STAGE", "Progress", "evaluate", "generate_all", "judge_voice"),
     "reports": ("comparison", "fmt_interval", "fmt_value", "latest_pair", "report", "win_rate"),
-    "systems": ("baseline_model", "own_base", "template_check", "tokenizer_of", "trained_on"),
+    "systems": ("baseline_model", "own_base", "template_check", "tokenizer_of", "trained_on", "weights_of"),
 }
 _HOME = {name: module for module, names in EXPORTS.items() for name in names}
 __all__ = sorted(_HOME)

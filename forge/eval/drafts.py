@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Callable
 
 from forge.data.preferences import PERSON_SOURCES, split_answer
-from forge.eval.generation import generate_all, weights_of
+from forge.eval.generation import generate_all
+from forge.eval.systems import weights_of
 from forge.eval.heldout import EvalError, auto_max_tokens, context_for, token_counter_for
 from forge.store import Store
 

@@ -19,7 +19,7 @@ from forge.eval.heldout import (MOSTLY_LEAKS_HINT, EvalError, auto_max_tokens, c
                                 training_answers, written_by_the_person)
 from forge.eval.intervals import compare_records
 from forge.eval.metrics import summarize
-from forge.eval.systems import baseline_model, template_check, template_notes, tokenizer_of
+from forge.eval.systems import baseline_model, template_check, template_notes, tokenizer_of, weights_of
 from forge.store import Store
 
 if TYPE_CHECKING:
@@ -97,21 +97,6 @@ def generate_all(model_path: str, prompts: list[dict], max_tokens: int = 64, tim
 
 
 BASELINE_MODES = ("auto", "lead", "none")
-
-
-def weights_of(store: Store, model: dict) -> tuple[str, str | None]:
-    """(GGUF to load, LoRA adapter to apply or None) for a registered model: an adapter (`forge export --adapter`)
-    runs as its base plus itself, as the companion serves it."""
-    if (model.get("meta") or {}).get("kind") != "adapter":
-        return model["path"], None
-    base_id = model["meta"].get("base_id")
-    base = store.get_model(base_id, missing_ok=True) if base_id else None
-    if base is None:
-        raise EvalError(f"{model['id']} is a LoRA adapter of {base_id or 'an unknown base'}, which is not in the "
-                        f"registry: register that base GGUF (or re-export the adapter with --base) to evaluate it")
-    if (base.get("meta") or {}).get("kind") == "adapter":
-        raise EvalError(f"{model['id']}: its base {base_id} is itself an adapter; re-export it with --base")
-    return base["path"], model["path"]
 
 
 def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_file: str | None = None,

@@ -49,6 +49,21 @@ def trained_on(store: Store, model: dict) -> dict | None:
     return {"base_model": name, "base_path": meta.get("base_path") or ""} if name else None
 
 
+def weights_of(store: Store, model: dict) -> tuple[str, str | None]:
+    """(GGUF to load, LoRA adapter to apply or None) for a registered model: an adapter (`forge export --adapter`)
+    runs as its base plus itself, as the companion serves it."""
+    if (model.get("meta") or {}).get("kind") != "adapter":
+        return model["path"], None
+    base_id = model["meta"].get("base_id")
+    base = store.get_model(base_id, missing_ok=True) if base_id else None
+    if base is None:
+        raise EvalError(f"{model['id']} is a LoRA adapter of {base_id or 'an unknown base'}, which is not in the "
+                        f"registry: register that base GGUF (or re-export the adapter with --base) to evaluate it")
+    if (base.get("meta") or {}).get("kind") == "adapter":
+        raise EvalError(f"{model['id']}: its base {base_id} is itself an adapter; re-export it with --base")
+    return base["path"], model["path"]
+
+
 def own_base(store: Store, config: Config, model: dict) -> str:
     """Registry id of the GGUF of the base `model` was trained on, registered now when it is a base of
     forge.models.bases not registered yet: an adapter's own base; for a merged export, the base its run trained
@@ -57,8 +72,6 @@ def own_base(store: Store, config: Config, model: dict) -> str:
 
     meta = model.get("meta") or {}
     if meta.get("kind") == "adapter":
-        from forge.eval.generation import weights_of
-
         weights_of(store, model)  # its base must be registered: one line saying so otherwise
         return meta["base_id"]
     info = trained_on(store, model)

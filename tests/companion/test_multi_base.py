@@ -102,14 +102,17 @@ class Real:
         return self.app.state.pool
 
     def workers(self) -> list[str]:
-        """The model ids of the live llama.cpp worker processes of this test process."""
+        """The model ids of the live llama.cpp worker processes this module's companion started (a test process
+        under pytest-xdist also holds the workers of other modules' companions: they are not counted)."""
         by_path = {str(p): i for i, p in self.paths.items()}
         out = []
         for p in psutil.Process().children(recursive=True):
             try:
                 cmd = p.cmdline()
                 if p.status() != psutil.STATUS_ZOMBIE and "companion.worker" in cmd:
-                    out.append(by_path.get(cmd[cmd.index("companion.worker") + 1], "?"))
+                    path = cmd[cmd.index("companion.worker") + 1]
+                    if path in by_path:
+                        out.append(by_path[path])
             except (psutil.Error, IndexError):
                 continue
         return sorted(out)
@@ -156,14 +159,14 @@ def test_bound_1_a_request_for_another_base_unloads_the_first_and_a_request_for_
     assert [row["model"] for row in h["loaded"]] == ["gemma3-270m"] and h["model"] == "gemma3-270m"
     assert (h["loads"], h["evictions"]) == (before["loads"] + 1, before["evictions"] + 1)
     assert gemma != plain  # another model answered
-    wait_for(lambda: real.workers() == ["gemma3-270m"], 30, "base's worker gone")
+    wait_for(lambda: real.workers() == ["gemma3-270m"], 60, "base's worker gone")
     listed = {m["id"]: m for m in httpx.get(f"{url}/v1/models", timeout=30).json()["data"]}
     assert listed["gemma3-270m"]["loaded"] is True and listed["base"]["loaded"] is False
 
     assert answer(chat(url, "base"), "base") == plain  # loaded again, the same greedy answer
     h = health(url)
     assert loaded(url) == ["base"] and (h["loads"], h["evictions"]) == (before["loads"] + 2, before["evictions"] + 2)
-    wait_for(lambda: real.workers() == ["base"], 30, "gemma's worker gone")
+    wait_for(lambda: real.workers() == ["base"], 60, "gemma's worker gone")
     # a name that is not registered is the default base's, as before there were several
     assert answer(chat(url, "gpt-4o"), "base") == plain and answer(chat(url, None), "base") == plain
     assert health(url)["loads"] == before["loads"] + 2
@@ -222,7 +225,7 @@ def test_concurrent_requests_for_an_unloaded_base_load_it_once(real):
     h = health(url)
     assert h["loads"] == before["loads"] + 1 and "base-b" in loaded(url) and len(h["loaded"]) <= 2
     assert real.workers().count("base-b") == 1
-    wait_for(lambda: len(real.workers()) == len(health(url)["loaded"]), 30, "the unloaded base's worker gone")
+    wait_for(lambda: len(real.workers()) == len(health(url)["loaded"]), 60, "the unloaded base's worker gone")
 
 
 # ---- the stand-in worker ----------------------------------------------------------------------------------------
@@ -261,7 +264,7 @@ def test_a_busy_base_is_never_unloaded_a_load_waits_for_it_to_finish(tmp_path):
     """Bound 1. While a request runs on a, a request for b waits (503 once companion.queue_timeout_s passes, saying
     why); a's request finishes whole, then b loads in its place."""
     ws = tmp_path / "ws"
-    a = script(ws / "models" / "a", "a", reply="w0 w1 w2 w3 w4 w5 w6 w7", token_s=0.15)
+    a = script(ws / "models" / "a", "a", reply="w0 w1 w2 w3 w4 w5 w6 w7", token_s=0.3)
     b = script(ws / "models" / "b", "b")
     app = standin_app(ws, a, b, max_loaded_models=1, queue_timeout_s=2)
     with running(app) as url:
@@ -280,6 +283,7 @@ def test_a_busy_base_is_never_unloaded_a_load_waits_for_it_to_finish(tmp_path):
                  what="a free, and the load nobody waits for given up")
         assert launches(b) == 0 and loaded(url) == ["a"]
 
+        pool.queue_timeout_s = 60  # now b waits for a's request however slow a loaded machine makes it
         results = {}
         slow = threading.Thread(target=lambda: results.setdefault("a", ask(url, "a", "tell me")))
         slow.start()
@@ -288,8 +292,8 @@ def test_a_busy_base_is_never_unloaded_a_load_waits_for_it_to_finish(tmp_path):
         other.start()
         time.sleep(0.5)
         assert launches(b) == 0 and "a" not in results  # b waits for a's request: nothing is cut short
-        slow.join(30)
-        other.join(30)
+        slow.join(60)
+        other.join(60)
         assert answer(results["a"], "a") == "w0 w1 w2 w3 w4 w5 w6 w7 "
         assert answer(results["b"], "b") and launches(b) == 1 and loaded(url) == ["b"]
 
