@@ -589,14 +589,18 @@ class ModelPool:
         try:
             await asyncio.wait_for(asyncio.shield(task), left)
         except asyncio.TimeoutError:
-            raise CompanionError(f"model {model_id} was not loaded within companion.queue_timeout_s "
-                                 f"({self.queue_timeout_s:g} s): {self._load_stage(model_id)}; retry shortly", 503,
-                                 "server_busy", {"Retry-After": "5"}) from None
+            raise self._load_timeout(model_id) from None
         finally:
             self.demand[model_id] -= 1
             if not self.demand[model_id]:
                 del self.demand[model_id]
             self._notify()  # a base nobody waits for any more may be unloaded
+
+    def _load_timeout(self, model_id: str) -> CompanionError:
+        """The 503 for a load that did not happen within queue_timeout_s, saying what it waited for."""
+        return CompanionError(f"model {model_id} was not loaded within companion.queue_timeout_s "
+                              f"({self.queue_timeout_s:g} s): {self._load_stage(model_id)}; retry shortly", 503,
+                              "server_busy", {"Retry-After": "5"})
 
     def _load_stage(self, model_id: str) -> str:
         stage = self.load_stages.get(model_id)
@@ -674,9 +678,7 @@ class ModelPool:
                 continue
             left = deadline - time.monotonic()
             if left <= 0:
-                raise CompanionError(f"model {model_id} was not loaded within companion.queue_timeout_s "
-                                     f"({self.queue_timeout_s:g} s): {self._load_stage(model_id)}; retry shortly",
-                                     503, "server_busy", {"Retry-After": "5"})
+                raise self._load_timeout(model_id)
             await _first([changed.wait()], left)
 
     # ---- failures -----------------------------------------------------------------------------------------------
