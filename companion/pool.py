@@ -365,14 +365,6 @@ class ModelPool:
         self.primary.adapters = value
 
     @property
-    def adapter_users(self) -> dict[str, int]:
-        return self.primary.adapter_users
-
-    @property
-    def removing(self) -> set[str]:
-        return self.primary.removing
-
-    @property
     def problem(self) -> str | None:
         if self.primary.problem:
             return self.primary.problem
@@ -867,23 +859,6 @@ class ModelPool:
                                  "adapter_mismatch")
         async with self.lease(base_id, adapter, self._base_loader(adapter, load)) as worker:
             yield worker
-
-    @contextlib.contextmanager
-    def adapter_use(self, adapter_id: str | None):
-        """Count a request for `adapter_id` on the default base from admission until it holds the model, so a
-        DELETE waits for it; 404 (OpenAI's shape) when the adapter is not served or is being removed."""
-        if adapter_id is None:
-            yield
-            return
-        if adapter_id not in self.adapters or adapter_id in self.removing:
-            state = "is being removed" if adapter_id in self.removing else "is not loaded"
-            raise CompanionError(f"adapter {adapter_id} {state} (POST /admin/adapters loads it)", 404,
-                                 "model_not_found")
-        self.adapter_users[adapter_id] = self.adapter_users.get(adapter_id, 0) + 1
-        try:
-            yield
-        finally:
-            self.adapter_users[adapter_id] -= 1
 
     async def add_adapter(self, record: dict, load=None) -> dict:
         """Load a LoRA adapter on a loaded base it was made for, without reloading it (the queue order is kept: the

@@ -1,7 +1,8 @@
-"""Which adapters fit which base, what a swap keeps, and the 404 for an adapter that is not served: the pool's
+"""Which adapters fit which base, what a swap keeps, and the 404 for an adapter being removed: the pool's
 rules on their own (the real server with llama.cpp is tests/companion/test_adapters.py)."""
 
 import asyncio
+import time
 
 import pytest
 
@@ -27,22 +28,39 @@ def test_an_adapter_fits_its_base_by_id_or_by_the_same_file_and_a_swap_keeps_onl
     assert list(keep) == ["other"] and "made for base 'base', not for 'alt'" in refused["tuned"]
 
 
-def test_a_request_for_an_adapter_not_served_or_being_removed_is_a_404_and_admitted_ones_are_counted():
-    pool = ModelPool(WorkerOptions())
-    pool.adapters = {"tuned": adapter("tuned", "base", "a" * 64)}
-    with pytest.raises(CompanionError) as e:
-        with pool.adapter_use("ghost"):
-            pass
-    assert e.value.status == 404 and e.value.type == "model_not_found" and "not loaded" in e.value.message
-    with pool.adapter_use("tuned"):
-        assert pool.adapter_users["tuned"] == 1
-        pool.removing.add("tuned")
-        with pytest.raises(CompanionError, match="being removed"):
-            with pool.adapter_use("tuned"):
-                pass
-    assert pool.adapter_users["tuned"] == 0
-    with pool.adapter_use(None):  # the base: nothing counted
-        pass
+class StandInWorker:
+    """Stands in for a llama.cpp worker: its lock (one request at a time) and liveness are all the admission looks
+    at."""
+
+    def __init__(self, slot):
+        self.slot, self.lock, self.gone, self.retired, self.alive = slot, asyncio.Lock(), asyncio.Event(), False, True
+
+
+def test_requests_for_an_adapter_count_until_they_hold_the_model_and_one_being_removed_is_a_404():
+    async def scenario():
+        pool = ModelPool(WorkerOptions())
+        slot = pool.primary
+        slot.model, slot.adapters = BASE, {"tuned": adapter("tuned", "base", "a" * 64)}
+        worker = StandInWorker(slot)
+        slot.current = worker
+        slot.ready.set()
+        await worker.lock.acquire()  # a request is running
+        deadline = time.monotonic() + 10
+        queued = asyncio.create_task(pool._acquire(None, slot.adapters["tuned"], None, deadline))
+        await asyncio.sleep(0.05)
+        assert slot.adapter_users["tuned"] == 1 and not slot.idle()  # a DELETE waits for it; no eviction
+        slot.removing.add("tuned")
+        with pytest.raises(CompanionError) as e:
+            await pool._acquire(None, slot.adapters["tuned"], None, deadline)
+        assert e.value.status == 404 and e.value.type == "model_not_found" and "being removed" in e.value.message
+        worker.lock.release()
+        assert await queued is worker  # the one admitted before the removal still runs
+        assert slot.adapter_users["tuned"] == 0
+        worker.lock.release()
+        assert await pool._acquire(None, None, None, deadline) is worker  # the base: nothing counted
+        assert not any(slot.adapter_users.values())
+
+    asyncio.run(scenario())
 
 
 def test_removing_an_adapter_that_is_not_loaded_is_a_404():
