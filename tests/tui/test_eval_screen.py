@@ -180,3 +180,27 @@ async def test_an_eval_that_judged_the_voice_shows_its_panel(store, config):
         assert "words per answer" in panel and "loops" in panel
         table = screen.query_one("#eval-summary", DataTable)
         assert all(str(table.get_row_at(i)[0]) != "voice" for i in range(table.row_count))
+
+
+async def test_a_model_of_another_base_is_shown_beside_its_own_base_labelled_base(store, config):
+    """A Gemma adapter evaluated against `base` was compared with Gemma's own GGUF: that side reads `base ·
+    gemma3-270m`, not `baseline`, as the bundled base's side reads `base · base`."""
+    models = config.workspace_path() / "models"
+    for mid, meta in (("gemma3-270m", {}), ("g-lora", {"kind": "adapter", "base_id": "gemma3-270m"})):
+        (models / mid).mkdir(parents=True, exist_ok=True)
+        (models / mid / "m.gguf").write_bytes(b"GGUF")
+        store.register_model({"id": mid, "name": mid, "path": str(models / mid / "m.gguf"), "quant": "q4_k_m",
+                              "meta": meta}, models_dir=models)
+    for mid, out in (("g-lora", "call mom | at 5"), ("gemma3-270m", "remind me to call mom at 5 and")):
+        recs = [{"prompt": "remind me to call mom at 5", "expected": "call mom | at 5", "output": out,
+                 "error": None, "latency_ms": 100.0, "completion_tokens": 4}]
+        store.save_eval(mid, "held.jsonl:abc", ev.summarize(recs), recs)
+    app = make_app(config, store)
+    async with app.run_test(size=(150, 45)) as pilot:
+        await pilot.press("f7")
+        screen = app.screen
+        screen.query_one("#eval-model", Select).value = "g-lora"
+        screen.query_one("#eval-baseline", Select).value = "base"
+        assert await wait_until(pilot, lambda: "and" in text_of(screen.query_one("#side-baseline")), 10)
+        shown = text_of(screen.query_one("#side-baseline"))
+        assert "base · gemma3-270m" in shown and "baseline" not in shown

@@ -259,6 +259,12 @@ class EvalScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
 
             self.query_one("#eval-voice", Static).update(Markdown(text))
 
+    def own_base_of(self, model_id: str) -> str | None:
+        """The registry id of the model's own base (a Gemma run's is gemma3-270m), so its side reads `base`."""
+        from forge.eval.systems import registered_base
+
+        return registered_base(self.app.store, self.app.store.get_model(model_id, missing_ok=True))
+
     def show_prompt(self) -> None:
         m, b = self.pair
         n = len(m["outputs"])
@@ -272,7 +278,7 @@ class EvalScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
 
         prompt = Text(f"{self.index + 1}/{n}  {mo['prompt']}", style="bold")
         self.query_one("#side-expected", Static).update(Group(prompt, panel("expected", Text(expected), "cyan")))
-        side = "base" if b["model_id"] == "base" else "baseline"
+        side = "base" if b["model_id"] in ("base", self.own_base_of(m["model_id"])) else "baseline"
         for sid, rec, title in (("#side-baseline", bo, f"{side} · {self.shown(b['model_id'])}"),
                                 ("#side-model", mo, f"tuned · {self.shown(m['model_id'])}")):
             body = Text(rec["error"], style="red") if rec.get("error") else diff_text(expected, rec["output"])
