@@ -143,9 +143,23 @@ def main(ctx: click.Context, workspace: str | None, config_path: str | None, deb
 
 
 def _progress_run(label: str, as_json: bool, fn):
-    """Run fn(progress) with a rich progress bar on stderr (none with --json or when stderr is not a terminal)."""
+    """Run fn(progress) with a rich progress bar on stderr; with --json or when stderr is not a terminal (a log
+    file, CI), one plain line on stderr every 15 s instead (none for a quicker command; stdout stays the JSON document
+    alone)."""
     if as_json or not sys.stderr.isatty():
-        return fn(None)
+        import time
+
+        state = {"at": time.monotonic(), "wrote": None}  # when a line was last written (the start), and which
+
+        def line(done, total):
+            now = time.monotonic()
+            finished = bool(total) and done >= total and state["wrote"] is not None  # a quick command: no line
+            if (now - state["at"] >= 15 or finished) and state["wrote"] != (done, total):
+                state["at"], state["wrote"] = now, (done, total)
+                of = f"/{total} ({100 * done / total:.0f} %)" if total else ""
+                print(f"{label}: {done}{of}", file=sys.stderr, flush=True)
+
+        return fn(line)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 

@@ -93,14 +93,18 @@ def models(ctx: click.Context, as_json: bool) -> None:
         return [{"model_id": m["id"], "name": m["name"], "path": m["path"], "quant": m["quant"], "bytes": m["bytes"],
                  "sha256": m["sha256"], "run_id": m["run_id"], "status": m["status"], "created_at": m["created_at"],
                  "template_parity": m["meta"].get("template_parity"), "provenance": m["meta"].get("provenance"),
-                 "kind": m["meta"].get("kind", "model"), "base_id": m["meta"].get("base_id")}
+                 "kind": m["meta"].get("kind", "model"), "base_id": m["meta"].get("base_id"),
+                 "trained_on": (m["meta"].get("provenance") or {}).get("forge.base_model")}
                 for m in ex.models_with_adapters(obj.store.models())]
 
+    def line(r: dict) -> str:
+        where = (f"  (adapter of {r['base_id']})" if r["kind"] == "adapter"
+                 else f"  (merged, trained on {r['trained_on']})" if r["trained_on"] else "")
+        return (f"{('  └ ' if r['kind'] == 'adapter' else '') + r['model_id']:<40} "
+                f"{r['quant'] or '?':<7} {(r['bytes'] or 0) / 1e6:8.1f} MB  {r['status']}{where}")
+
     rows = run_guarded(as_json, go)
-    emit(rows, as_json, lambda rows: [click.echo(f"{('  └ ' if r['kind'] == 'adapter' else '') + r['model_id']:<40} "
-                                                 f"{r['quant'] or '?':<7} {r['bytes'] / 1e6:8.1f} MB  {r['status']}"
-                                                 + (f"  (adapter of {r['base_id']})" if r['kind'] == 'adapter' else ""))
-                                      for r in rows])
+    emit(rows, as_json, lambda rows: [click.echo(line(r)) for r in rows])
 
 
 @models.command("add")

@@ -77,3 +77,32 @@ def test_python_dash_m_forge_and_one_module_per_command_group(tmp_path):
     assert owners["extract"] == "forge.cli.data" and owners["train"] == "forge.cli.train"
     assert owners["eval"] == "forge.cli.evaluate" and owners["export"] == "forge.cli.models"
     assert importlib.util.find_spec("forge.cli.__main__") is not None
+
+
+def test_with_json_a_long_command_still_says_how_far_it_is_on_stderr_every_15_s(capsys, monkeypatch):
+    """`forge eval --json > out.json` over 200 prompts runs for minutes: stderr gets a plain line every 15 s (and
+    the last one), stdout only the JSON; a command done within 15 s writes no line at all."""
+    import time
+
+    from forge.cli import _progress_run
+
+    clock = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+
+    def quick(progress):
+        progress(1, 2)
+        progress(2, 2)
+        return "done"
+
+    assert _progress_run("evaluating", True, quick) == "done"
+    assert capsys.readouterr() == ("", "")
+
+    def slow(progress):
+        for i in range(1, 5):
+            clock[0] += 10
+            progress(i, 4)
+        progress(4, 4)  # said once
+
+    _progress_run("evaluating", True, slow)
+    out, err = capsys.readouterr()
+    assert out == "" and err.splitlines() == ["evaluating: 2/4 (50 %)", "evaluating: 4/4 (100 %)"]

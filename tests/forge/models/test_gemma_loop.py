@@ -112,6 +112,9 @@ def test_forge_eval_on_the_merged_gemma_export_and_forge_models(gemma_run, gemma
     assert merged["provenance"]["forge.base_model"] == bases.GEMMA3_270M and merged["template_parity"] is True
     listing = forge(ws, "models").stdout
     assert f"└ {gemma_adapter['model_id']}" in listing and f"(adapter of {bases.GEMMA3_270M})" in listing
+    assert merged["trained_on"] == bases.GEMMA3_270M
+    assert next(ln for ln in listing.splitlines() if ln.startswith(model_id)).endswith(
+        f"(merged, trained on {bases.GEMMA3_270M})")
 
 
 def test_demo_base_flag_resolves_registered_bases_only(gemma_run, tmp_path, monkeypatch):
