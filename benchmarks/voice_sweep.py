@@ -25,6 +25,8 @@ SETTINGS = {
     "greedy": {"temperature": 0.0, "seed": 0},
     "greedy+rp1.15": {"temperature": 0.0, "repeat_penalty": 1.15, "seed": 0},
     "t0.7+p0.9+rp1.15": {"temperature": 0.7, "top_p": 0.9, "repeat_penalty": 1.15, "seed": 0},
+    "t1.0+p0.95+rp1.15": {"temperature": 1.0, "top_p": 0.95, "repeat_penalty": 1.15, "seed": 0},
+    "t1.0+minp0.05+rp1.1": {"temperature": 1.0, "top_p": 1.0, "min_p": 0.05, "repeat_penalty": 1.1, "seed": 0},
 }
 
 CHILD = r"""
@@ -54,7 +56,10 @@ def main() -> None:
     ap.add_argument("run_id")
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--only", action="append", default=None, metavar="SETTING",
+                    help="Measure only this decoding setting (repeatable; default: all of SETTINGS)")
     args = ap.parse_args()
+    settings = {k: v for k, v in SETTINGS.items() if not args.only or k in args.only}
     from forge.eval.voice import judge
     from forge.models import export as ex
 
@@ -74,13 +79,13 @@ def main() -> None:
     for system, lora in (("base", ""), ("tuned", adapter["path"])):
         t = time.perf_counter()
         p = subprocess.run([sys.executable, "-c", CHILD, base["path"], lora, str(args.max_tokens),
-                            json.dumps(SETTINGS)], input=json.dumps(convs), capture_output=True, text=True,
+                            json.dumps(settings)], input=json.dumps(convs), capture_output=True, text=True,
                            cwd=REPO_ROOT, env=child_env(), check=True)
         outputs[system] = json.loads(p.stdout.strip().splitlines()[-1])
-        print(f"{system}: {len(convs)} prompts × {len(SETTINGS)} settings in {time.perf_counter() - t:.0f} s",
+        print(f"{system}: {len(convs)} prompts × {len(settings)} settings in {time.perf_counter() - t:.0f} s",
               file=sys.stderr)
     rows = {}
-    for name in SETTINGS:
+    for name in settings:
         r = judge(person, {"base": outputs["base"][name], "tuned": outputs["tuned"][name]}, training_texts=training)
         rows[name] = {s: {"auc": r["systems"][s]["auc"], "ci": [r["systems"][s]["ci_low"], r["systems"][s]["ci_high"]],
                           "loop_rate": r["systems"][s]["loop_rate"],

@@ -309,7 +309,8 @@ def run_voice_demo(workspace: Path, say: Callable[[str], None] = print, max_step
     ds = export_dataset(store, dataset, config)
     say(f"dataset, whole notes held out: train {ds['train']}, val {ds['val']}, test {ds['test']} "
         f"({ds['notes']['test']} notes)")
-    task = DemoTask("", "", {**recipe_spec("voice"), **VOICE_SPEC}, "notes", recipe.spec["eval_max_tokens"])
+    voice = recipe_spec("voice", base.id)  # the recipe as a new user gets it on this base
+    task = DemoTask("", "", {**voice, **VOICE_SPEC}, "notes", voice["eval_max_tokens"])
     say(f"training on {base.id} ({base.name})…")
     run_id, _, train_minutes = train(store, config, task, dataset, say, max_steps, base.id)
     say("exporting the LoRA as a GGUF adapter…")

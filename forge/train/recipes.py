@@ -7,7 +7,7 @@ for `forge eval`. The figures they reach are in the README's recipe table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from forge.train.spec import SpecError
@@ -23,6 +23,9 @@ class TaskRecipe:
     note_tokens: int | None = None
     """For a vault imported for this recipe (the import dialog's checkbox, `forge extract obsidian --recipe`): notes
     are split into chunks of at most this many tokens, so every chunk fits the recipe's max_seq_len whole."""
+    per_base: dict[str, dict] = field(default_factory=dict)
+    """Spec fields that differ on one base (its registry id, `forge models bases`), measured on that base: a run
+    on it takes them in place of the recipe's own; anything set explicitly still wins."""
 
 
 RECIPES: dict[str, TaskRecipe] = {r.name: r for r in [
@@ -74,13 +77,15 @@ class RecipeError(SpecError):
     """An unknown recipe; the message lists the known ones."""
 
 
-def recipe_spec(name: str | None) -> dict:
-    """The spec fields recipe `name` sets (with `recipe` itself), {} for None."""
+def recipe_spec(name: str | None, base: str | None = None) -> dict:
+    """The spec fields recipe `name` sets for a run on `base` (a registry id; None: the bundled one), with `recipe`
+    itself; {} for None."""
     if not name:
         return {}
     if name not in RECIPES:
         raise RecipeError(f"recipe {name!r} is not one of {', '.join(RECIPES)}")
-    return {**RECIPES[name].spec, "recipe": name}
+    recipe = RECIPES[name]
+    return {**recipe.spec, **recipe.per_base.get(base or "", {}), "recipe": name}
 
 
 def reference_path() -> Path:

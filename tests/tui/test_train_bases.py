@@ -104,3 +104,36 @@ async def test_a_broken_workspace_registry_still_offers_the_built_in_bases(store
         screen = app.screen
         assert screen.query_one("#spec-base_model", Select).value == bases.DEFAULT_BASE
         assert "bases.json" in str(screen.query_one("#spec-error", Static).render())
+
+
+async def test_a_recipe_with_defaults_for_a_base_fills_the_form_with_them_when_that_base_is_picked(store, config,
+                                                                                                 monkeypatch):
+    """A recipe may differ per base (measured there): picking the base refills the form from the recipe's defaults
+    for it, picking the bundled one again brings the recipe's own back, and Start uses what the form shows."""
+    import dataclasses
+
+    from textual.widgets import Input
+
+    from forge.train import recipes
+
+    other = "/models/other-base"
+    patched = dataclasses.replace(recipes.RECIPES["summaries"], per_base={other: {"learning_rate": 1e-4,
+                                                                                   "epochs": 3.0}})
+    monkeypatch.setitem(recipes.RECIPES, "summaries", patched)
+    assert recipes.recipe_spec("summaries", other)["learning_rate"] == 1e-4
+    assert recipes.recipe_spec("summaries")["learning_rate"] == 5e-4
+    app = make_app(config, store, train_defaults={"base_model": other})
+    async with app.run_test(size=(140, 50)) as pilot:
+        await pilot.press("f4")
+        screen = app.screen
+        lr, epochs = screen.query_one("#spec-learning_rate", Input), screen.query_one("#spec-epochs", Input)
+        screen.query_one("#spec-recipe", Select).value = "summaries"
+        await pilot.pause()
+        assert (lr.value, epochs.value) == ("0.0001", "3.0")
+        screen.query_one("#spec-base_model", Select).value = bases.DEFAULT_BASE
+        await pilot.pause()
+        assert (lr.value, epochs.value) == ("0.0005", "2.0")
+        screen.query_one("#spec-base_model", Select).value = other
+        await pilot.pause()
+        spec = screen.read_spec()
+        assert (spec.base_model, spec.learning_rate, spec.epochs, spec.recipe) == (other, 1e-4, 3.0, "summaries")

@@ -210,7 +210,7 @@ class TrainScreen(ReportsWorkerErrors, Screen):
             data["beta"] = beta
         recipe = self.query_one("#spec-recipe", Select).value
         if recipe != Select.NULL:  # what the form does not show (truncation, eval budget) comes from the recipe
-            data = {**recipe_spec(recipe), **{k: v for k, v in data.items() if v is not None}}
+            data = {**recipe_spec(recipe, data.get("base_model")), **{k: v for k, v in data.items() if v is not None}}
         error = self.query_one("#spec-error", Static)
         try:
             spec = TrainSpec.model_validate(data)
@@ -246,11 +246,20 @@ class TrainScreen(ReportsWorkerErrors, Screen):
     def recipe_chosen(self, event: Select.Changed) -> None:
         if event.value == Select.NULL:
             return
-        for name, value in recipe_spec(event.value).items():
-            if name == "base_model":  # a recipe may carry a per-base default
-                self.set_base(str(value))
-            elif any(name == field for field, _ in FORM):
+        self.fill_from_recipe(str(event.value))
+
+    def fill_from_recipe(self, recipe: str) -> None:
+        """The form's fields from `recipe`'s defaults for the chosen base (a recipe may differ per base)."""
+        base = self.query_one("#spec-base_model", Select).value
+        for name, value in recipe_spec(recipe, base if isinstance(base, str) else None).items():
+            if any(name == field for field, _ in FORM):
                 self.query_one(f"#spec-{name}", Input).value = str(value)
+
+    @on(Select.Changed, "#spec-base_model")
+    def base_chosen(self, event: Select.Changed) -> None:
+        recipe = self.query_one("#spec-recipe", Select).value
+        if isinstance(recipe, str) and isinstance(event.value, str) and RECIPES[recipe].per_base:
+            self.fill_from_recipe(recipe)  # the recipe's defaults for this base
 
     @on(Select.Changed, "#spec-method")
     def method_chosen(self, event: Select.Changed) -> None:
