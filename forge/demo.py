@@ -259,8 +259,9 @@ def run_demo(workspace: Path, say: Callable[[str], None] = print, max_steps: int
     say(f"training on {base.id} ({base.name})…")
     run_id, run_dir, train_minutes = train(store, config, spec_task, ws / "exports" / "dataset", say, max_steps,
                                            base.id)
-    say("exporting Q4_K_M…")
-    model = ex.export_run(store, config, run_id, "q4_k_m", lambda stage, msg: say(f"[{stage}] {msg}"))
+    quant = ex.merged_quant(config, store.get_run(run_id))  # the base's default: Q8_0 on Gemma, which ships at 4 bits
+    say(f"exporting {quant.upper()}…")
+    model = ex.export_run(store, config, run_id, quant, lambda stage, msg: say(f"[{stage}] {msg}"))
     held = first_rows(DEMO_DIR / spec_task.heldout_file, heldout_limit, ws / "exports" / "heldout.jsonl")
     say(f"evaluating tuned vs base ({base.id}) on held-out {spec_task.unit}…")
     result = ev.evaluate(store, model["model_id"], "base", test_file=str(held), max_tokens=spec_task.max_tokens,

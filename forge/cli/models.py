@@ -12,8 +12,10 @@ from forge.cli import Ctx, emit, json_option, main, run_guarded
 # ---- export -------------------------------------------------------------------------------------------------
 @main.command()
 @click.argument("run_id")
-@click.option("--quant", type=click.Choice(["q4_k_m", "q5_k_m", "q8_0", "f16"], case_sensitive=False),
-              default="q4_k_m", show_default=True)
+@click.option("--quant", type=click.Choice(["auto", "q4_k_m", "q5_k_m", "q8_0", "f16"], case_sensitive=False),
+              default="auto", show_default=True,
+              help="auto: the run's base's default, q4_k_m; q8_0 for Gemma 3 270M, which ships at 4 bits, so 4 bits "
+                   "again round much of the fine-tune away (or export --adapter: the LoRA on the base, exact).")
 @click.option("--chat-template", "template_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Embed this Jinja chat template in the GGUF instead of the one the run trained with.")
 @click.option("--allow-template-mismatch", is_flag=True, help="Keep the GGUF even if the template check fails.")

@@ -427,16 +427,32 @@ def _new_model_scratch(store: Store, config: Config, stem: str) -> tuple[str, Pa
     return model_id, work
 
 
-def export_run(store: Store, config: Config, run_id: str, quant: str = "q4_k_m", progress: Progress | None = None,
-               allow_template_mismatch: bool = False, chat_template: str | None = None) -> dict:
-    """Run the STAGES in order in a scratch folder, then register the result; nothing is left behind on failure."""
+def merged_quant(config: Config, run: dict) -> str:
+    """The quant a merged export of `run` gets when none is asked for: its base's (`Base.merged_quant`: q8_0 for
+    Gemma 3 270M, which ships at 4 bits), else q4_k_m."""
+    from forge.errors import BaseModelError
+    from forge.models import bases
+
+    base_id = (run.get("spec") or {}).get("base_model") or bases.DEFAULT_BASE
+    try:
+        base = bases.get_base(str(base_id), config.workspace_path())
+    except BaseModelError:
+        base = None
+    return base.merged_quant if base else "q4_k_m"
+
+
+def export_run(store: Store, config: Config, run_id: str, quant: str | None = "auto",
+               progress: Progress | None = None, allow_template_mismatch: bool = False,
+               chat_template: str | None = None) -> dict:
+    """Run the STAGES in order in a scratch folder, then register the result; nothing is left behind on failure.
+    quant "auto" (or None): the run's base's default (merged_quant)."""
     for var, value in (("HF_HUB_OFFLINE", "1"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
                        ("TRANSFORMERS_VERBOSITY", "error"), ("TQDM_DISABLE", "1")):
         os.environ.setdefault(var, value)  # forge reports the stages itself
-    quant = quant.lower()
-    if quant not in QUANT_FTYPES:
-        raise ExportError(f"unknown quant {quant!r}: use one of {', '.join(QUANT_FTYPES)}")
     run = store.get_run(run_id)
+    quant = merged_quant(config, run) if quant in (None, "auto") else quant.lower()
+    if quant not in QUANT_FTYPES:
+        raise ExportError(f"unknown quant {quant!r}: use one of auto, {', '.join(QUANT_FTYPES)}")
     run_dir = Path(run["run_dir"])
     info = check_adapter(run_dir / "adapter")
     model_id, work = _new_model_scratch(store, config, f"{run_id}-{quant}")

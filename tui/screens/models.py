@@ -20,8 +20,8 @@ from tui.messages import ExportFinished, ExportProgressed, ModelSwapped, SwapPro
 from tui.screens.bundled_base import REGISTERING_TEXT, RegistersBundledBase
 from tui.screens.worker_errors import ReportsWorkerErrors
 
-QUANTS = [("Q4_K_M (default)", "q4_k_m"), ("Q5_K_M", "q5_k_m"), ("Q8_0", "q8_0"), ("F16", "f16"),
-          ("LoRA adapter only", "adapter")]
+QUANTS = [("Auto: the base's default (Q4_K_M; Q8_0 on Gemma 3 270M)", "auto"), ("Q4_K_M", "q4_k_m"),
+          ("Q5_K_M", "q5_k_m"), ("Q8_0", "q8_0"), ("F16", "f16"), ("LoRA adapter only", "adapter")]
 
 
 class ModelsScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
@@ -47,7 +47,7 @@ class ModelsScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
             yield Label("Finished runs", classes="section-title")
             yield DataTable(id="export-runs", cursor_type="row")
             with Horizontal(id="export-bar"):
-                yield Select(QUANTS, value="q4_k_m", allow_blank=False, id="export-quant")
+                yield Select(QUANTS, value="auto", allow_blank=False, id="export-quant")
                 yield Button("Export", variant="primary", id="export-run")
             yield ProgressBar(id="export-progress", total=len(ex.STAGES), show_eta=False)
             yield Static("", id="export-status")

@@ -115,3 +115,22 @@ def test_models_add_registers_a_gguf_made_elsewhere(tmp_path):
                           ([str(bundled_gguf()), "--id", "../x"], "use letters, digits")):
         bad = subprocess.run([*forge, "add", *args], capture_output=True, text=True, cwd=REPO)
         assert bad.returncode == 1 and message in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_merged_export_is_quantised_as_its_base_needs_unless_asked(store, config, tmp_path):
+    """Auto (forge export's default, the Models mode's first choice): q4_k_m for the bundled SmolLM2 and a base
+    forge does not know; q8_0 for Gemma 3 270M, which ships at 4 bits, where 4 bits again lost most of a DialogSum
+    fine-tune (README). An unknown quant is refused in one line naming the choices."""
+    import pytest
+
+    from forge.models import bases
+    from forge.models.export import ExportError, export_run, merged_quant
+
+    for run_id, base in (("on-smol", bases.DEFAULT_BASE), ("on-folder", "/models/elsewhere"), ("on-none", None)):
+        store.create_run(run_id, str(tmp_path / run_id), {"base_model": base} if base else {}, {})
+        assert merged_quant(config, store.get_run(run_id)) == "q4_k_m"
+    if bases.gemma_available():
+        store.create_run("on-gemma", str(tmp_path / "g"), {"base_model": bases.GEMMA3_270M}, {})
+        assert merged_quant(config, store.get_run("on-gemma")) == "q8_0"
+    with pytest.raises(ExportError, match="unknown quant 'q3': use one of auto, q4_k_m"):
+        export_run(store, config, "on-smol", "q3")
