@@ -4,7 +4,8 @@
 Eval mode compares two of {adapters, base} at a time on one held-out file (an adapter runs as base + adapter);
 outputs are stored per system, so three systems make three pairs. Companion mode lists adapters under their base,
 adds one of the served base without reloading it, the chat switches adapter between turns and labels each reply
-with what answered it, and an adapter of another base is refused in one line. An adapter's greedy output in eval is
+with what answered it, an adapter of another registered base is served on that base loaded beside the first, and
+one whose base is not registered is refused in one line. An adapter's greedy output in eval is
 what the companion returns for the same adapter and prompt."""
 
 from __future__ import annotations
@@ -44,10 +45,18 @@ def lora_ws(trained_workspace, tmp_path_factory):
     run_dir = trained_workspace[3]
     adapter = session_adapter(trained_workspace)
     ws = tmp_path_factory.mktemp("lora-ui-ws")
-    cfg_path, config, store, _ = workspace_with_base(ws, {"companion": {
+    cfg_path, config, store, base = workspace_with_base(ws, {"companion": {
         "max_queue": 8, "request_timeout_s": 600, "drain_timeout_s": 60, "n_ctx": 1024, "max_tokens": 24}})
     register_adapter(store, config, "run-lora", Path(adapter["path"]), adapter["meta"])
     register_adapter(store, config, "loud-lora", loud_adapter(run_dir, ws), adapter["meta"])
+    twin = ws / "models" / "twin" / Path(base["path"]).name  # a second registered base (SmolLM2's file again)
+    twin.parent.mkdir(parents=True)
+    os.link(base["path"], twin)
+    store.register_model({**{k: base[k] for k in ("quant", "bytes", "sha256")}, "id": "twin", "name": "twin",
+                          "path": str(twin), "run_id": None, "status": "ready", "meta": {}},
+                         models_dir=config.workspace_path() / "models")
+    register_adapter(store, config, "twin-lora", loud_adapter(run_dir, ws), {  # made for twin, not for base
+        "kind": "adapter", "base_id": "twin", "provenance": {"forge.base_sha256": "1" * 64}})
     register_adapter(store, config, "alien-lora", Path(adapter["path"]), {
         "kind": "adapter", "base_id": "alt", "provenance": {"forge.base_sha256": "0" * 64}})
     store.close()
@@ -112,7 +121,8 @@ async def test_eval_mode_compares_adapter_vs_adapter_vs_base_pair_by_pair(lora_w
             model, baseline = screen.query_one("#eval-model", Select), screen.query_one("#eval-baseline", Select)
             # each base with its adapters under it, as Models mode lists them; an orphan adapter last
             assert [str(label) for label, _ in baseline._options if str(label)] == [
-                "base", "  └ loud-lora (LoRA of base)", "  └ run-lora (LoRA of base)", "  └ alien-lora (LoRA of alt)"]
+                "twin", "  └ twin-lora (LoRA of twin)", "base", "  └ loud-lora (LoRA of base)",
+                "  └ run-lora (LoRA of base)", "  └ alien-lora (LoRA of alt)"]
             screen.query_one("#eval-file", Input).value = str(held)
             model.value, baseline.value = "loud-lora", "run-lora"
             await pilot.pause()
@@ -172,7 +182,8 @@ async def test_companion_chat_switches_adapter_between_turns_and_matches_eval(lo
             assert isinstance(screen, CompanionScreen)
             picker = screen.query_one("#companion-model", Select)
             assert [str(label) for label, _ in picker._options] == [
-                "base", "  └ loud-lora (LoRA of base)", "  └ run-lora (LoRA of base)", "  └ alien-lora (LoRA of alt)"]
+                "twin", "  └ twin-lora (LoRA of twin)", "base", "  └ loud-lora (LoRA of base)",
+                "  └ run-lora (LoRA of base)", "  └ alien-lora (LoRA of alt)"]
             health = screen.query_one("#companion-health", Static)
             await pilot.press("ctrl+s")
             assert await wait_until(pilot, lambda: "healthy" in text_of(health), 180, 0.25), text_of(health)
@@ -211,6 +222,19 @@ async def test_companion_chat_switches_adapter_between_turns_and_matches_eval(lo
             said = next(n.message for n in app._notifications if "alien-lora" in n.message)
             assert "made for base 'alt', not for 'base'" in said and "\n" not in said
             assert screen.chat_model is None and app.companion.health()["adapters"] == ["loud-lora"]
+
+            picker.value = "twin-lora"  # made for another registered base: the companion loads it beside base
+            assert await wait_until(pilot, lambda: screen.chat_model == "twin-lora", 180, 0.25), \
+                [n.message for n in app._notifications]
+            assert any(n.message == "loading twin beside base for twin-lora…" for n in app._notifications)
+            assert "chat with twin-lora (LoRA of twin)" in text_of(title)
+            assert (await ask("and the dentist on friday")).startswith("twin-lora (LoRA of twin)  ")
+            now = app.companion.health()
+            assert now["model"] == "base" and now["worker_pid"] == started["worker_pid"]  # the served base stays
+            assert {m["model"] for m in now["loaded"]} == {"base", "twin"}, now
+            picker.value = "base"
+            await pilot.pause()
+            assert screen.chat_model is None
 
             # eval's greedy output of the adapter (and of the base) is the companion's for the same prompt
             for model_id in ("loud-lora", "base"):

@@ -4,8 +4,10 @@ refreshed every second, swap progress, and a chat playground that streams replie
 The model picker lists each model with its LoRA adapters under it (as Models mode does). Picking an adapter of the
 served base adds it (POST /admin/adapters, no base reload) and the chat then sends its id as the OpenAI `model`;
 picking a model sends the served base's id again, so the adapter can change between turns. Each reply is labelled
-with the model or adapter that answered it. An adapter of another base is refused in one line (ctrl+w swaps to its
-base and adds it); started with an adapter picked, the companion serves its base and adds it once healthy."""
+with the model or adapter that answered it. An adapter of another registered base is added too: the companion loads
+its base beside the served one on demand (companion.max_loaded_models, least recently used out), and the chat is
+with it on that base; one whose base is not registered is refused in one line. Started with an adapter picked, the
+companion serves its base and adds it once healthy."""
 
 from __future__ import annotations
 
@@ -272,9 +274,12 @@ class CompanionScreen(ReportsWorkerErrors, Screen):
             self.pending_adapter = adapter_id  # starting or swapping: added once the companion is healthy
             return
         why = self.refusal(adapter_id)
-        if why is not None:
-            self.notify(f"{why} (ctrl+w swaps to {base} and adds it)", severity="warning", timeout=10, markup=False)
+        if why is not None and base not in self.records:  # nothing registered can serve it
+            self.notify(f"{why}, and {base} is not in the registry (F5 Models lists the bases)", severity="warning",
+                        timeout=10, markup=False)
             return
+        if why is not None:  # the companion loads its own base beside the served one (companion.max_loaded_models)
+            self.notify(f"loading {base} beside {self.served()} for {adapter_id}…", timeout=6, markup=False)
         if adapter_id in self.loaded_adapters:
             self.chat_model = adapter_id
             self.show_chat_target()
