@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("run_id")
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--limit", type=int, default=None)
-    ap.add_argument("--only", action="append", default=None, metavar="SETTING",
+    ap.add_argument("--only", action="append", default=None, choices=list(SETTINGS),
                     help="Measure only this decoding setting (repeatable; default: all of SETTINGS)")
     args = ap.parse_args()
     settings = {k: v for k, v in SETTINGS.items() if not args.only or k in args.only}

@@ -1,6 +1,6 @@
 """`forge demo`: the whole loop on a built-in task, in a fresh workspace, on a CPU.
 
-import the task's training file → approve → export the dataset → train with the task's demo spec → export Q4_K_M →
+import the task's training file → approve → export the dataset → train with the task's demo spec → export the GGUF (Q4_K_M; Q8_0 on Gemma) →
 evaluate against `base` (and, for summaries, the lead-N extractive baseline) on the task's held-out file → the
 comparison with paired 95 % intervals.
 

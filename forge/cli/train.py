@@ -70,8 +70,13 @@ def train(obj: Ctx, max_steps, backend, resume_id, spec_path, dataset_dir, overr
             raise SpecError(f"{spec_path}:{e.lineno}: not valid JSON: {e.msg}") from None
         if not isinstance(data, dict):
             raise SpecError(f"{spec_path}: the top level must be a JSON object")
-        base = next((raw for key, _, raw in (item.partition("=") for item in overrides) if key == "base_model"),
-                    data.get("base_model"))
+        base = data.get("base_model")
+        for key, _, raw in (item.partition("=") for item in overrides):  # the last --set base_model wins, as below
+            if key == "base_model":
+                try:
+                    base = json.loads(raw)
+                except json.JSONDecodeError:
+                    base = raw
         data = {**recipe_spec(recipe, base), **data}  # the recipe's defaults for the base the run trains on
         for item in overrides:
             key, _, raw = item.partition("=")

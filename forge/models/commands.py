@@ -30,7 +30,7 @@ def commands(fmt: str, path: Path, name: str, base_dir: str, run_id: str, gguf: 
         out["llama-server"] = f"llama-server -m {q(gguf['path'])} --host 127.0.0.1 --port 8080"
         out.setdefault("ollama", f"ollama create {q(name)} -f {q(str(Path(gguf['path']).parent / 'Modelfile'))}")
     else:
-        hint = f"forge export {run_id} --quant q4_k_m"
+        hint = f"forge export {run_id}"
         out["llama-server"] = f"{hint}   # then: llama-server -m <the GGUF it prints> --host 127.0.0.1 --port 8080"
         out.setdefault("ollama", f"{hint}   # then: ollama create {name} -f <its folder>/Modelfile")
     return out

@@ -84,8 +84,10 @@ def recipe_spec(name: str | None, base: str | None = None) -> dict:
         return {}
     if name not in RECIPES:
         raise RecipeError(f"recipe {name!r} is not one of {', '.join(RECIPES)}")
+    from forge.models.bases import DEFAULT_BASE
+
     recipe = RECIPES[name]
-    return {**recipe.spec, **recipe.per_base.get(base or "", {}), "recipe": name}
+    return {**recipe.spec, **recipe.per_base.get(base or DEFAULT_BASE, {}), "recipe": name}
 
 
 def reference_path() -> Path:

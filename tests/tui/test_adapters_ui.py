@@ -48,14 +48,15 @@ def lora_ws(trained_workspace, tmp_path_factory):
     cfg_path, config, store, base = workspace_with_base(ws, {"companion": {
         "max_queue": 8, "request_timeout_s": 600, "drain_timeout_s": 60, "n_ctx": 1024, "max_tokens": 24}})
     register_adapter(store, config, "run-lora", Path(adapter["path"]), adapter["meta"])
-    register_adapter(store, config, "loud-lora", loud_adapter(run_dir, ws), adapter["meta"])
+    loud = loud_adapter(run_dir, ws)
+    register_adapter(store, config, "loud-lora", loud, adapter["meta"])
     twin = ws / "models" / "twin" / Path(base["path"]).name  # a second registered base (SmolLM2's file again)
     twin.parent.mkdir(parents=True)
     os.link(base["path"], twin)
     store.register_model({**{k: base[k] for k in ("quant", "bytes", "sha256")}, "id": "twin", "name": "twin",
                           "path": str(twin), "run_id": None, "status": "ready", "meta": {}},
                          models_dir=config.workspace_path() / "models")
-    register_adapter(store, config, "twin-lora", loud_adapter(run_dir, ws), {  # made for twin, not for base
+    register_adapter(store, config, "twin-lora", loud, {  # the same LoRA, registered as made for twin, not for base
         "kind": "adapter", "base_id": "twin", "provenance": {"forge.base_sha256": "1" * 64}})
     register_adapter(store, config, "alien-lora", Path(adapter["path"]), {
         "kind": "adapter", "base_id": "alt", "provenance": {"forge.base_sha256": "0" * 64}})

@@ -278,12 +278,12 @@ class CompanionScreen(ReportsWorkerErrors, Screen):
             self.notify(f"{why}, and {base} is not in the registry (F5 Models lists the bases)", severity="warning",
                         timeout=10, markup=False)
             return
-        if why is not None:  # the companion loads its own base beside the served one (companion.max_loaded_models)
-            self.notify(f"loading {base} beside {self.served()} for {adapter_id}…", timeout=6, markup=False)
         if adapter_id in self.loaded_adapters:
             self.chat_model = adapter_id
             self.show_chat_target()
             return
+        if why is not None:  # the companion loads its own base beside the served one (companion.max_loaded_models)
+            self.notify(f"loading {base} beside {self.served()} for {adapter_id}…", timeout=6, markup=False)
         self.wanted = adapter_id
         self.add_adapter(adapter_id)
 

@@ -20,7 +20,7 @@ from tui.messages import ExportFinished, ExportProgressed, ModelSwapped, SwapPro
 from tui.screens.bundled_base import REGISTERING_TEXT, RegistersBundledBase
 from tui.screens.worker_errors import ReportsWorkerErrors
 
-QUANTS = [("Auto: the base's default (Q4_K_M; Q8_0 on Gemma 3 270M)", "auto"), ("Q4_K_M", "q4_k_m"),
+QUANTS = [("Auto (the base's)", "auto"), ("Q4_K_M", "q4_k_m"),
           ("Q5_K_M", "q5_k_m"), ("Q8_0", "q8_0"), ("F16", "f16"), ("LoRA adapter only", "adapter")]
 
 

@@ -257,9 +257,18 @@ class TrainScreen(ReportsWorkerErrors, Screen):
 
     @on(Select.Changed, "#spec-base_model")
     def base_chosen(self, event: Select.Changed) -> None:
+        """A real change of base with a recipe picked: the fields that recipe sets per base follow the new base
+        (options refreshed or set back to the same base change nothing)."""
+        base = event.value if isinstance(event.value, str) else None
+        before, self.recipe_base = getattr(self, "recipe_base", None), base
         recipe = self.query_one("#spec-recipe", Select).value
-        if isinstance(recipe, str) and isinstance(event.value, str) and RECIPES[recipe].per_base:
-            self.fill_from_recipe(recipe)  # the recipe's defaults for this base
+        if base is None or before is None or base == before or not isinstance(recipe, str):
+            return
+        per_base = RECIPES[recipe].per_base
+        keys = set(per_base.get(before, {})) | set(per_base.get(base, {}))
+        for name, value in recipe_spec(recipe, base).items():
+            if name in keys and any(name == field for field, _ in FORM):
+                self.query_one(f"#spec-{name}", Input).value = str(value)
 
     @on(Select.Changed, "#spec-method")
     def method_chosen(self, event: Select.Changed) -> None:
