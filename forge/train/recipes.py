@@ -84,7 +84,7 @@ def recipe_spec(name: str | None, base: str | None = None) -> dict:
         return {}
     if name not in RECIPES:
         raise RecipeError(f"recipe {name!r} is not one of {', '.join(RECIPES)}")
-    from forge.models.bases import DEFAULT_BASE
+    from forge.models.base_model import DEFAULT_BASE
 
     recipe = RECIPES[name]
     return {**recipe.spec, **recipe.per_base.get(base or DEFAULT_BASE, {}), "recipe": name}
