@@ -1,8 +1,8 @@
 """`forge demo`: the whole loop on a built-in task, in a fresh workspace, on a CPU.
 
-import the task's training file → approve → export the dataset → train with the task's demo spec → export the GGUF (Q4_K_M; Q8_0 on Gemma) →
-evaluate against `base` (and, for summaries, the lead-N extractive baseline) on the task's held-out file → the
-comparison with paired 95 % intervals.
+import the task's training file → approve → export the dataset → train with the task's demo spec → export the GGUF
+(Q4_K_M; Q8_0 on Gemma) → evaluate against `base` (and, for summaries, the lead-N extractive baseline) on the task's
+held-out file → the comparison with paired 95 % intervals.
 
 Three tasks (data/demo, made by scripts/make_demo_data.py, make_summaries_data.py and make_intent_data.py), and
 voice (run_voice_demo: a public-domain diary as a vault, the voice recipe, Eval with the voice judge):

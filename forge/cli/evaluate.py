@@ -128,7 +128,8 @@ def demo(obj: Ctx, task, adapters: bool, max_steps, heldout_limit, base_id, as_j
     """The whole loop on a built-in task in a fresh workspace (data/workspace-demo unless --workspace): import,
     approve, export, train, export the GGUF (Q4_K_M; Q8_0 on Gemma), evaluate on held-out data it never trained on
     against base (and the lead-N baseline for summaries), with paired 95 % intervals. Reminders take about 15
-    minutes on a 2-core CPU, summaries about 25. With --adapters: two tasks, two adapters, one companion. --base: another base to train on."""
+    minutes on a 2-core CPU, summaries about 25. With --adapters: two tasks, two adapters, one companion. --base:
+    another base to train on."""
     from forge import eval as ev
     from forge.config import REPO_ROOT
     from forge.demo import demo_base, run_demo

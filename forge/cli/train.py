@@ -70,20 +70,16 @@ def train(obj: Ctx, max_steps, backend, resume_id, spec_path, dataset_dir, overr
             raise SpecError(f"{spec_path}:{e.lineno}: not valid JSON: {e.msg}") from None
         if not isinstance(data, dict):
             raise SpecError(f"{spec_path}: the top level must be a JSON object")
-        base = data.get("base_model")
-        for key, _, raw in (item.partition("=") for item in overrides):  # the last --set base_model wins, as below
-            if key == "base_model":
-                try:
-                    base = json.loads(raw)
-                except json.JSONDecodeError:
-                    base = raw
-        data = {**recipe_spec(recipe, base), **data}  # the recipe's defaults for the base the run trains on
+        sets = []  # each --set KEY=VALUE, its value read as JSON when it is
         for item in overrides:
             key, _, raw = item.partition("=")
             try:
-                value = json.loads(raw)
+                sets.append((key, json.loads(raw)))
             except json.JSONDecodeError:
-                value = raw
+                sets.append((key, raw))
+        base = next((value for key, value in reversed(sets) if key == "base_model"), data.get("base_model"))
+        data = {**recipe_spec(recipe, base), **data}  # the recipe's defaults for the base the run trains on
+        for key, value in sets:
             head, dot, field = key.partition(".")
             if dot:  # decoding.repeat_penalty=1.2: one field of a nested setting
                 if not isinstance(data.get(head), (dict, type(None))) or not field:
