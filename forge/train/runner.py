@@ -556,7 +556,8 @@ class Recipe:
             save_strategy="steps", save_steps=spec.save_steps, save_total_limit=3,
             seed=spec.seed, data_seed=spec.seed, gradient_checkpointing=spec.gradient_checkpointing,
             bf16=use_cuda, fp16=False, use_cpu=not use_cuda, report_to=self._trackers(), disable_tqdm=True,
-            include_num_input_tokens_seen="non_padding", dataloader_num_workers=0)
+            include_num_input_tokens_seen="non_padding", dataloader_num_workers=0,
+            neftune_noise_alpha=spec.neftune_alpha)
 
     def _training_args(self, has_val: bool, use_cuda: bool):
         """The spec as TRL's SFTConfig."""

@@ -121,6 +121,11 @@ class TrainSpec(BaseModel):
     lora_dropout: float = Field(default=0.0, ge=0, lt=1)
     """Dropout on the LoRA path."""
 
+    neftune_alpha: float | None = Field(default=None, gt=0)
+    """NEFTune (Jain et al. 2023): uniform noise of this scale (alpha / sqrt(length × width)) on the input
+    embeddings while training, through transformers' neftune_noise_alpha; null trains without it. It helps a
+    model generalise past the phrasings it saw; 5 is the paper's usual value."""
+
     target_modules: list[str] | None = None
     """Modules that get adapters; null picks per architecture (Llama q/k/v/o + MLP, Phi-3 qkv_proj, ...)."""
 

@@ -95,6 +95,21 @@ def test_nan_loss_fails_the_run_with_its_step(tmp_path, base_model_dir):
     assert not (run_dir / "adapter").exists()
 
 
+@pytest.mark.slow
+def test_neftune_noise_reaches_training_and_the_run_completes(tmp_path, base_model_dir):
+    """neftune_alpha is not silently dropped: with the noise on, the same first step on the same rows and
+    weights has a clearly higher loss."""
+    losses = {}
+    for alpha in (None, 50.0):
+        run_dir = make_run(tmp_path / str(alpha), base_model_dir, max_steps=2, save_steps=2, neftune_alpha=alpha)
+        final = runs.wait(runs.launch(run_dir), run_dir)
+        assert final["status"] == "completed", final
+        losses[alpha] = [round(float(e["loss"]), 4) for e in events(run_dir, "log")]
+    assert len(losses[None]) == len(losses[50.0]) == 2
+    # the first step sees the same weights and rows: only the noise can move its loss (3.8 → 8.9 here)
+    assert losses[50.0][0] > losses[None][0] + 0.5, losses
+
+
 def test_invalid_data_is_refused_before_the_model_loads(tmp_path):
     run_dir = make_run(tmp_path, "/nonexistent-model-never-loaded", max_steps=2)
     with open(run_dir / "data" / "train.jsonl", "a") as f:
