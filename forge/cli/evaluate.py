@@ -43,11 +43,14 @@ from forge.cli import Ctx, emit, fail, json_option, main, run_guarded, _progress
 @click.option("--voice/--no-voice", default=None,
               help="The voice judge (does the model write like you, copy your notes, loop): on by default when the "
                    "held-out texts are your own notes (a vault's, per the dataset's manifest); --voice forces it on.")
+@click.option("--rerun-baseline", is_flag=True,
+              help="Generate the baseline's answers again. By default they are reused from its last eval on the "
+                   "same prompts, GGUF and token budget (a base does not change between fine-tunes).")
 @json_option
 @click.pass_obj
 def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, run_id, max_tokens, timeout_s, baselines,
              keep_leaks, prompt_column, response_column, system_column, messages_column, split, voice,
-             as_json: bool) -> None:
+             rerun_baseline, as_json: bool) -> None:
     """Evaluate MODEL_ID against a baseline on held-out prompts, decoded as the companion serves each (the model's
     own decoding defaults, else greedy), with paired 95 % intervals.
     Either side may be a LoRA adapter (`forge export RUN --adapter`): it runs as its base plus the adapter, as the
@@ -65,7 +68,7 @@ def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, run_id, max_t
                            config=obj.config, baselines=baselines, keep_leaks=keep_leaks,
                            columns={"prompt_column": prompt_column, "response_column": response_column,
                                     "system_column": system_column, "messages_column": messages_column},
-                           split=split, run_id=run_id, voice=voice)
+                           split=split, run_id=run_id, voice=voice, rerun_baseline=rerun_baseline)
 
     r = run_guarded(as_json, _progress_run, "evaluating", as_json, go)
     drop = ("eval", "voice")
@@ -75,7 +78,7 @@ def eval_cmd(obj: Ctx, model_id, baseline, test_file, dataset_dir, run_id, max_t
            "comparisons": r["comparisons"], "summary": r["summary"], "leaks": r["leaks"],
            "forgetting": r["forgetting"], "heldout": r["heldout"], "voice": r.get("voice"),
            "model_id": r["model_id"], "baseline_id": r.get("baseline_id"), "systems": r["systems"],
-           "template": r["template"]}
+           "template": r["template"], "baseline_reused": r["baseline_reused"]}
 
     def human(d):
         if d["heldout"]:

@@ -11,6 +11,7 @@ import select
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from forge import child_env
@@ -103,7 +104,7 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
              dataset_dir: str | None = None, max_tokens: int | str = "auto", timeout_s: float = 60,
              progress: Progress | None = None, *, config: Config | None = None, baselines: str = "auto",
              keep_leaks: bool = False, columns: dict | None = None, split: str | None = None,
-             run_id: str | None = None, voice: bool | None = None) -> dict:
+             run_id: str | None = None, voice: bool | None = None, rerun_baseline: bool = False) -> dict:
     """Generate with the model and the baseline model on the held-out prompts, store both, and compare. The
     prompts come from test_file, dataset_dir's test.jsonl, or run_id's own held-out split (run_heldout).
 
@@ -120,7 +121,13 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
 
     `voice`: the voice judge (forge/eval/voice.py: does each system write like the person, does it copy, does it
     loop), stored with the model's metrics as "voice". None (auto) runs it when the held-out texts are the person's
-    own notes (written_by_the_person); True on any held-out set; False never."""
+    own notes (written_by_the_person); True on any held-out set; False never.
+
+    The baseline's answers are reused (`baseline_reused`, and a line in the summary) from its newest stored eval that
+    had no errors and was generated from the same GGUF and adapter files (path, size, modification time: the
+    decoding defaults live in them), on the same prompts, with the same token budget and context; a base does not
+    change between two trainings, so evaluating each new fine-tune does not pay for the base again. rerun_baseline
+    generates them anew."""
     from forge.config import Config
 
     if baselines not in BASELINE_MODES and not re.fullmatch(r"lead-[1-9]\d*", baselines):
@@ -170,13 +177,21 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
     out = {"n": len(prompts), "dataset": dataset, "max_tokens": max_tokens, "leaks": leaks, "heldout": heldout,
            "systems": {names[role]: {"id": mid, "gguf": weights[mid][0], "lora": weights[mid][1]}
                        for role, mid in roles}, "template": templates}
-    records, metrics = {}, {}
+    records, metrics, reused = {}, {}, None
     for role, mid in roles:
         gguf, lora = weights[mid]
+        made_by = answers_key(gguf, lora, max_tokens, n_ctx)
+        if role == "baseline" and not rerun_baseline and (earlier := reusable_eval(store, mid, dataset, made_by)):
+            records[role], metrics[role] = earlier["outputs"], earlier["metrics"]
+            reused = {"eval_id": earlier["id"], "created_at": earlier["created_at"],
+                      "when": earlier["created_at"][:16].replace("T", " ") + " UTC"}
+            if progress:
+                progress(mid, len(prompts), len(prompts))
+            continue
         records[role] = generate_all(gguf, prompts, max_tokens, timeout_s,
                                      (lambda d, t, m=mid: progress(m, d, t)) if progress else None, n_ctx=n_ctx,
                                      lora=lora)
-        metrics[role] = {**summarize(records[role]), "eval": info}
+        metrics[role] = {**summarize(records[role]), "eval": {**info, "answers_of": made_by}}
     if voice or (voice is None and written_by_the_person(path)):
         if progress:
             progress(VOICE_STAGE, 0, 1)
@@ -184,7 +199,8 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
         if progress:
             progress(VOICE_STAGE, 1, 1)
     for role, mid in roles:
-        store.save_eval(mid, dataset, metrics[role], records[role])
+        if not (role == "baseline" and reused):
+            store.save_eval(mid, dataset, metrics[role], records[role])
         out[role] = metrics[role]
         out[f"{role}_id"] = mid
     out["baseline_name"] = label
@@ -192,5 +208,28 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
     c = compare_records(records["model"], records.get("baseline"), label, baselines)
     forgetting = forgetting_of(store, model_id)
     out.update(lead=c["lead"], comparisons=c["vs"], headline=c["headline"], forgetting=forgetting,
-               summary=c["sentences"] + notes(leaks, forgetting, len(prompts)) + template_notes(templates))
+               summary=c["sentences"] + notes(leaks, forgetting, len(prompts)) + template_notes(templates)
+               + ([f"{label}: its answers are reused from its eval of {reused['when']} (the same GGUF, "
+                   f"prompts and token budget); --rerun-baseline generates them again"] if reused else []),
+               baseline_reused=reused)
     return out
+
+
+def answers_key(gguf: str, lora: str | None, max_tokens: int, n_ctx: int) -> dict:
+    """What a system's answers depend on besides the prompts: its files as they are now (a re-export or a new
+    registration changes the size or the time) and the generation budget."""
+    def stamp(path: str | None) -> list | None:
+        if not path:
+            return None
+        st = Path(path).stat()
+        return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
+
+    return {"gguf": stamp(gguf), "lora": stamp(lora), "max_tokens": max_tokens, "n_ctx": n_ctx}
+
+
+def reusable_eval(store: Store, model_id: str, dataset: str, made_by: dict) -> dict | None:
+    """model_id's newest stored eval on `dataset` whose answers were made as they would be now, without errors."""
+    for e in store.evals(model_id):  # newest first
+        if e["dataset"] == dataset and e["metrics"].get("eval", {}).get("answers_of") == made_by and not e["metrics"].get("errors"):
+            return e  # the dataset id hashes the prompts themselves, so the answers line up one for one
+    return None

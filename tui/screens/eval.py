@@ -197,7 +197,10 @@ class EvalScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
         except (StoreError, OSError) as e:
             self.post_message(EvalFinished(str(e)))
         else:
-            self.post_message(EvalFinished(note=(r.get("heldout") or {}).get("note")))
+            reused = r.get("baseline_reused")
+            notes = [(r.get("heldout") or {}).get("note"),
+                     reused and f"{r['baseline_name']}'s answers reused from its eval of {reused['when']}"]
+            self.post_message(EvalFinished(note=" · ".join(n for n in notes if n) or None))
 
     def on_eval_progressed(self, message: EvalProgressed) -> None:
         self.query_one("#eval-progress", ProgressBar).update(total=message.total, progress=message.done)

@@ -77,6 +77,28 @@ def test_eval_of_an_export_vs_the_base_stores_outputs_and_metrics(exported, tmp_
     assert set(r["comparisons"]) == {other} and r["headline"] == "exact_match"
 
 
+@pytest.mark.slow
+def test_the_base_answers_once_per_prompts_and_budget_and_later_evals_reuse_them(exported, tmp_path):
+    """Evaluating a second fine-tune (here the same one again) on the same prompts does not generate the base's
+    answers again: they are the stored ones, said in the summary; another budget or --rerun-baseline generates."""
+    store, config, _, model, other = exported
+    held = str(prompts_file(tmp_path, 3))
+    first = ev.evaluate(store, model, other, test_file=held, max_tokens=12, config=config, rerun_baseline=True)
+    assert first["baseline_reused"] is None and first["baseline"]["errors"] == 0
+    base_rows, model_rows = len(store.evals(other)), len(store.evals(model))
+    first_id = store.evals(other)[0]["id"]
+    again = ev.evaluate(store, model, other, test_file=held, max_tokens=12, config=config)
+    assert again["baseline_reused"]["eval_id"] == first_id
+    assert any("reused" in line and "--rerun-baseline" in line for line in again["summary"])
+    assert len(store.evals(other)) == base_rows and len(store.evals(model)) == model_rows + 1  # the model ran
+    assert again["baseline"]["exact_match"] == first["baseline"]["exact_match"]
+    assert set(again["comparisons"]) == {other}
+    other_budget = ev.evaluate(store, model, other, test_file=held, max_tokens=13, config=config)
+    assert other_budget["baseline_reused"] is None and len(store.evals(other)) == base_rows + 1
+    rerun = ev.evaluate(store, model, other, test_file=held, max_tokens=12, config=config, rerun_baseline=True)
+    assert rerun["baseline_reused"] is None and len(store.evals(other)) == base_rows + 2
+
+
 def test_bad_inputs_are_clear_errors(tmp_path, store):
     with pytest.raises(ev.EvalError, match="--test-file"):
         ev.load_prompts()
