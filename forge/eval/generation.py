@@ -5,6 +5,8 @@ the rest. `evaluate` runs the whole eval: guards, both models, the stored result
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import re
 import select
@@ -125,9 +127,11 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
 
     The baseline's answers are reused (`baseline_reused`, and a line in the summary) from its newest stored eval that
     had no errors and was generated from the same GGUF and adapter files (path, size, modification time: the
-    decoding defaults live in them), on the same prompts, with the same token budget and context; a base does not
-    change between two trainings, so evaluating each new fine-tune does not pay for the base again. rerun_baseline
-    generates them anew."""
+    decoding defaults live in them), on the same prompts, with the same token budget and context, by the same
+    llama-cpp-python and generating code; a base does not
+    change between two trainings, so evaluating each new fine-tune does not pay for the base again. A reused
+    baseline is saved again (`reused_from`), so the newest rows of the two systems are what was compared (the Eval
+    mode, reports and votes pair those). rerun_baseline generates them anew."""
     from forge.config import Config
 
     if baselines not in BASELINE_MODES and not re.fullmatch(r"lead-[1-9]\d*", baselines):
@@ -182,7 +186,9 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
         gguf, lora = weights[mid]
         made_by = answers_key(gguf, lora, max_tokens, n_ctx)
         if role == "baseline" and not rerun_baseline and (earlier := reusable_eval(store, mid, dataset, made_by)):
-            records[role], metrics[role] = earlier["outputs"], earlier["metrics"]
+            records[role] = earlier["outputs"]
+            metrics[role] = {**{k: v for k, v in earlier["metrics"].items() if k not in ("eval", "voice")},
+                             "eval": {**info, "answers_of": made_by, "reused_from": earlier["id"]}}
             reused = {"eval_id": earlier["id"], "created_at": earlier["created_at"],
                       "when": earlier["created_at"][:16].replace("T", " ") + " UTC"}
             if progress:
@@ -198,9 +204,8 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
         metrics["model"]["voice"] = judge_voice(store, records, model_id, baseline, label)
         if progress:
             progress(VOICE_STAGE, 1, 1)
-    for role, mid in roles:
-        if not (role == "baseline" and reused):
-            store.save_eval(mid, dataset, metrics[role], records[role])
+    for role, mid in roles:  # a reused baseline is saved again, so the newest rows pair exactly what was compared
+        store.save_eval(mid, dataset, metrics[role], records[role])
         out[role] = metrics[role]
         out[f"{role}_id"] = mid
     out["baseline_name"] = label
@@ -217,19 +222,37 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
 
 def answers_key(gguf: str, lora: str | None, max_tokens: int, n_ctx: int) -> dict:
     """What a system's answers depend on besides the prompts: its files as they are now (a re-export or a new
-    registration changes the size or the time) and the generation budget."""
+    registration changes the size or the time; the chat template and decoding defaults live in them), the
+    generation budget, and the generator (llama.cpp's version and forge's generating code)."""
     def stamp(path: str | None) -> list | None:
         if not path:
             return None
-        st = Path(path).stat()
+        try:
+            st = Path(path).stat()
+        except OSError:  # a missing file: nothing matches it, and generating records the error per prompt
+            return [str(path), None, None]
         return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
 
-    return {"gguf": stamp(gguf), "lora": stamp(lora), "max_tokens": max_tokens, "n_ctx": n_ctx}
+    return {"gguf": stamp(gguf), "lora": stamp(lora), "max_tokens": max_tokens, "n_ctx": n_ctx,
+            "generator": generator_version()}
+
+
+@functools.cache
+def generator_version() -> str:
+    """llama-cpp-python's version and a digest of the code that turns prompts into answers."""
+    from importlib.metadata import version
+    from importlib.util import find_spec
+
+    digest = hashlib.sha256()
+    for module in ("forge.eval.eval_child", "forge.models.llama_child", "forge.eval.metrics"):
+        digest.update(Path(find_spec(module).origin).read_bytes())
+    return f"llama-cpp-python {version('llama_cpp_python')} · {digest.hexdigest()[:12]}"
 
 
 def reusable_eval(store: Store, model_id: str, dataset: str, made_by: dict) -> dict | None:
     """model_id's newest stored eval on `dataset` whose answers were made as they would be now, without errors."""
     for e in store.evals(model_id):  # newest first
-        if e["dataset"] == dataset and e["metrics"].get("eval", {}).get("answers_of") == made_by and not e["metrics"].get("errors"):
+        made = e["metrics"].get("eval", {}).get("answers_of")
+        if e["dataset"] == dataset and made == made_by and not e["metrics"].get("errors"):
             return e  # the dataset id hashes the prompts themselves, so the answers line up one for one
     return None

@@ -90,13 +90,18 @@ def test_the_base_answers_once_per_prompts_and_budget_and_later_evals_reuse_them
     again = ev.evaluate(store, model, other, test_file=held, max_tokens=12, config=config)
     assert again["baseline_reused"]["eval_id"] == first_id
     assert any("reused" in line and "--rerun-baseline" in line for line in again["summary"])
-    assert len(store.evals(other)) == base_rows and len(store.evals(model)) == model_rows + 1  # the model ran
+    assert len(store.evals(model)) == model_rows + 1  # the model ran
+    # saved again, so the newest rows of the two (what the Eval mode, reports and votes pair) are what was compared
+    newest, firsts = store.evals(other)[0], next(e for e in store.evals(other) if e["id"] == first_id)
+    assert len(store.evals(other)) == base_rows + 1 and newest["metrics"]["eval"]["reused_from"] == first_id
+    assert newest["outputs"] == firsts["outputs"] and newest["dataset"] == firsts["dataset"]
     assert again["baseline"]["exact_match"] == first["baseline"]["exact_match"]
     assert set(again["comparisons"]) == {other}
     other_budget = ev.evaluate(store, model, other, test_file=held, max_tokens=13, config=config)
-    assert other_budget["baseline_reused"] is None and len(store.evals(other)) == base_rows + 1
+    assert other_budget["baseline_reused"] is None and "reused_from" not in store.evals(other)[0]["metrics"]["eval"]
     rerun = ev.evaluate(store, model, other, test_file=held, max_tokens=12, config=config, rerun_baseline=True)
-    assert rerun["baseline_reused"] is None and len(store.evals(other)) == base_rows + 2
+    assert rerun["baseline_reused"] is None and "reused_from" not in store.evals(other)[0]["metrics"]["eval"]
+    assert len(store.evals(other)) == base_rows + 3
 
 
 def test_bad_inputs_are_clear_errors(tmp_path, store):
