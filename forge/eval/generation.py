@@ -128,10 +128,10 @@ def evaluate(store: Store, model_id: str, baseline: str | None = "base", test_fi
     The baseline's answers are reused (`baseline_reused`, and a line in the summary) from its newest stored eval that
     had no errors and was generated from the same GGUF and adapter files (path, size, modification time: the
     decoding defaults live in them), on the same prompts, with the same token budget and context, by the same
-    llama-cpp-python and generating code; a base does not
-    change between two trainings, so evaluating each new fine-tune does not pay for the base again. A reused
-    baseline is saved again (`reused_from`), so the newest rows of the two systems are what was compared (the Eval
-    mode, reports and votes pair those). rerun_baseline generates them anew."""
+    llama-cpp-python and generating code; a base does not change between two trainings, so evaluating each new
+    fine-tune does not pay for the base again. A reused baseline is saved again (`reused_from`), so the newest rows
+    of the two systems are what was compared (the Eval mode, reports and votes pair those). rerun_baseline
+    generates them anew."""
     from forge.config import Config
 
     if baselines not in BASELINE_MODES and not re.fullmatch(r"lead-[1-9]\d*", baselines):
@@ -251,8 +251,7 @@ def generator_version() -> str:
 
 def reusable_eval(store: Store, model_id: str, dataset: str, made_by: dict) -> dict | None:
     """model_id's newest stored eval on `dataset` whose answers were made as they would be now, without errors."""
-    for e in store.evals(model_id):  # newest first
-        made = e["metrics"].get("eval", {}).get("answers_of")
-        if e["dataset"] == dataset and made == made_by and not e["metrics"].get("errors"):
+    for e in store.evals(model_id, dataset):  # newest first
+        if e["metrics"].get("eval", {}).get("answers_of") == made_by and not e["metrics"].get("errors"):
             return e  # the dataset id hashes the prompts themselves, so the answers line up one for one
     return None

@@ -36,7 +36,7 @@ def _latest_pair(store: Store, model_id: str, baseline_id: str, dataset: str | N
     for m in store.evals(model_id):
         if dataset and m["dataset"] != dataset:
             continue
-        b = next((e for e in store.evals(baseline_id) if e["dataset"] == m["dataset"]), None)
+        b = next(iter(store.evals(baseline_id, m["dataset"])), None)
         if b:
             return m, b
     return None

@@ -17,10 +17,11 @@ class EvalsMixin:
                             (model_id, dataset, json.dumps(metrics), json.dumps(outputs, ensure_ascii=False), now()))
             return cur.lastrowid
 
-    def evals(self, model_id: str | None = None) -> list[dict]:
-        sql, params = "SELECT * FROM evals", []
-        if model_id:
-            sql, params = sql + " WHERE model_id=?", [model_id]
+    def evals(self, model_id: str | None = None, dataset: str | None = None) -> list[dict]:
+        """Stored evals, newest first; only model_id's and/or only those on `dataset` when given."""
+        where = [(col, v) for col, v in (("model_id", model_id), ("dataset", dataset)) if v]
+        sql = "SELECT * FROM evals" + (" WHERE " + " AND ".join(f"{col}=?" for col, _ in where) if where else "")
+        params = [v for _, v in where]
         with self.lock:
             rows = self.conn.execute(sql + " ORDER BY id DESC", params).fetchall()
         return [dict(r) | {"metrics": json.loads(r["metrics"]), "outputs": json.loads(r["outputs"])} for r in rows]

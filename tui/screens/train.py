@@ -119,6 +119,7 @@ class TrainScreen(ReportsWorkerErrors, Screen):
         self.run_id: str | None = None
         self.run_dir: Path | None = None
         self.events_offset = 0
+        self.chosen_base: str | None = None  # the base select's last value, to tell a real change of base
         self.train_points: list[tuple[int, float]] = []
         self.eval_points: list[tuple[int, float]] = []
         # a DPO/KTO run's rewards (REWARD_KEYS → points), and its latest margin and accuracy for the stats line
@@ -248,11 +249,12 @@ class TrainScreen(ReportsWorkerErrors, Screen):
             return
         self.fill_from_recipe(str(event.value))
 
-    def fill_from_recipe(self, recipe: str) -> None:
-        """The form's fields from `recipe`'s defaults for the chosen base (a recipe may differ per base)."""
+    def fill_from_recipe(self, recipe: str, only: set[str] | None = None) -> None:
+        """The form's fields (or only those named) from `recipe`'s defaults for the chosen base (a recipe may
+        differ per base)."""
         base = self.query_one("#spec-base_model", Select).value
         for name, value in recipe_spec(recipe, base if isinstance(base, str) else None).items():
-            if any(name == field for field, _ in FORM):
+            if (only is None or name in only) and any(name == field for field, _ in FORM):
                 self.query_one(f"#spec-{name}", Input).value = str(value)
 
     @on(Select.Changed, "#spec-base_model")
@@ -260,15 +262,12 @@ class TrainScreen(ReportsWorkerErrors, Screen):
         """A real change of base with a recipe picked: the fields that recipe sets per base follow the new base
         (options refreshed or set back to the same base change nothing)."""
         base = event.value if isinstance(event.value, str) else None
-        before, self.recipe_base = getattr(self, "recipe_base", None), base
+        before, self.chosen_base = self.chosen_base, base
         recipe = self.query_one("#spec-recipe", Select).value
         if base is None or before is None or base == before or not isinstance(recipe, str):
             return
         per_base = RECIPES[recipe].per_base
-        keys = set(per_base.get(before, {})) | set(per_base.get(base, {}))
-        for name, value in recipe_spec(recipe, base).items():
-            if name in keys and any(name == field for field, _ in FORM):
-                self.query_one(f"#spec-{name}", Input).value = str(value)
+        self.fill_from_recipe(recipe, set(per_base.get(before, {})) | set(per_base.get(base, {})))
 
     @on(Select.Changed, "#spec-method")
     def method_chosen(self, event: Select.Changed) -> None:
