@@ -601,6 +601,8 @@ class ModelPool:
                     f"companion.max_loaded_models is {self.max_loaded}")
         if stage == "loading":
             return "it is still loading"
+        if stage == "checking":
+            return "its registry record and file (companion.verify_sha256) were still being checked"
         return "other models were loading first"
 
     async def _load(self, model_id: str, load, wanted: bool = True) -> None:
@@ -611,6 +613,7 @@ class ModelPool:
             if model_id in self.slots:
                 return
             try:
+                self.load_stages[model_id] = "checking"
                 record = await load(model_id)
                 self.load_stages[model_id] = "room"
                 await self._make_room(model_id, time.monotonic() + self.queue_timeout_s, wanted)
