@@ -140,9 +140,8 @@ def demo(obj: Ctx, task, adapters: bool, max_steps, heldout_limit, base_id, as_j
 
     ws = Path(obj._workspace) if obj._workspace else REPO_ROOT / "data" / "workspace-demo"
 
-    def say(msg):
-        if not as_json:
-            click.echo(msg, err=True)
+    def say(msg):  # progress goes to stderr with --json too: stdout stays the JSON document alone
+        click.echo(msg, err=True)
 
     run_guarded(as_json, bases.sync_config, obj.config)  # bases added in config.json count, as for `models bases`
     registered_in = obj.config.workspace_path()
