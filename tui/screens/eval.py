@@ -53,6 +53,7 @@ class EvalScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
         self.index = 0
         self.adapter_of: dict[str, str] = {}  # adapter id → its base's id, for the adapters in the pickers
         self.heldout_run: str | None = None  # the run the chosen model came from, offered as the held-out set
+        self.own_base: dict[str, str] = {}  # model id → its own base's registry id, once found
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -263,10 +264,16 @@ class EvalScreen(ReportsWorkerErrors, RegistersBundledBase, Screen):
             self.query_one("#eval-voice", Static).update(Markdown(text))
 
     def own_base_of(self, model_id: str) -> str | None:
-        """The registry id of the model's own base (a Gemma run's is gemma3-270m), so its side reads `base`."""
+        """The registry id of the model's own base (a Gemma run's is gemma3-270m), so its side reads `base`. Looked up
+        once per model, not on every key press."""
         from forge.eval.systems import registered_base
 
-        return registered_base(self.app.store, self.app.store.get_model(model_id, missing_ok=True))
+        base = self.own_base.get(model_id)
+        if base is None:  # (None is not kept: the base may be registered meanwhile, e.g. by this mode's first visit)
+            base = registered_base(self.app.store, self.app.store.get_model(model_id, missing_ok=True))
+            if base is not None:
+                self.own_base[model_id] = base
+        return base
 
     def show_prompt(self) -> None:
         m, b = self.pair
