@@ -1,8 +1,9 @@
 """The companion against bare llama-cpp-python, measured in one run on the same GGUF (SmolLM2-135M requantized to
 Q4_K_M), prompt and settings (greedy, 2 threads, n_ctx 2048):
 
-1. tokens/s: bare `Llama.create_chat_completion` in one process vs the same request through the companion over
-   loopback HTTP (client wall time, so HTTP, queueing and the worker pipe are all inside). Goal ≥ 0.9×.
+1. tokens/s: bare `Llama.create_chat_completion` in one process (timed in-process) vs the same requests through the
+   companion over loopback HTTP (client wall time, so HTTP, queueing and the worker pipe are all inside), for two
+   streams: --requests different prompts, and one prompt repeated as often. Goal ≥ 0.9×.
 2. swaps: two clients keep asking while the model is swapped back and forth; swap time, and the p50/p99 latency
    of requests that overlapped a swap minus the steady-state latency. Goal: 0 failures, p99 added < 1 s.
 
@@ -39,7 +40,7 @@ SUBJECTS = ("a lighthouse keeper", "a baker", "a night-train conductor", "a beek
 
 
 def prompts(n: int, distinct: bool) -> list[list[dict]]:
-    """The benchmark's requests: the same one n times, or n that differ from their first word on. A repeated prompt
+    """The benchmark's requests: the same one n times, or n that differ from their second word on. A repeated prompt
     lets bare llama-cpp-python reuse its whole cached prompt, while the companion evaluates the prompt's last
     partial batch again (its canonical batches: the same greedy answer whatever ran before, issue 24), so the
     repeated case measures that policy as much as the serving; distinct prompts are what a chat client sends."""

@@ -335,7 +335,8 @@ class ModelPool:
         self.loading: dict[str, asyncio.Task] = {}  # on-demand loads in flight: one per base, however many wait
         self.load_lock = asyncio.Lock()  # one on-demand load at a time: each makes its room first
         self.demand: dict[str, int] = {}  # requests waiting for a base to load (they keep it from being unloaded)
-        self.load_stages: dict[str, str] = {}  # on-demand loads: "room" (waiting for a base to go idle), "loading"
+        self.load_stages: dict[str, str] = {}  # on-demand loads: "checking" (its registry record and file), "room"
+        # (waiting for a base to go idle), "loading"
         self.loads = 0  # bases loaded on demand
         self.evictions = 0  # bases unloaded to make room
         self.swap_lock = asyncio.Lock()
@@ -602,7 +603,7 @@ class ModelPool:
         if stage == "loading":
             return "it is still loading"
         if stage == "checking":
-            return "its registry record and file (companion.verify_sha256) were still being checked"
+            return "its registry record and file were still being checked"
         return "other models were loading first"
 
     async def _load(self, model_id: str, load, wanted: bool = True) -> None:

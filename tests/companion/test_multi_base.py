@@ -22,7 +22,6 @@ import httpx
 import psutil
 import pytest
 
-from companion.settings import lookup_model
 from forge.models import bases
 from tests.companion.standin import TOKEN, launches, running, script, standin_app, wait_for
 
@@ -267,8 +266,7 @@ def test_a_busy_base_is_never_unloaded_a_load_waits_for_it_to_finish(tmp_path):
     ws = tmp_path / "ws"
     a = script(ws / "models" / "a", "a", reply="w0 w1 w2 w3 w4 w5 w6 w7", token_s=0.3)
     b = script(ws / "models" / "b", "b")
-    app = standin_app(ws, a, b, max_loaded_models=1, queue_timeout_s=4)
-    lookup_model(app.state.settings.config, "b")  # (imports done: on a loaded machine the first took seconds)
+    app = standin_app(ws, a, b, max_loaded_models=1, queue_timeout_s=8)  # room for b's registry check on a slow CI
     with running(app) as url:
         pool = app.state.pool
         with httpx.stream("POST", f"{url}/v1/chat/completions", timeout=30, json={
@@ -278,7 +276,7 @@ def test_a_busy_base_is_never_unloaded_a_load_waits_for_it_to_finish(tmp_path):
             refused = ask(url, "b")
             assert refused.status_code == 503 and refused.headers["retry-after"] == "5", refused.text
             message = refused.json()["error"]["message"]
-            assert message.startswith("model b was not loaded within companion.queue_timeout_s (4 s): the 1 loaded "
+            assert message.startswith("model b was not loaded within companion.queue_timeout_s (8 s): the 1 loaded "
                                       "models (a) stayed busy and companion.max_loaded_models is 1"), message
             assert launches(b) == 0 and loaded(url) == ["a"]
         wait_for(lambda: not pool.current.lock.locked() and not pool.waiting and not pool.loading,
