@@ -37,17 +37,6 @@ PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse ke
 SUBJECTS = ("a lighthouse keeper", "a baker", "a night-train conductor", "a beekeeper", "a cartographer",
             "a ferry pilot", "a clockmaker", "a fire lookout", "a glassblower", "a radio operator", "a shepherd",
             "a locksmith", "a tide-pool biologist", "a museum guard", "a bell ringer", "a cobbler")
-
-
-def prompts(n: int, distinct: bool) -> list[list[dict]]:
-    """The benchmark's requests: the same one n times, or n that differ from their second word on. A repeated prompt
-    lets bare llama-cpp-python reuse its whole cached prompt, while the companion evaluates the prompt's last
-    partial batch again (its canonical batches: the same greedy answer whatever ran before, issue 24), so the
-    repeated case measures that policy as much as the serving; distinct prompts are what a chat client sends."""
-    if not distinct:
-        return [PROMPT] * n
-    return [[{"role": "user", "content": f"{SUBJECTS[i % len(SUBJECTS)].capitalize()} finds a message in a bottle: "
-                                         f"write a short story about it (story {i + 1})."}] for i in range(n)]
 THREADS = 2
 TOKEN = "bench-token"
 
@@ -65,6 +54,17 @@ for msgs in requests:
     rows.append((out["usage"]["completion_tokens"], time.perf_counter() - t))
 print(json.dumps(rows))
 """
+
+
+def prompts(n: int, distinct: bool) -> list[list[dict]]:
+    """The benchmark's requests: the same one n times, or n that differ from their second word on. A repeated prompt
+    lets bare llama-cpp-python reuse its cached prompt up to the last token, while the companion evaluates the last
+    partial 32-token batch again (its canonical batches: the same greedy answer whatever ran before, issue 24), so the
+    repeated case measures that policy as much as the serving; distinct prompts are what a chat client sends."""
+    if not distinct:
+        return [PROMPT] * n
+    return [[{"role": "user", "content": f"{SUBJECTS[i % len(SUBJECTS)].capitalize()} finds a message in a bottle: "
+                                         f"write a short story about it (story {i + 1})."}] for i in range(n)]
 
 
 def prepare(ws: Path, base_id: str | None = None) -> tuple[Path, Path]:
