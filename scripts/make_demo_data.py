@@ -11,9 +11,17 @@ kept apart too (the training side never says "note", "forget", "ping", …). A m
 learned where a task and a time sit in a request. The answer format is the same on both sides.
 
 The training side is varied on purpose: about fifty frames, the time first or the task first or in the middle,
-with and without filler words and trailing remarks. Deterministic (seeded); re-run to regenerate:
+with and without filler words and trailing remarks; and about a third of its requests are carrier frames, the task
+and the time amid runs of words from other people's dialogues (the summaries task's), so that a model learns to
+copy the two parts out of any sentence rather than to strip fifty known frames.
 
-    python scripts/make_demo_data.py                 # writes data/demo/reminders.jsonl and reminders_heldout.jsonl
+A second held-out file, reminders_heldout_blind.jsonl, has frames written later by someone who had not seen the
+carrier frames or the first held-out set's misses: the same held-out tasks and times, frames and words of its own.
+
+Deterministic (seeded); re-run to regenerate:
+
+    python scripts/make_demo_data.py                 # writes data/demo/reminders.jsonl, reminders_heldout.jsonl
+                                                     # and reminders_heldout_blind.jsonl
     python scripts/make_demo_data.py --out DIR       # somewhere else (the tests check it reproduces the files)
 
 Also an example of making your own task: lists of parts, frames per side, a seeded shuffle, a held-out split.
@@ -21,11 +29,13 @@ Also an example of making your own task: lists of parts, frames per side, a seed
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from pathlib import Path
 
 from demo_data_cli import main, write_pair
+from make_summaries_data import build as build_summaries
 
 TASKS = [
     "call mom", "pay the electricity bill", "water the plants", "book a dentist appointment", "buy milk",
@@ -109,8 +119,73 @@ HELD_FRAMES = [
 # Words only the held-out frames use: the training frames must not contain them (checked by the tests too).
 HELD_ONLY_WORDS = {"note", "self", "forget", "ping", "heads", "jot", "poke", "supposed", "mental", "better", "todo",
                    "shout", "honest", "flag", "nudge", "buzz", "slip", "list", "plan", "skip", "radar"}
+# A second held-out set, written later and blind (by someone who saw the frames above but not the carrier frames
+# below, nor which held-out requests a model gets wrong): the same rules, words of its own, a file of its own.
+BLIND_FRAMES = [
+    "would you mind reminding me to {task} {when}?",
+    "{when} i absolutely cannot forget to {task}",
+    "alexa, remind me {when} i gotta {task}",
+    "txt me {when} so i remember to {task}",
+    "quick one: {task} {when}. ty!",
+    "reminder pls!! {task} {when} or i'm dead",
+    "uh, so {when} i'm meant to {task}, right?",
+    "note for future me: {task} {when}",
+    "stick {task} on my calendar for {when}",
+    "i keep forgetting to {task}, so remind me {when}",
+    "um remind me {when} to uh {task}",
+    "is it possible to get a reminder {when}? need to {task}",
+    "don't forget: {when} u promised to {task}",
+    "lmk {when} if i still haven't managed to {task}",
+    "ugh, {task} {when}. hate it",
+    "tasks for {when}: {task}",
+    "{task} needs doing {when}, no excuses",
+    "hey it's me, can you remind me {when}? i have to {task} lol",
+    "can u bother me {when} about needing to {task}?",
+    "ok google remind me to {task} {when} thank you",
+]
+BLIND_ONLY_WORDS = {
+    "about", "absolutely", "alexa", "bother", "calendar", "cannot", "dead", "doing", "excuses", "forgetting", "future",
+    "get", "google", "hate", "haven't", "if", "lmk", "lol", "managed", "meant", "mind", "needing", "needs", "no", "one",
+    "or", "possible", "promised", "quick", "reminding", "right", "stick", "still", "tasks", "thank", "txt", "ty", "ugh",
+    "uh", "um", "would"
+}
 
 _WORD_RE = re.compile(r"[\w']+")
+
+# Carrier frames: the task and the time inside words from elsewhere, so that the model learns to copy a task and
+# a time out of any sentence rather than to strip the fifty frames above. The words are runs of 1-4 words taken
+# from the lines of the summaries task's training dialogues (other people talking about other things), never a
+# held-out word, a number or a word of a time expression; the shapes put them before, between and after the parts.
+CARRIER_SHAPES = [
+    "{a}: {task} {when}", "{a} {task} {when}", "{a} {when}: {task}", "{task} {when}, {b}", "{when} {task}, {b}",
+    "{a} {task} {m} {when}", "{a}? {task} {when}", "{when}: {task}. {b}", "{a}, {when} {task} {m}",
+    "{a} {when} {m} {task}",
+]
+CARRIER_SHARE = 0.35
+"""The share of training requests that are carrier frames; the rest use TRAIN_FRAMES."""
+
+
+def carrier_words() -> list[list[str]]:
+    """The summaries' training lines as lists of words a carrier may use (see CARRIER_SHAPES)."""
+    banned = (HELD_ONLY_WORDS | BLIND_ONLY_WORDS | {w for t in TIMES for w in _WORD_RE.findall(t)}
+              | {"remind", "reminder", "remember"})  # asking for a reminder is the written frames' part
+    lines = []
+    for row in build_summaries()[0]:
+        for line in row["messages"][0]["content"].split("\n\n", 1)[1].split("\n"):
+            words = _WORD_RE.findall(re.sub(r"\{\{RED:.*?\}\}", " ", line.split(": ", 1)[1].lower()))
+            lines.append(["" if w in banned or not w.replace("'", "").isalpha() else w for w in words])
+    return [ws for ws in lines if any(ws)]
+
+
+def fragment(lines: list[list[str]], rng: random.Random) -> str:
+    """1-4 consecutive usable words of a random line."""
+    while True:
+        words = rng.choice(lines)
+        n = rng.randint(1, 4)
+        start = rng.randrange(len(words))
+        run = words[start:start + n]
+        if run and all(run):
+            return " ".join(run)
 
 
 def skeleton(request: str, task: str, when: str) -> str:
@@ -126,11 +201,15 @@ def split(items: list[str], rng: random.Random, held: float) -> tuple[list[str],
     return items[k:], items[:k]
 
 
-def compose(tasks, times, frames, n, rng) -> list[dict]:
-    """n distinct requests, each frame used about equally often; a few capitalised or with a trailing mark."""
+def compose(tasks, times, frames, n, rng, carriers: list[list[str]] | None = None) -> list[dict]:
+    """n distinct requests, each frame used about equally often; a few capitalised or with a trailing mark. With
+    `carriers`, a share of them (CARRIER_SHARE) are carrier frames made of those words."""
     seen, out = set(), []
     while len(out) < n:
         task, when, frame = rng.choice(tasks), rng.choice(times), frames[len(out) % len(frames)]
+        if carriers and rng.random() < CARRIER_SHARE:
+            frame = rng.choice(CARRIER_SHAPES).format(task="{task}", when="{when}", **{
+                k: fragment(carriers, rng) for k in "abm"})
         text = frame.format(task=task, when=when)
         if rng.random() < 0.15:
             text = text[0].upper() + text[1:]
@@ -144,16 +223,26 @@ def compose(tasks, times, frames, n, rng) -> list[dict]:
     return out
 
 
-def build(seed: int = 2026, n_train: int = 640, n_held: int = 100) -> tuple[list[dict], list[dict]]:
+def build(seed: int = 2026, n_train: int = 640, n_held: int = 100,
+          carriers: bool = True) -> tuple[list[dict], list[dict], list[dict]]:
+    """(training, held-out, blind held-out) requests. Both held-out sets draw on the held-out tasks and times."""
     rng = random.Random(seed)
     train_tasks, held_tasks = split(TASKS, rng, 0.2)
     train_times, held_times = split(TIMES, rng, 0.2)
-    return (compose(train_tasks, train_times, TRAIN_FRAMES, n_train, rng),
-            compose(held_tasks, held_times, HELD_FRAMES, n_held, rng))
+    train = compose(train_tasks, train_times, TRAIN_FRAMES, n_train, rng)
+    held = compose(held_tasks, held_times, HELD_FRAMES, n_held, rng)
+    # Drawn apart, so that the held-out requests stay what they were before there were carriers or a blind set.
+    if carriers:
+        train = compose(train_tasks, train_times, TRAIN_FRAMES, n_train, random.Random(seed + 1), carrier_words())
+    blind = compose(held_tasks, held_times, BLIND_FRAMES, n_held, random.Random(seed + 2))
+    return train, held, blind
 
 
 def write(out: Path) -> tuple[int, int]:
-    return write_pair(out, "reminders", *build(), ascii_only=True)
+    train, held, blind = build()
+    n = write_pair(out, "reminders", train, held, ascii_only=True)
+    (out / "reminders_heldout_blind.jsonl").write_text("".join(json.dumps(r) + "\n" for r in blind), encoding="utf-8")
+    return n
 
 
 if __name__ == "__main__":

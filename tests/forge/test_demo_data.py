@@ -43,7 +43,7 @@ def dialogue(row):
 
 
 @pytest.mark.parametrize("script, names", [
-    ("make_demo_data.py", ("reminders.jsonl", "reminders_heldout.jsonl")),
+    ("make_demo_data.py", ("reminders.jsonl", "reminders_heldout.jsonl", "reminders_heldout_blind.jsonl")),
     ("make_summaries_data.py", ("summaries.jsonl", "summaries_heldout.jsonl")),
     ("make_intent_data.py", ("intent.jsonl", "intent_heldout.jsonl")),
 ])
@@ -56,14 +56,15 @@ def test_generators_reproduce_the_committed_files(tmp_path, script, names):
         assert (tmp_path / "a" / name).read_bytes() == committed == (tmp_path / "b" / name).read_bytes(), name
 
 
-def test_reminders_held_out_frames_are_not_training_frames():
-    train, held = rows("reminders.jsonl"), rows("reminders_heldout.jsonl")
+@pytest.mark.parametrize("held_file", ["reminders_heldout.jsonl", "reminders_heldout_blind.jsonl"])
+def test_reminders_held_out_frames_are_not_training_frames(held_file):
+    train, held = rows("reminders.jsonl"), rows(held_file)
     assert len(train) >= 500 and len(held) >= 80
     train_frames, held_frames = {frame(r) for r in train}, {frame(r) for r in held}
     assert len(train_frames) >= 40 and len(held_frames) >= 15  # many frames on each side
     assert not train_frames & held_frames
     train_words = {w for f in train_frames for w in f.split()}
-    for f in held_frames:  # a word of its own in every held-out frame: "note", "forget", "ping", ...
+    for f in held_frames:  # a word of its own in every held-out frame: "note", "forget", "ping", "alexa", ...
         assert set(f.split()) - train_words, f
     # The training side puts the time first, last and in the middle (a model must learn where it sits).
     starts = {r["input"].lower().startswith(r["output"].split(" | ")[1]) for r in train}
@@ -71,8 +72,37 @@ def test_reminders_held_out_frames_are_not_training_frames():
     assert starts == {True, False} and ends == {True, False}
 
 
+def test_reminders_training_has_carrier_frames_of_other_peoples_words():
+    """About a third of the training requests wrap the task and the time in words from the summaries' dialogues,
+    before, between and after them; the fifty written frames are the rest."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_demo_data", REPO / "scripts" / "make_demo_data.py")
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        gen = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(gen)
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    train = rows("reminders.jsonl")
+    written = {" ".join(WORD.findall(f.replace("{task}", " ").replace("{when}", " "))) for f in gen.TRAIN_FRAMES}
+    carriers = [r for r in train if frame(r) not in written]
+    assert 0.25 <= len(carriers) / len(train) <= 0.45
+
+    def apart(row):  # words between the task and the time
+        task, when = row["output"].split(" | ")
+        text = row["input"].lower()
+        (a, b), (c, d) = sorted([(text.index(task), text.index(task) + len(task)),
+                                 (text.index(when), text.index(when) + len(when))])
+        return WORD.search(text[b:c]) is not None
+
+    assert sum(map(apart, carriers)) >= 20  # between the task and the time too, not only around them
+    lexicon = {w for ws in gen.carrier_words() for w in ws if w}
+    assert len(lexicon) >= 300 and not lexicon & (gen.HELD_ONLY_WORDS | gen.BLIND_ONLY_WORDS)
+
+
 def test_reminders_tasks_times_disjoint_and_the_answer_format_the_same():
-    train, held = rows("reminders.jsonl"), rows("reminders_heldout.jsonl")
+    train = rows("reminders.jsonl")
+    held = rows("reminders_heldout.jsonl") + rows("reminders_heldout_blind.jsonl")
     parts = lambda rs, i: {r["output"].split(" | ")[i] for r in rs}  # noqa: E731
     assert not parts(train, 0) & parts(held, 0)
     assert not parts(train, 1) & parts(held, 1)
