@@ -25,6 +25,8 @@ SETTINGS = {
     "greedy": {"temperature": 0.0, "seed": 0},
     "greedy+rp1.15": {"temperature": 0.0, "repeat_penalty": 1.15, "seed": 0},
     "t0.7+p0.9+rp1.15": {"temperature": 0.7, "top_p": 0.9, "repeat_penalty": 1.15, "seed": 0},
+    "t0.7+p0.9": {"temperature": 0.7, "top_p": 0.9, "seed": 0},
+    "t0.7+p0.9+rp1.05": {"temperature": 0.7, "top_p": 0.9, "repeat_penalty": 1.05, "seed": 0},
     "t1.0+p0.95+rp1.15": {"temperature": 1.0, "top_p": 0.95, "repeat_penalty": 1.15, "seed": 0},
     "t1.0+minp0.05+rp1.1": {"temperature": 1.0, "top_p": 1.0, "min_p": 0.05, "repeat_penalty": 1.1, "seed": 0},
 }

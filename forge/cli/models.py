@@ -37,9 +37,8 @@ def export(obj: Ctx, run_id, quant, template_file, allow_template_mismatch, fmt,
     the folder vLLM / SGLang / TGI / PEFT load). Prints the commands that serve the result."""
     from forge.models import export as ex
 
-    def say(stage, message):
-        if not as_json:
-            click.echo(f"[{stage}] {message}", err=True)
+    def say(stage, message):  # on stderr with --json too: stdout stays the JSON document alone
+        click.echo(f"[{stage}] {message}", err=True)
 
     def show_commands(d):
         click.echo("\nserve it with:", err=True)
