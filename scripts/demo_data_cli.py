@@ -20,7 +20,7 @@ def write_pair(out: Path, task: str, train: list[dict], held: list[dict], ascii_
     return len(train), len(held)
 
 
-def main(doc: str, write: Callable[[Path], tuple[int, int]], unit: str) -> None:
+def main(doc: str, write: Callable[[Path], tuple[int, int | str]], unit: str) -> None:
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=DEMO_DIR)
     args = ap.parse_args()

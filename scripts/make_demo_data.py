@@ -154,8 +154,10 @@ _WORD_RE = re.compile(r"[\w']+")
 
 # Carrier frames: the task and the time inside words from elsewhere, so that the model learns to copy a task and
 # a time out of any sentence rather than to strip the fifty frames above. The words are runs of 1-4 words taken
-# from the lines of the summaries task's training dialogues (other people talking about other things), never a
-# held-out word, a number or a word of a time expression; the shapes put them before, between and after the parts.
+# from the lines of the summaries task's training dialogues (other people talking about other things; so a change
+# to scripts/make_summaries_data.py changes this file too, and the tests' reproduction check says so). A carrier
+# never has a word only the held-out frames use, a digit, a word that says when (the time list's words and
+# TIME_WORDS), or a task or a time of the lists; the shapes put the runs before, between and after the two parts.
 CARRIER_SHAPES = [
     "{a}: {task} {when}", "{a} {task} {when}", "{a} {when}: {task}", "{task} {when}, {b}", "{when} {task}, {b}",
     "{a} {task} {m} {when}", "{a}? {task} {when}", "{when}: {task}. {b}", "{a}, {when} {task} {m}",
@@ -163,18 +165,43 @@ CARRIER_SHAPES = [
 ]
 CARRIER_SHARE = 0.35
 """The share of training requests that are carrier frames; the rest use TRAIN_FRAMES."""
+TIME_WORDS = {
+    "today", "tonight", "tomorrow", "yesterday", "now", "soon", "later", "then", "afterwards", "once", "earlier",
+    "early", "late", "still", "again", "o'clock", "am", "pm", "minute", "minutes", "hour", "hours", "day", "days",
+    "week", "weeks", "weekend", "month", "months", "year", "years", "morning", "afternoon", "evening", "night",
+    "noon", "midnight", "daily", "weekly", "monthly", "monday", "tuesday", "wednesday", "thursday", "friday",
+    "saturday", "sunday", "january", "february", "march", "april", "may", "june", "july", "august", "september",
+    "october", "november", "december", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "fifteen", "twenty", "thirty", "forty", "fifty", "hundred", "half", "quarter",
+}
+"""Words that say when, beyond the time list's own: a carrier with one would give a request two times."""
 
 
 def carrier_words() -> list[list[str]]:
-    """The summaries' training lines as lists of words a carrier may use (see CARRIER_SHAPES)."""
-    banned = (HELD_ONLY_WORDS | BLIND_ONLY_WORDS | {w for t in TIMES for w in _WORD_RE.findall(t)}
+    """The summaries' training lines as lists of words a carrier may use (see CARRIER_SHAPES); "" marks a word it
+    may not, so that a run never spans one."""
+    banned = (HELD_ONLY_WORDS | BLIND_ONLY_WORDS | TIME_WORDS | {w for t in TIMES for w in _WORD_RE.findall(t)}
               | {"remind", "reminder", "remember"})  # asking for a reminder is the written frames' part
     lines = []
     for row in build_summaries()[0]:
         for line in row["messages"][0]["content"].split("\n\n", 1)[1].split("\n"):
-            words = _WORD_RE.findall(re.sub(r"\{\{RED:.*?\}\}", " ", line.split(": ", 1)[1].lower()))
+            said = re.sub(r"\{\{RED:.*?\}\}", " ", line.split(": ", 1)[1].lower())
+            words = [w.strip("'") for w in _WORD_RE.findall(said)]
             lines.append(["" if w in banned or not w.replace("'", "").isalpha() else w for w in words])
     return [ws for ws in lines if any(ws)]
+
+
+def _spans(text: str, part: str) -> int:
+    """How often `part` occurs in `text` as whole words."""
+    return len(re.findall(rf"(?<![\w']){re.escape(part)}(?![\w'])", text))
+
+
+def unambiguous(text: str, task: str, when: str) -> bool:
+    """The request holds its task and its time once each, and no other task or time of the lists."""
+    low = text.lower()
+    return (_spans(low, task) == 1 and _spans(low, when) == 1
+            and not any(_spans(low, t) for t in TASKS if t != task and t not in task)
+            and not any(_spans(low, t) for t in TIMES if t != when and t not in when))
 
 
 def fragment(lines: list[list[str]], rng: random.Random) -> str:
@@ -211,6 +238,8 @@ def compose(tasks, times, frames, n, rng, carriers: list[list[str]] | None = Non
             frame = rng.choice(CARRIER_SHAPES).format(task="{task}", when="{when}", **{
                 k: fragment(carriers, rng) for k in "abm"})
         text = frame.format(task=task, when=when)
+        if carriers and not unambiguous(text, task, when):
+            continue
         if rng.random() < 0.15:
             text = text[0].upper() + text[1:]
         if rng.random() < 0.1 and text[-1].isalnum():
@@ -238,11 +267,11 @@ def build(seed: int = 2026, n_train: int = 640, n_held: int = 100,
     return train, held, blind
 
 
-def write(out: Path) -> tuple[int, int]:
+def write(out: Path) -> tuple[int, str]:
     train, held, blind = build()
-    n = write_pair(out, "reminders", train, held, ascii_only=True)
+    write_pair(out, "reminders", train, held, ascii_only=True)
     (out / "reminders_heldout_blind.jsonl").write_text("".join(json.dumps(r) + "\n" for r in blind), encoding="utf-8")
-    return n
+    return len(train), f"{len(held)} + {len(blind)} (blind)"
 
 
 if __name__ == "__main__":

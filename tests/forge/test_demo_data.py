@@ -56,12 +56,31 @@ def test_generators_reproduce_the_committed_files(tmp_path, script, names):
         assert (tmp_path / "a" / name).read_bytes() == committed == (tmp_path / "b" / name).read_bytes(), name
 
 
+def generator():
+    """scripts/make_demo_data.py as a module (its lists of frames, words, tasks and times)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_demo_data", REPO / "scripts" / "make_demo_data.py")
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        gen = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(gen)
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    return gen
+
+
+def written_frames(gen) -> set[str]:
+    return {" ".join(WORD.findall(f.replace("{task}", " ").replace("{when}", " "))) for f in gen.TRAIN_FRAMES}
+
+
 @pytest.mark.parametrize("held_file", ["reminders_heldout.jsonl", "reminders_heldout_blind.jsonl"])
 def test_reminders_held_out_frames_are_not_training_frames(held_file):
     train, held = rows("reminders.jsonl"), rows(held_file)
     assert len(train) >= 500 and len(held) >= 80
     train_frames, held_frames = {frame(r) for r in train}, {frame(r) for r in held}
-    assert len(train_frames) >= 40 and len(held_frames) >= 15  # many frames on each side
+    # many frames on each side: the written training frames alone are 40+ (the carriers add hundreds more)
+    assert len(train_frames & written_frames(generator())) >= 40 and len(held_frames) >= 15
     assert not train_frames & held_frames
     train_words = {w for f in train_frames for w in f.split()}
     for f in held_frames:  # a word of its own in every held-out frame: "note", "forget", "ping", "alexa", ...
@@ -72,20 +91,27 @@ def test_reminders_held_out_frames_are_not_training_frames(held_file):
     assert starts == {True, False} and ends == {True, False}
 
 
+def test_every_request_holds_its_task_and_time_once_and_no_other():
+    """The answer is never ambiguous: its task and its time each occur once, as whole words, and no other task or
+    time of the generator's lists is in the request (a carrier's borrowed words could otherwise bring one)."""
+    gen = generator()
+    once = lambda part, text: len(re.findall(rf"(?<![\w']){re.escape(part)}(?![\w'])", text))  # noqa: E731
+    for name in ("reminders.jsonl", "reminders_heldout.jsonl", "reminders_heldout_blind.jsonl"):
+        for r in rows(name):
+            task, when = r["output"].split(" | ")
+            text = r["input"].lower()
+            assert once(task, text) == 1 and once(when, text) == 1, (name, r)
+            others = [p for p in gen.TASKS + gen.TIMES if p not in task and p not in when and once(p, text)]
+            assert not others, (name, r, others)
+
+
 def test_reminders_training_has_carrier_frames_of_other_peoples_words():
     """About a third of the training requests wrap the task and the time in words from the summaries' dialogues,
-    before, between and after them; the fifty written frames are the rest."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("make_demo_data", REPO / "scripts" / "make_demo_data.py")
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        gen = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(gen)
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
+    before, between and after them; the fifty written frames are the rest. Those words never say when, never are
+    a number and never are a word only the held-out frames use."""
+    gen = generator()
     train = rows("reminders.jsonl")
-    written = {" ".join(WORD.findall(f.replace("{task}", " ").replace("{when}", " "))) for f in gen.TRAIN_FRAMES}
-    carriers = [r for r in train if frame(r) not in written]
+    carriers = [r for r in train if frame(r) not in written_frames(gen)]
     assert 0.25 <= len(carriers) / len(train) <= 0.45
 
     def apart(row):  # words between the task and the time
@@ -96,8 +122,12 @@ def test_reminders_training_has_carrier_frames_of_other_peoples_words():
         return WORD.search(text[b:c]) is not None
 
     assert sum(map(apart, carriers)) >= 20  # between the task and the time too, not only around them
-    lexicon = {w for ws in gen.carrier_words() for w in ws if w}
-    assert len(lexicon) >= 300 and not lexicon & (gen.HELD_ONLY_WORDS | gen.BLIND_ONLY_WORDS)
+    time_words = gen.TIME_WORDS | {w for t in gen.TIMES for w in WORD.findall(t)}
+    held_words = gen.HELD_ONLY_WORDS | gen.BLIND_ONLY_WORDS
+    used = {w for r in carriers for w in frame(r).split()}
+    assert len(used) >= 150  # many different words, not a few fillers
+    assert not used & time_words and not used & held_words
+    assert not any(c.isdigit() for w in used for c in w)
 
 
 def test_reminders_tasks_times_disjoint_and_the_answer_format_the_same():
