@@ -16,6 +16,9 @@ small talk, phrasings and risk statements are all written only for it. Determini
 
     python scripts/make_summaries_data.py            # writes data/demo/summaries.jsonl and summaries_heldout.jsonl
     python scripts/make_summaries_data.py --out DIR
+
+The reminders' carrier frames (scripts/make_demo_data.py) borrow words from this file's training lines: a change
+to those lines changes data/demo/reminders.jsonl too, so re-run both generators.
 """
 
 from __future__ import annotations
