@@ -11,12 +11,17 @@ from typing import Callable
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
 
 
+def write_jsonl(path: Path, rows: list[dict], ascii_only: bool = False) -> None:
+    """One JSON object per line. `ascii_only`: \\u-escape non-ASCII characters (the reminders files were written
+    that way)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=ascii_only) + "\n" for r in rows), encoding="utf-8")
+
+
 def write_pair(out: Path, task: str, train: list[dict], held: list[dict], ascii_only: bool = False) -> tuple[int, int]:
-    """`ascii_only`: \\u-escape non-ASCII characters (the reminders files were written that way)."""
-    out.mkdir(parents=True, exist_ok=True)
+    """TASK.jsonl and TASK_heldout.jsonl in `out` (see write_jsonl for `ascii_only`)."""
     for name, rows in ((f"{task}.jsonl", train), (f"{task}_heldout.jsonl", held)):
-        (out / name).write_text("".join(json.dumps(r, ensure_ascii=ascii_only) + "\n" for r in rows),
-                                encoding="utf-8")
+        write_jsonl(out / name, rows, ascii_only)
     return len(train), len(held)
 
 

@@ -29,12 +29,11 @@ Also an example of making your own task: lists of parts, frames per side, a seed
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from pathlib import Path
 
-from demo_data_cli import main, write_pair
+from demo_data_cli import main, write_jsonl, write_pair
 from make_summaries_data import build as build_summaries
 
 TASKS = [
@@ -270,7 +269,7 @@ def build(seed: int = 2026, n_train: int = 640, n_held: int = 100,
 def write(out: Path) -> tuple[int, str]:
     train, held, blind = build()
     write_pair(out, "reminders", train, held, ascii_only=True)
-    (out / "reminders_heldout_blind.jsonl").write_text("".join(json.dumps(r) + "\n" for r in blind), encoding="utf-8")
+    write_jsonl(out / "reminders_heldout_blind.jsonl", blind, ascii_only=True)
     return len(train), f"{len(held)} + {len(blind)} (blind)"
 
 
