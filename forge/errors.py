@@ -72,3 +72,27 @@ def format_validation_error(e, source: str | None = None, text: str | None = Non
     if len(errors) > 1:
         out += f" (and {len(errors) - 1} more)"
     return out
+
+
+class DiskSpaceError(ForgeError):
+    """Too little free disk for a step that writes model weights; raised before it writes anything."""
+
+
+def need_free_space(folder, need_bytes: int, what: str) -> None:
+    """Raise DiskSpaceError when the file system holding `folder` (or its nearest existing parent) has less than
+    `need_bytes` free, so a step that writes a gigabyte of weights stops before it starts, with one line saying how
+    much it needs, rather than failing half-way with the OS's "No space left on device"."""
+    import shutil
+    from pathlib import Path
+
+    path = Path(folder)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    free = shutil.disk_usage(path).free
+    if free < need_bytes:
+        raise DiskSpaceError(f"not enough disk space in {folder}: {what} needs about {_gb(need_bytes)} free, "
+                             f"{_gb(free)} is; free some and try again")
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"

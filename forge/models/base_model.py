@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from forge import bundled_gguf  # beside REPO_ROOT, so forge/data/tokens.py finds it without importing this
-from forge.errors import BaseModelError
+from forge.errors import BaseModelError, need_free_space
 
 # Re-exported: forge/train reaches the registry through this module (the one models module it may import)
 from forge.models.bases import DEFAULT_BASE, GEMMA3, get_base  # noqa: F401
@@ -92,6 +92,7 @@ def _materialise(target: Path, progress: Callable[[str], None] | None, source: P
     if hasattr(model, "hf_quantizer"):
         model.hf_quantizer = None
     model.is_quantized = False
+    need_free_space(target.parent, weights_bytes(model) + SIDE_FILES_BYTES, f"materialising {gguf.name}")
     say("saving safetensors and tokenizer…")
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
@@ -105,6 +106,21 @@ def _materialise(target: Path, progress: Callable[[str], None] | None, source: P
     tmp.rename(target)
     say(f"base model ready in {time.perf_counter() - t0:.0f} s")
     return target
+
+
+SIDE_FILES_BYTES = 64 * 2**20
+"""Room for what is written beside the weights (tokenizer files: Gemma's tokenizer.json is 33 MB)."""
+
+
+def weights_bytes(model) -> int:
+    """What `model.save_pretrained` writes for the weights: each tensor's storage once (tied embeddings share one)."""
+    seen, total = set(), 0
+    for t in model.state_dict().values():
+        key = (t.untyped_storage().data_ptr(), t.dtype)
+        if key not in seen:
+            seen.add(key)
+            total += t.numel() * t.element_size()
+    return total
 
 
 def resolve_base(name: str, workspace: Path, progress: Callable[[str], None] | None = None) -> Path | str:

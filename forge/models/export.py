@@ -21,6 +21,7 @@ from typing import Callable
 
 from forge import __version__
 from forge.config import Config
+from forge.errors import need_free_space
 from forge.models.commands import adapter_commands, gguf_commands
 from forge.models.gguf_meta import write_provenance  # noqa: F401 - re-exported, used below
 from forge.models.llama_child import QUANT_FTYPES, ChildFailed, finish_child, run_child, start_child
@@ -67,6 +68,10 @@ def merge(adapter: Path, base: str, out: Path) -> None:
     except Exception as e:  # safetensors / config errors: the adapter does not fit this base
         raise ExportError(f"cannot load adapter {adapter}: {type(e).__name__}: {e}") from None
     model = model.merge_and_unload()
+    from forge.models.base_model import SIDE_FILES_BYTES, weights_bytes
+
+    weights = weights_bytes(model)  # F32 here; the F16 GGUF the converter writes next is half that, beside it
+    need_free_space(out.parent, weights + weights // 2 + SIDE_FILES_BYTES, "exporting the merged model")
     model.save_pretrained(out, safe_serialization=True)
     tokenizer = AutoTokenizer.from_pretrained(adapter)
     template = (adapter / "chat_template.jinja").read_text() if (adapter / "chat_template.jinja").exists() else None
@@ -198,7 +203,9 @@ def method_keys(run_dir: Path) -> dict:
 
 
 def register_bundled_base(store: Store, config: Config) -> dict:
-    """Model `base`: the bundled SmolLM2 GGUF, copied once into the workspace's models folder."""
+    """Model `base`: the bundled SmolLM2 GGUF, put once into the workspace's models folder: a hard link to the
+    package's file where both lie on one file system (neither is ever written again; pip replaces rather than
+    rewrites a file, so the link keeps its bytes), else a copy."""
     from forge.models.base_model import bundled_gguf
 
     existing = store.get_model("base", missing_ok=True)
@@ -210,7 +217,11 @@ def register_bundled_base(store: Store, config: Config) -> dict:
     dst = dst_dir / src.name
     if not dst.exists():
         tmp = dst.with_suffix(".partial")
-        shutil.copyfile(src, tmp)
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)
+        except OSError:  # another file system, or one without hard links
+            shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
     store.register_model({"id": "base", "name": "SmolLM2-135M-Instruct (bundled)", "path": str(dst), "quant": "q4_1",
                           "bytes": dst.stat().st_size, "sha256": sha256_file(dst), "run_id": None, "status": "ready",
@@ -350,6 +361,16 @@ def _convert(job: _Job) -> None:
 
         source = prepare_for_converter(job.base_dir, source, job.work / "hf-convert")
     convert(source, job.f16)
+    _drop_weights(job.work)
+
+
+def _drop_weights(work: Path) -> None:
+    """Delete the merged HF weights once the F16 GGUF holds them (the check needs only the tokenizer files): an
+    export's scratch then peaks at the merged weights plus the F16 GGUF, not at every stage's output at once."""
+    shutil.rmtree(work / "hf-convert", ignore_errors=True)
+    for f in (work / "hf").iterdir():
+        if f.suffix in (".safetensors", ".bin") or f.name.endswith(".safetensors.index.json"):
+            f.unlink()
 
 
 def _quantize(job: _Job) -> None:
@@ -359,6 +380,7 @@ def _quantize(job: _Job) -> None:
     job.say("quantize", f"quantizing to {job.quant.upper()}")
     job.quantized = job.work / f"model-{job.quant}.gguf"
     run_child("quantize", src=str(job.f16), dst=str(job.quantized), quant=job.quant)
+    job.f16.unlink()  # the quantized file is what goes on
 
 
 def _provenance(job: _Job) -> None:
@@ -371,6 +393,7 @@ def _provenance(job: _Job) -> None:
                 **method_keys(job.run_dir)}
     write_provenance(job.quantized, job.final, job.keys, f"forge {job.run_id} ({job.quant.upper()})",
                      job.chat_template)
+    job.quantized.unlink()  # the final file is a copy of it with the provenance keys
 
 
 def _check(job: _Job) -> None:

@@ -111,6 +111,7 @@ def test_every_user_error_type_is_a_forge_error():
     from forge.data.extract.common import ExtractError
     from forge.data.tokens import TokenizerUnavailable
     from forge.demo import DemoError
+    from forge.errors import DiskSpaceError
     from forge.eval import EvalError
     from forge.llm.backtranslate import BacktranslateError
     from forge.llm.generate import GenerateError
@@ -122,5 +123,22 @@ def test_every_user_error_type_is_a_forge_error():
 
     for cls in (BacktranslateError, ConfigError, InvalidExample, DatasetError, DedupError, DemoError, EvalError,
                 ExportError, ExtractError, GenerateError, StoreError, TokenizerUnavailable, BaseModelError,
-                RunFailed, SpecError):
+                RunFailed, SpecError, DiskSpaceError):
         assert issubclass(cls, ForgeError), cls
+
+
+def test_too_little_disk_is_one_line_naming_the_folder_before_anything_is_written(tmp_path):
+    """Read off this machine's real file system: asking for more than the whole disk holds fails, with the folder
+    (a parent that exists stands in for one not made yet) and both amounts; asking for a byte passes."""
+    import shutil
+
+    from forge.errors import DiskSpaceError, need_free_space
+
+    target = tmp_path / "ws" / "models" / "bases"
+    too_much = shutil.disk_usage(tmp_path).total * 2
+    with pytest.raises(DiskSpaceError) as e:
+        need_free_space(target, too_much, "materialising gemma-3-270m-q4_k_m.gguf")
+    msg = str(e.value)
+    assert "\n" not in msg and str(target) in msg and "materialising gemma-3-270m-q4_k_m.gguf" in msg
+    assert f"{too_much / 1e9:.1f} GB" in msg and not target.exists()
+    need_free_space(target, 1, "a byte")

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from forge import bundled_gguf
 from forge.models import export as ex
 
 pytestmark = pytest.mark.slow
@@ -18,14 +19,26 @@ def trained(trained_workspace):
 @pytest.mark.parametrize("quant", ["q8_0", "q4_k_m"])
 def test_export_registers_a_gguf_with_provenance_that_generates(trained, quant):
     store, config, run_id, _ = trained
-    stages = []
-    r = ex.export_run(store, config, run_id, quant, progress=lambda stage, msg: stages.append(stage))
+    stages, scratch = [], {}
+
+    def progress(stage, msg):  # what the export's scratch folder holds as each stage starts
+        stages.append(stage)
+        work = next((config.workspace_path() / "models").glob(".*.partial"))
+        scratch.setdefault(stage, sorted(str(f.relative_to(work)) for f in work.rglob("*") if f.is_file()
+                                         and f.stat().st_size > 32 * 2**20))
+
+    r = ex.export_run(store, config, run_id, quant, progress=progress)
     assert set(r) == {"model_id", "path", "quant", "bytes", "sha256", "template_parity", "commands", "readme"}
     assert r["commands"]["llama-server"].startswith("llama-server -m ") and r["path"] in r["commands"]["llama-server"]
     readme = ex.Path(r["readme"]).read_text()
     assert "ollama create" in readme and str(ex.Path(r["path"]).parent / "Modelfile") in readme
     assert r["template_parity"] is True and r["quant"] == quant
     assert {"merge", "convert", "quantize", "provenance", "check"} <= set(stages)
+    # (files over 32 MB) each stage's output replaces the last one's: the merged weights go once the F16 GGUF holds them, the F16 once
+    # quantised, so the scratch never holds every stage's output at once
+    assert "hf/model.safetensors" in scratch["convert"]
+    assert scratch["quantize"] == ["model-f16.gguf"]
+    assert scratch["check"] == [f"{r['model_id']}.gguf"]
     meta = ex.read_metadata(r["path"])
     assert meta["forge.run_id"] == run_id and meta["forge.quant"] == quant
     assert meta["forge.dataset_hash"] == store.get_run(run_id)["meta"]["dataset_hash"]
@@ -70,6 +83,10 @@ def test_bundled_base_is_registered_and_paths_outside_models_are_refused(trained
     store, config, _, _ = trained
     base = ex.register_bundled_base(store, config)
     assert base["id"] == "base" and base["path"].startswith(str(config.workspace_path() / "models"))
+    bundled, placed = bundled_gguf().stat(), ex.Path(base["path"]).stat()
+    if bundled.st_dev == placed.st_dev:  # one file system: a link to the package's file, not a second 98 MB
+        assert placed.st_ino == bundled.st_ino
+    assert base["sha256"] == ex.sha256_file(bundled_gguf())
     with pytest.raises(ex.StoreError, match="outside the models folder"):
         store.register_model({"id": "x", "name": "x", "path": str(tmp_path / "evil.gguf")},
                              models_dir=config.workspace_path() / "models")
