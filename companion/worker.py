@@ -28,7 +28,8 @@ import time
 
 from forge import cpu_threads
 from forge.models.llama_child import (DECODING_KEY, GREEDY, adapter_metadata, apply_lora, decoding_defaults,
-                                       gguf_chat_formatter, load_llama, load_lora, provenance, sampling)
+                                       gguf_chat_formatter, load_llama, load_lora, provenance, sampling,
+                                       streamed_tail)
 
 SAMPLING = ("temperature", "top_p", "max_tokens", "stop", "seed", "presence_penalty", "frequency_penalty")
 """The OpenAI request fields a remote engine is sent (companion.remote_worker); a local model also takes llama.cpp's
@@ -242,7 +243,7 @@ class Worker:
             chunks = self.llm.create_completion(params["prompt"], stream=True, **kw)
         else:
             raise BadRequest(f"unknown op {op!r}")
-        text, finish, head = [], None, None
+        text, finish, head, last = [], None, None, None
         for chunk in chunks:
             if rid in self.cancelled:
                 finish = "cancelled"
@@ -252,10 +253,22 @@ class Worker:
             piece = (choice.get("delta") or {}).get("content") if op == "chat" else choice.get("text")
             if piece:
                 text.append(piece)
-            finish = choice.get("finish_reason") or finish
-            if stream:
+            if choice.get("finish_reason"):
+                finish, last = choice["finish_reason"], chunk  # sent after the end the stream may have lost
+            elif stream:
                 _emit({"id": rid, "chunk": chunk})
         self.cancelled.discard(rid)
+        if finish != "cancelled":
+            stops = kw.get("stop")
+            tail = streamed_tail(self.llm, "".join(text), [stops] if isinstance(stops, str) else stops)
+            if tail:
+                text.append(tail)
+                if stream:
+                    delta = {"delta": {"content": tail}} if op == "chat" else {"text": tail}
+                    _emit({"id": rid, "chunk": {**(head or {}), "choices": [
+                        {"index": 0, **delta, "logprobs": None, "finish_reason": None}]}})
+        if stream and last is not None:
+            _emit({"id": rid, "chunk": last})
         content = "".join(text)
         usage = {"prompt_tokens": self.prompt_tokens(op, params), "completion_tokens": self.count(content)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]

@@ -106,10 +106,36 @@ def canonical_llama_class():
                     self.n_tokens = keep
                     self._requires_eval = True
                     self.canon = min(self.canon, keep)
-            return super().generate(tokens, *args, **kwargs)
+            self.last_generation = (tokens, [])  # (prompt, every token sampled): see streamed_tail
+            for token in super().generate(tokens, *args, **kwargs):
+                self.last_generation[1].append(token)
+                yield token
 
     _CANONICAL.append(CanonicalLlama)
     return CanonicalLlama
+
+
+def streamed_tail(llm, streamed: str, stop: list[str] | None = None) -> str:
+    """The end of the last reply that llama-cpp-python's stream lost, "" when it lost none.
+
+    Its streaming path (abetlen/llama-cpp-python#372, open) holds back tokens that end inside a UTF-8 character,
+    then at the end decodes the held-back tokens one at a time with errors="ignore": a character split over tokens
+    there (an emoji, CJK, Greek at the token limit) vanishes, though the non-streamed reply has it. The tokens
+    CanonicalLlama.generate recorded are decoded whole here, as the non-streamed path decodes them, and cut at the
+    first stop string; what that text has past `streamed` is the lost end."""
+    import llama_cpp
+
+    prompt, tokens = getattr(llm, "last_generation", (None, None))
+    if not tokens:
+        return ""
+    tokens = list(tokens)
+    while tokens and llama_cpp.llama_vocab_is_eog(llm._model.vocab, tokens[-1]):
+        tokens.pop()
+    full = llm.detokenize(tokens, prev_tokens=prompt).decode("utf-8", errors="ignore")
+    cuts = [full.index(s) for s in (stop or []) if s and s in full]
+    if cuts:
+        full = full[:min(cuts)]
+    return full[len(streamed):] if full.startswith(streamed) else ""
 
 
 DECODING_KEY = "forge.decoding"

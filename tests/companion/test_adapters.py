@@ -98,6 +98,17 @@ def served(trained_workspace, companion_ws, tmp_path_factory):
     stop_server(c)
 
 
+@pytest.fixture(autouse=True)
+def nothing_attached_after(request):
+    """Every test attaches the adapters it needs; whatever one left attached (a failure before its DELETE) is
+    detached after it, so the next test's expectations do not fail with it."""
+    yield
+    if "served" in request.fixturenames:
+        served = request.getfixturevalue("served")
+        for adapter_id in ("tuned", "loud", "sampled"):
+            served.admin("DELETE", f"/admin/adapters/{adapter_id}")  # 404 when it is not attached
+
+
 def chat(c, model: str, stream: bool = False, **kw) -> httpx.Response:
     body = {"model": model, "messages": ASK, "max_tokens": 12, "temperature": 0, "stream": stream, **kw}
     if not stream:
