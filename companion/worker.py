@@ -251,16 +251,23 @@ class Worker:
             head = head or chunk
             choice = chunk["choices"][0]
             piece = (choice.get("delta") or {}).get("content") if op == "chat" else choice.get("text")
+            if choice.get("finish_reason"):
+                finish, last = choice["finish_reason"], chunk  # sent after the rest, below
+                continue
+            if piece is not None and not getattr(self.llm, "generating", True):
+                continue  # llama-cpp-python's tail, decoded token by token and lossy: the rest comes whole below
             if piece:
                 text.append(piece)
-            if choice.get("finish_reason"):
-                finish, last = choice["finish_reason"], chunk  # sent after the end the stream may have lost
-            elif stream:
+            if stream:
                 _emit({"id": rid, "chunk": chunk})
         self.cancelled.discard(rid)
         if finish != "cancelled":
-            stops = kw.get("stop")
-            tail = streamed_tail(self.llm, "".join(text), [stops] if isinstance(stops, str) else stops)
+            stops = kw.get("stop") or []
+            stops = [stops] if isinstance(stops, str) else list(stops)
+            if op == "chat" and self.formatter is not None:  # the template's end of turn: llama.cpp stops there too
+                own = self.formatter(messages=params["messages"]).stop
+                stops += [own] if isinstance(own, str) else list(own or [])
+            tail = streamed_tail(self.llm, "".join(text), stops)
             if tail:
                 text.append(tail)
                 if stream:

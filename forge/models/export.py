@@ -53,7 +53,9 @@ def check_adapter(adapter: Path) -> dict:
         raise ExportError(f"{adapter / 'forge_adapter.json'} is not valid JSON") from None
 
 
-def merge(adapter: Path, base: str, out: Path) -> None:
+def merge(adapter: Path, base: str, out: Path, then_gguf: bool = True) -> None:
+    """The run's LoRA merged into its base, saved as an HF folder at `out` (F32). `then_gguf`: room is also needed
+    for the F16 GGUF converted from it beside it (forge export); the HF hand-off writes the folder alone."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -71,7 +73,8 @@ def merge(adapter: Path, base: str, out: Path) -> None:
     from forge.models.base_model import SIDE_FILES_BYTES, weights_bytes
 
     weights = weights_bytes(model)  # F32 here; the F16 GGUF the converter writes next is half that, beside it
-    need_free_space(out.parent, weights + weights // 2 + SIDE_FILES_BYTES, "exporting the merged model")
+    need_free_space(out.parent, weights + (weights // 2 if then_gguf else 0) + SIDE_FILES_BYTES,
+                    "exporting the merged model")
     model.save_pretrained(out, safe_serialization=True)
     tokenizer = AutoTokenizer.from_pretrained(adapter)
     template = (adapter / "chat_template.jinja").read_text() if (adapter / "chat_template.jinja").exists() else None

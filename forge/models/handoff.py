@@ -83,7 +83,7 @@ def export_handoff(store: Store, config: Config, run_id: str, fmt: str, out: str
     try:
         if fmt == "hf":
             say("merge", "merging the adapter into its base (safetensors)")
-            merge(adapter, base_dir, tmp)
+            merge(adapter, base_dir, tmp, then_gguf=False)
         else:
             say("copy", "copying the adapter")
             shutil.copytree(adapter, tmp, ignore=shutil.ignore_patterns("FORGE_*", "forge_adapter.json", "*.partial"))

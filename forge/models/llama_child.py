@@ -107,22 +107,27 @@ def canonical_llama_class():
                     self._requires_eval = True
                     self.canon = min(self.canon, keep)
             self.last_generation = (tokens, [])  # (prompt, every token sampled): see streamed_tail
-            for token in super().generate(tokens, *args, **kwargs):
-                self.last_generation[1].append(token)
-                yield token
+            self.generating = True
+            try:
+                for token in super().generate(tokens, *args, **kwargs):
+                    self.last_generation[1].append(token)
+                    yield token
+            finally:  # closed as soon as the completion loop leaves it: what it yields after that is its tail
+                self.generating = False
 
     _CANONICAL.append(CanonicalLlama)
     return CanonicalLlama
 
 
 def streamed_tail(llm, streamed: str, stop: list[str] | None = None) -> str:
-    """The end of the last reply that llama-cpp-python's stream lost, "" when it lost none.
+    """The rest of the last reply past `streamed`, decoded as the non-streamed path decodes it.
 
-    Its streaming path (abetlen/llama-cpp-python#372, open) holds back tokens that end inside a UTF-8 character,
-    then at the end decodes the held-back tokens one at a time with errors="ignore": a character split over tokens
-    there (an emoji, CJK, Greek at the token limit) vanishes, though the non-streamed reply has it. The tokens
-    CanonicalLlama.generate recorded are decoded whole here, as the non-streamed path decodes them, and cut at the
-    first stop string; what that text has past `streamed` is the lost end."""
+    llama-cpp-python's streaming path (abetlen/llama-cpp-python#372, open) yields text while the tokens decode;
+    at bytes that do not (a sampled token can be half a character) it holds every later token back, and once
+    generation has ended decodes them one at a time with errors="ignore", so each character split over tokens in
+    that stretch vanishes, though the non-streamed reply has it. The companion's worker forwards only what was
+    yielded while CanonicalLlama was still generating (`llm.generating`) and takes the rest from here: the tokens
+    CanonicalLlama.generate recorded, decoded whole and cut at the first stop string. "" when nothing is left."""
     import llama_cpp
 
     prompt, tokens = getattr(llm, "last_generation", (None, None))
