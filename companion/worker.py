@@ -265,8 +265,7 @@ class Worker:
             stops = kw.get("stop") or []
             stops = [stops] if isinstance(stops, str) else list(stops)
             if op == "chat" and self.formatter is not None:  # the template's end of turn: llama.cpp stops there too
-                own = self.formatter(messages=params["messages"]).stop
-                stops += [own] if isinstance(own, str) else list(own or [])
+                stops.append(self.formatter.eos_token)  # (what its formatter returns as `stop`, for any messages)
             tail = streamed_tail(self.llm, "".join(text), stops)
             if tail:
                 text.append(tail)

@@ -5,9 +5,8 @@ token can be half a character: SmolLM2's "\\xe2\\x80" followed by "ς" is invali
 token at a time with errors="ignore", so every character split over tokens after that point is lost: seen in
 the suite on a temperature-2 adapter whose reply ended "ς\\n🌟💡" and streamed as "ς\\n". The companion's worker
 forwards only what was streamed while the model was generating and takes the rest from the tokens, decoded whole
-(forge.models.llama_child.streamed_tail). Here the real worker runs the bundled model with
-its tokens forced by a logits processor (the same ids on every CPU), streamed and not, in a child process as all
-llama.cpp work is."""
+(forge.models.llama_child.streamed_tail). Here the real worker runs the bundled model with its tokens forced by a
+logits processor (the same ids on every CPU), streamed and not, in a child process as all llama.cpp work is."""
 
 from __future__ import annotations
 
@@ -23,7 +22,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 
 FORCED = r"""
-import io, json, sys
+import json
 import numpy as np
 from llama_cpp import LogitsProcessorList
 from companion import worker as w

@@ -34,8 +34,8 @@ def test_export_registers_a_gguf_with_provenance_that_generates(trained, quant):
     assert "ollama create" in readme and str(ex.Path(r["path"]).parent / "Modelfile") in readme
     assert r["template_parity"] is True and r["quant"] == quant
     assert {"merge", "convert", "quantize", "provenance", "check"} <= set(stages)
-    # (files over 32 MB) each stage's output replaces the last one's: the merged weights go once the F16 GGUF holds them, the F16 once
-    # quantised, so the scratch never holds every stage's output at once
+    # (files over 32 MB) each stage's output replaces the last one's: the merged weights go once the F16 GGUF holds
+    # them, the F16 once quantised, so the scratch never holds every stage's output at once
     assert "hf/model.safetensors" in scratch["convert"]
     assert scratch["quantize"] == ["model-f16.gguf"]
     assert scratch["check"] == [f"{r['model_id']}.gguf"]
